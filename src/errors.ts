@@ -1,0 +1,88 @@
+/**
+ * @module Every error colo-proxy reports, in one place, each with a stable `code`.
+ *
+ * Codes are part of the public interface: they appear in logs, control-socket events
+ * (`BAD_INPUT`), metrics labels and CLI exit messages, so they never change meaning once
+ * released. Add new codes; do not rename old ones. Each area of the code keeps its codes
+ * in its own section below so that parallel work merges cleanly.
+ */
+
+export const codes = {
+  // --- general ---------------------------------------------------------------------------
+  COLO_ERR_INTERNAL: "internal error",
+  COLO_ERR_NOT_IMPLEMENTED: "not implemented",
+
+  // --- config / CLI ----------------------------------------------------------------------
+  COLO_ERR_CONFIG: "invalid configuration",
+  COLO_ERR_USAGE: "invalid command-line usage",
+
+  // --- wire/framing (QEMU chardev stream) ------------------------------------------------
+  COLO_ERR_FRAME_EMPTY: "frame length is zero",
+  COLO_ERR_FRAME_TOO_LARGE: "frame length exceeds the configured maximum",
+  COLO_ERR_VNET_HDR_TOO_LARGE: "vnet header length exceeds the frame length",
+
+  // --- wire/notify (Xen notify_dev) -------------------------------------------------------
+  COLO_ERR_NOTIFY_UNKNOWN: "unsupported notify_dev message",
+
+  // --- wire/pcap -------------------------------------------------------------------------
+  COLO_ERR_PCAP_BAD_MAGIC: "not a pcap or pcapng file",
+  COLO_ERR_PCAP_TRUNCATED: "capture file is truncated",
+  COLO_ERR_PCAP_BAD_RECORD: "malformed capture record",
+  COLO_ERR_PCAP_LINKTYPE: "unsupported capture link type",
+
+  // --- packet (malformed-frame reasons; returned as codes, never thrown on the hot path) --
+  COLO_ERR_PKT_TRUNCATED: "frame is shorter than its headers",
+  COLO_ERR_PKT_BAD_LENGTH: "a length field disagrees with the frame",
+  COLO_ERR_PKT_BAD_HEADER: "a header field has an impossible value",
+  COLO_ERR_PKT_EXT_CHAIN: "IPv6 extension header chain loops or overruns",
+
+  // --- compare / conntrack ---------------------------------------------------------------
+
+  // --- rewrite ---------------------------------------------------------------------------
+
+  // --- node (primary/secondary link) ------------------------------------------------------
+
+  // --- control (control socket, metrics, dashboard) ---------------------------------------
+} as const;
+
+export type ErrorCode = keyof typeof codes;
+
+/** Base class of every error colo-proxy raises; `code` is stable, `message` is for humans. */
+export class ColoError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>, options?: ErrorOptions) {
+    super(message ?? codes[code], options);
+    this.name = "ColoError";
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** Bad bytes on a chardev/link stream: the caller decides whether to reset or drop the peer. */
+export class FramingError extends ColoError {
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>) {
+    super(code, message, details);
+    this.name = "FramingError";
+  }
+}
+
+/** Invalid configuration or command line. */
+export class ConfigError extends ColoError {
+  constructor(message: string, details?: Record<string, unknown>, code: ErrorCode = "COLO_ERR_CONFIG") {
+    super(code, message, details);
+    this.name = "ConfigError";
+  }
+}
+
+/** Malformed capture file. */
+export class PcapError extends ColoError {
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>) {
+    super(code, message, details);
+    this.name = "PcapError";
+  }
+}
+
+export function isColoError(e: unknown): e is ColoError {
+  return e instanceof ColoError;
+}

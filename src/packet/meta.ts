@@ -1,0 +1,106 @@
+/**
+ * @module FrameMeta: the high-level summary of one Ethernet frame that the compare engine,
+ * the rewriter and the tools consume. `parseFrame()` (src/packet/parse.ts) fills one
+ * preallocated FrameMeta in place, so the per-packet path allocates nothing but the key string.
+ *
+ * This is the contract between src/packet and its consumers (conntrack, compare, rewrite):
+ * change it only together with them.
+ */
+
+/** parseFrame() result. 0 is success; the others map to stable error codes in errors.ts. */
+export const enum ParseStatus {
+  Ok = 0,
+  /** Frame shorter than a header it claims (COLO_ERR_PKT_TRUNCATED). */
+  Truncated = 1,
+  /** A length field disagrees with the frame (COLO_ERR_PKT_BAD_LENGTH). */
+  BadLength = 2,
+  /** Impossible header value, e.g. IHL < 5, TCP data offset < 5 (COLO_ERR_PKT_BAD_HEADER). */
+  BadHeader = 3,
+  /** IPv6 extension chain loops or overruns (COLO_ERR_PKT_EXT_CHAIN). */
+  ExtChain = 4,
+}
+
+export interface FrameMeta {
+  /** ParseStatus of the last parse; other fields are only meaningful when Ok. */
+  status: ParseStatus;
+  /** Length of the virtio-net header in front of the Ethernet header (0 when none). */
+  vnetLen: number;
+  /** Total frame length including the vnet header. */
+  frameLen: number;
+  /** Outer and inner VLAN id (12 bits), -1 when absent (802.1Q / 802.1ad QinQ). */
+  vlanOuter: number;
+  vlanInner: number;
+  /** EtherType after any VLAN tags (0x0800 IPv4, 0x86dd IPv6, 0x0806 ARP, ...). */
+  etherType: number;
+  /** Offset of the L3 header (after vnet header, Ethernet header and tags). */
+  l3Offset: number;
+  /** 4, 6, or 0 when the frame is not IP. */
+  ipVersion: number;
+  /** Final L4 protocol number (after the IPv6 extension-header walk); -1 when not IP. */
+  proto: number;
+  /** Offset of the L4 header; -1 when not IP or not the first fragment. */
+  l4Offset: number;
+  /** End of the IP datagram (l3Offset + IP total/payload length); bytes after are L2 padding. */
+  ipEnd: number;
+  /** True when the datagram is an IP fragment (IPv4 MF/offset or IPv6 fragment header). */
+  fragment: boolean;
+  /** TCP/UDP source/destination port; ICMP/ICMPv6 echo: identifier in srcPort, 0 in dstPort. */
+  srcPort: number;
+  dstPort: number;
+  /** TCP only (otherwise 0): sequence, acknowledgement (unsigned 32-bit), flags byte, header length. */
+  tcpSeq: number;
+  tcpAck: number;
+  tcpFlags: number;
+  tcpHeaderLen: number;
+  /**
+   * L4 payload: for TCP/UDP the bytes after the L4 header up to ipEnd (Ethernet padding excluded);
+   * for ICMP the bytes after the 8-byte ICMP header; for other protocols the bytes after the L3
+   * header(s); for non-IP frames the bytes after the L2 header.
+   */
+  payloadOffset: number;
+  payloadLen: number;
+  /**
+   * Flow key as seen (direction-specific), usable as a Map key. Copies of the same flow from
+   * PVM and SVM get the same key. Includes VLAN ids, L3 family, addresses, protocol, ports or
+   * ICMP identifier. Empty string when status is not Ok.
+   */
+  key: string;
+}
+
+/** TCP flag bits (the low byte of the TCP flags field). */
+export const enum TcpFlag {
+  FIN = 0x01,
+  SYN = 0x02,
+  RST = 0x04,
+  PSH = 0x08,
+  ACK = 0x10,
+  URG = 0x20,
+  ECE = 0x40,
+  CWR = 0x80,
+}
+
+export function newFrameMeta(): FrameMeta {
+  return {
+    status: ParseStatus.Truncated,
+    vnetLen: 0,
+    frameLen: 0,
+    vlanOuter: -1,
+    vlanInner: -1,
+    etherType: 0,
+    l3Offset: 0,
+    ipVersion: 0,
+    proto: -1,
+    l4Offset: -1,
+    ipEnd: 0,
+    fragment: false,
+    srcPort: 0,
+    dstPort: 0,
+    tcpSeq: 0,
+    tcpAck: 0,
+    tcpFlags: 0,
+    tcpHeaderLen: 0,
+    payloadOffset: 0,
+    payloadLen: 0,
+    key: "",
+  };
+}
