@@ -29,6 +29,8 @@ export const codes = {
   COLO_ERR_PCAP_TRUNCATED: "capture file is truncated",
   COLO_ERR_PCAP_BAD_RECORD: "malformed capture record",
   COLO_ERR_PCAP_LINKTYPE: "unsupported capture link type",
+  COLO_ERR_PCAP_VERSION: "unsupported capture file version",
+  COLO_ERR_PCAP_UNWRITABLE: "packet cannot be represented in the capture format",
 
   // --- packet (malformed-frame reasons; returned as codes, never thrown on the hot path) --
   COLO_ERR_PKT_TRUNCATED: "frame is shorter than its headers",
