@@ -20,6 +20,9 @@ export const codes = {
   COLO_ERR_FRAME_EMPTY: "frame length is zero",
   COLO_ERR_FRAME_TOO_LARGE: "frame length exceeds the configured maximum",
   COLO_ERR_VNET_HDR_TOO_LARGE: "vnet header length exceeds the frame length",
+  COLO_ERR_CHARDEV_QUEUE_FULL: "chardev output queue is full; frame dropped",
+  COLO_ERR_CHARDEV_SPEC: "invalid -chardev socket specification",
+  COLO_ERR_CHARDEV_IO: "chardev socket I/O error",
 
   // --- wire/notify (Xen notify_dev) -------------------------------------------------------
   COLO_ERR_NOTIFY_UNKNOWN: "unsupported notify_dev message",
