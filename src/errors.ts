@@ -20,6 +20,9 @@ export const codes = {
   COLO_ERR_FRAME_EMPTY: "frame length is zero",
   COLO_ERR_FRAME_TOO_LARGE: "frame length exceeds the configured maximum",
   COLO_ERR_VNET_HDR_TOO_LARGE: "vnet header length exceeds the frame length",
+  COLO_ERR_CHARDEV_QUEUE_FULL: "chardev output queue is full; frame dropped",
+  COLO_ERR_CHARDEV_SPEC: "invalid -chardev socket specification",
+  COLO_ERR_CHARDEV_IO: "chardev socket I/O error",
 
   // --- wire/notify (Xen notify_dev) -------------------------------------------------------
   COLO_ERR_NOTIFY_UNKNOWN: "unsupported notify_dev message",
@@ -29,6 +32,8 @@ export const codes = {
   COLO_ERR_PCAP_TRUNCATED: "capture file is truncated",
   COLO_ERR_PCAP_BAD_RECORD: "malformed capture record",
   COLO_ERR_PCAP_LINKTYPE: "unsupported capture link type",
+  COLO_ERR_PCAP_VERSION: "unsupported capture file version",
+  COLO_ERR_PCAP_UNWRITABLE: "packet cannot be represented in the capture format",
 
   // --- packet (malformed-frame reasons; returned as codes, never thrown on the hot path) --
   COLO_ERR_PKT_TRUNCATED: "frame is shorter than its headers",
