@@ -96,7 +96,12 @@ export const tcpFrame = fc
   .map(({ l2, ip, ...t }) => ({
     frame: b.buildTcp({ ...l2, ...ip, ...t }),
     vnetLen: l2.vnetLen ?? 0,
-    desc: { ...l2, ...ip, ...t },
+    desc: { ...l2, ...ip, ...t } as b.TcpBuild & {
+      payload: Uint8Array;
+      seq: number;
+      ack: number;
+      flags: number;
+    },
   }));
 
 export const udpFrame = fc

@@ -77,7 +77,14 @@ test("TCP option encoding: every kind, EOL padding to 4", () => {
   ]);
   assert.equal(
     Buffer.from(o).toString("hex"),
-    "020405b4" + "0402" + "080a01020304a0b0c0d0" + "01" + "030307" + "050affffffff00000005" + "1e0309" + "000000",
+    "020405b4" +
+      "0402" +
+      "080a01020304a0b0c0d0" +
+      "01" +
+      "030307" +
+      "050affffffff00000005" +
+      "1e0309" +
+      "000000",
   );
 });
 
