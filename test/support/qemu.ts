@@ -434,7 +434,7 @@ export class FramedPeer {
   /** Resolves once all written data has been handed to the kernel. */
   flush(): Promise<void> {
     return new Promise((resolve) => {
-      if (this.sock.writableLength === 0) resolve();
+      if (this.sock.writableLength === 0 || this.sock.destroyed) resolve();
       else this.sock.once("drain", () => resolve());
     });
   }
