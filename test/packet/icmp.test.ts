@@ -49,7 +49,7 @@ test("parse and emit", () => {
 test("check() and a bad checksum", () => {
   for (let n = 34; n < 42; n++) assert.equal(new IcmpPacket(PING, 34, n).check(), ParseStatus.Truncated);
   const b = Buffer.from(PING);
-  b[50] ^= 1;
+  b[50] = b[50]! ^ 1;
   assert.equal(parseIcmpRepr(new IcmpPacket(b, 34), true), ParseStatus.BadHeader);
   assert.equal(typeof parseIcmpRepr(new IcmpPacket(b, 34)), "object");
 });
