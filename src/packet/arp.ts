@@ -5,6 +5,7 @@
 import { formatIpv4, formatMac, parseIpv4, parseMac } from "./addr.ts";
 import { get16, set16 } from "./bytes.ts";
 import { ParseStatus } from "./meta.ts";
+import { View } from "./view.ts";
 
 const field = { HTYPE: 0, PTYPE: 2, HLEN: 4, PLEN: 5, OPER: 6, SHA: 8, FIXED_LEN: 8 } as const;
 export const ArpField = field;
@@ -14,22 +15,7 @@ export const enum ArpOp {
   Reply = 2,
 }
 
-export class ArpPacket {
-  buf: Uint8Array;
-  off: number;
-  end: number;
-  constructor(buf: Uint8Array, off = 0, end = buf.length) {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-  }
-  reset(buf: Uint8Array, off = 0, end = buf.length): this {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-    return this;
-  }
-
+export class ArpPacket extends View {
   /** Ok when the fixed part and the four addresses it announces fit. */
   check(): ParseStatus {
     if (this.off < 0 || this.off + field.FIXED_LEN > this.end) return ParseStatus.Truncated;

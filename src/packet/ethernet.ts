@@ -5,6 +5,7 @@
 import { formatMac, parseMac } from "./addr.ts";
 import { get16, set16 } from "./bytes.ts";
 import { ParseStatus } from "./meta.ts";
+import { View } from "./view.ts";
 
 /** Field offsets relative to the start of the Ethernet header. */
 const field = {
@@ -35,24 +36,7 @@ export function isVlanTpid(t: number): boolean {
  * A view over an Ethernet header at `off` (after any vnet header) in `buf[off, end)`.
  * Call `check()` before reading anything past the first 14 bytes.
  */
-export class EthernetFrame {
-  buf: Uint8Array;
-  off: number;
-  end: number;
-  constructor(buf: Uint8Array, off = 0, end = buf.length) {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-  }
-
-  /** Re-points this view (reuse one instance per hot loop instead of allocating). */
-  reset(buf: Uint8Array, off = 0, end = buf.length): this {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-    return this;
-  }
-
+export class EthernetFrame extends View {
   /** Ok when the header and every tag it announces fit (at most two tags are parsed). */
   check(): ParseStatus {
     if (this.off < 0 || this.off + field.HEADER_LEN > this.end) return ParseStatus.Truncated;

@@ -5,6 +5,7 @@
 import { get16, get32, set16, set32 } from "./bytes.ts";
 import { internetChecksum, verifyChecksum } from "./checksum.ts";
 import { ParseStatus } from "./meta.ts";
+import { View } from "./view.ts";
 
 const field = { TYPE: 0, CODE: 1, CHECKSUM: 2, REST: 4, ECHO_IDENT: 4, ECHO_SEQ: 6, HEADER_LEN: 8 } as const;
 export const IcmpField = field;
@@ -26,21 +27,7 @@ export function isIcmpError(type: number): boolean {
 }
 
 /** A view over an ICMPv4 message at `off`; `end` is the IP datagram end. */
-export class IcmpPacket {
-  buf: Uint8Array;
-  off: number;
-  end: number;
-  constructor(buf: Uint8Array, off = 0, end = buf.length) {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-  }
-  reset(buf: Uint8Array, off = 0, end = buf.length): this {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-    return this;
-  }
+export class IcmpPacket extends View {
   /** Ok when the 8-byte header fits. */
   check(): ParseStatus {
     return this.off >= 0 && this.off + field.HEADER_LEN <= this.end ? ParseStatus.Ok : ParseStatus.Truncated;

@@ -7,6 +7,7 @@ import { formatIpv6, formatMac } from "./addr.ts";
 import { get16, set16 } from "./bytes.ts";
 import { internetChecksum, verifyChecksum } from "./checksum.ts";
 import { ParseStatus } from "./meta.ts";
+import { OptionCursor, View } from "./view.ts";
 
 const field = {
   TYPE: 0,
@@ -47,30 +48,17 @@ export const enum NdOptionType {
  * NDP option iterator (type, length in 8-byte units): `while (c.next()) ...`. A zero length or
  * an option past the end sets `malformed` (RFC 4861 says to drop such packets).
  */
-export class NdOptionCursor {
-  buf: Uint8Array = new Uint8Array(0);
-  pos = 0;
-  end = 0;
+export class NdOptionCursor extends OptionCursor {
   type = 0;
   offset = 0;
   /** Bytes, including type and length. */
   len = 0;
-  malformed = false;
-  reset(buf: Uint8Array, start: number, end: number): this {
-    this.buf = buf;
-    this.pos = start;
-    this.end = end;
-    this.malformed = false;
-    return this;
-  }
   next(): boolean {
     const p = this.pos;
     if (p >= this.end) return false;
     const l = p + 2 <= this.end ? this.buf[p + 1]! << 3 : 0;
     if (l === 0 || p + l > this.end) {
-      this.malformed = true;
-      this.pos = this.end;
-      return false;
+      return this.stop();
     }
     this.type = this.buf[p]!;
     this.offset = p;
@@ -81,22 +69,8 @@ export class NdOptionCursor {
 }
 
 /** A view over an ICMPv6 message at `off`; `end` is the IPv6 datagram end. */
-export class Icmpv6Packet {
-  buf: Uint8Array;
-  off: number;
-  end: number;
+export class Icmpv6Packet extends View {
   readonly #cursor = new NdOptionCursor();
-  constructor(buf: Uint8Array, off = 0, end = buf.length) {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-  }
-  reset(buf: Uint8Array, off = 0, end = buf.length): this {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-    return this;
-  }
 
   /**
    * Ok when the 4-byte header fits and the type's fixed part fits (echo: 8 bytes; NS/NA: 24)

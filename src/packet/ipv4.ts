@@ -12,6 +12,7 @@ import {
   verifyChecksum,
 } from "./checksum.ts";
 import { ParseStatus } from "./meta.ts";
+import { View } from "./view.ts";
 
 const field = {
   VER_IHL: 0,
@@ -42,22 +43,7 @@ export const enum Ipv4OptionType {
  * A view over an IPv4 header at `off` in `buf[off, end)`. `end` is where the received bytes
  * stop (the frame end); the datagram itself ends at `off + totalLen` once `check()` is Ok.
  */
-export class Ipv4Packet {
-  buf: Uint8Array;
-  off: number;
-  end: number;
-  constructor(buf: Uint8Array, off = 0, end = buf.length) {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-  }
-  reset(buf: Uint8Array, off = 0, end = buf.length): this {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-    return this;
-  }
-
+export class Ipv4Packet extends View {
   /**
    * Ok when: 20 bytes exist, version is 4, IHL >= 5, the header with options fits, and the
    * total length covers the header and fits the received bytes (same rules as parseFrame).

@@ -7,6 +7,7 @@ import { formatIpv6, parseIpv6 } from "./addr.ts";
 import { get16, get32, set16, set32 } from "./bytes.ts";
 import { ipv6PseudoSum } from "./checksum.ts";
 import { ParseStatus } from "./meta.ts";
+import { OptionCursor, View } from "./view.ts";
 
 const field = {
   VER_TC_FLOW: 0,
@@ -123,22 +124,7 @@ export function walkIpv6Ext(
 }
 
 /** A view over an IPv6 fixed header at `off` in `buf[off, end)`. */
-export class Ipv6Packet {
-  buf: Uint8Array;
-  off: number;
-  end: number;
-  constructor(buf: Uint8Array, off = 0, end = buf.length) {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-  }
-  reset(buf: Uint8Array, off = 0, end = buf.length): this {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-    return this;
-  }
-
+export class Ipv6Packet extends View {
   /** Ok when the fixed header fits, version is 6, and the payload length fits the bytes. */
   check(): ParseStatus {
     if (this.off < 0 || this.off + field.HEADER_LEN > this.end) return ParseStatus.Truncated;
@@ -248,21 +234,10 @@ export class Ipv6ExtHeaderView {
  * `while (c.next()) use(c.type, c.dataOffset, c.dataLen)`. Pad1 and PadN are returned too.
  * `malformed` is set when an option runs past the end.
  */
-export class Ipv6OptionCursor {
-  buf: Uint8Array = new Uint8Array(0);
-  pos = 0;
-  end = 0;
+export class Ipv6OptionCursor extends OptionCursor {
   type = 0;
   dataOffset = 0;
   dataLen = 0;
-  malformed = false;
-  reset(buf: Uint8Array, start: number, end: number): this {
-    this.buf = buf;
-    this.pos = start;
-    this.end = end;
-    this.malformed = false;
-    return this;
-  }
   next(): boolean {
     if (this.pos >= this.end) return false;
     const t = this.buf[this.pos]!;
@@ -274,9 +249,7 @@ export class Ipv6OptionCursor {
       return true;
     }
     if (this.pos + 2 > this.end || this.pos + 2 + this.buf[this.pos + 1]! > this.end) {
-      this.malformed = true;
-      this.pos = this.end;
-      return false;
+      return this.stop();
     }
     this.dataOffset = this.pos + 2;
     this.dataLen = this.buf[this.pos + 1]!;

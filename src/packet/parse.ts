@@ -517,13 +517,18 @@ export function reverseKey(key: string): string {
   const kind = key.charCodeAt(2);
   const n = addrLen(kind);
   if (n === 0) return key;
-  const head = key.slice(0, 4);
-  const src = key.slice(4, 4 + n);
-  const dst = key.slice(4 + n, 4 + 2 * n);
-  let tail = key.slice(4 + 2 * n);
-  if (kind === FlowKind.Ports4 || kind === FlowKind.Ports6) tail = tail.charAt(1) + tail.charAt(0);
-  // Flatten the rope once so Map lookups hash a flat string.
-  return fcc(...Array.from(head + dst + src + tail, (c) => c.charCodeAt(0)));
+  // Code units, not code points: address words may form surrogate pairs.
+  const u: number[] = new Array(key.length);
+  for (let i = 0; i < key.length; i++) u[i] = key.charCodeAt(i);
+  for (let i = 0; i < n; i++) {
+    u[4 + i] = key.charCodeAt(4 + n + i);
+    u[4 + n + i] = key.charCodeAt(4 + i);
+  }
+  if (kind === FlowKind.Ports4 || kind === FlowKind.Ports6) {
+    u[4 + 2 * n] = key.charCodeAt(5 + 2 * n);
+    u[5 + 2 * n] = key.charCodeAt(4 + 2 * n);
+  }
+  return fcc(...u);
 }
 
 /** The key of the frame's opposite direction (for the rewriter: guest->client vs client->guest). */

@@ -6,6 +6,7 @@
 import { get16, get32, set16, set32 } from "./bytes.ts";
 import { checksumUpdate16, checksumUpdate32, internetChecksum, verifyChecksum } from "./checksum.ts";
 import { ParseStatus } from "./meta.ts";
+import { OptionCursor, View } from "./view.ts";
 
 const field = {
   SRC_PORT: 0,
@@ -52,25 +53,13 @@ export type TcpOption =
  * `while (c.next()) switch (c.kind) ...`. Stops at End of Option List. `malformed` is set (and
  * iteration stops) when an option's length is < 2 or runs past the header.
  */
-export class TcpOptionCursor {
-  buf: Uint8Array = new Uint8Array(0);
-  pos = 0;
-  end = 0;
+export class TcpOptionCursor extends OptionCursor {
   /** Current option: kind, start offset in buf, total length (1 for NOP), data offset/length. */
   kind = 0;
   offset = 0;
   len = 0;
   dataOffset = 0;
   dataLen = 0;
-  malformed = false;
-
-  reset(buf: Uint8Array, start: number, end: number): this {
-    this.buf = buf;
-    this.pos = start;
-    this.end = end;
-    this.malformed = false;
-    return this;
-  }
 
   next(): boolean {
     const b = this.buf;
@@ -92,9 +81,7 @@ export class TcpOptionCursor {
     }
     const l = p + 1 < this.end ? b[p + 1]! : 0;
     if (l < 2 || p + l > this.end) {
-      this.malformed = true;
-      this.pos = this.end;
-      return false;
+      return this.stop();
     }
     this.len = l;
     this.dataOffset = p + 2;
@@ -126,22 +113,8 @@ export class TcpOptionCursor {
  * A view over a TCP header at `off`; `end` is the end of the TCP segment (the IP datagram end,
  * not the frame end, so that Ethernet padding is not payload).
  */
-export class TcpPacket {
-  buf: Uint8Array;
-  off: number;
-  end: number;
+export class TcpPacket extends View {
   readonly #cursor = new TcpOptionCursor();
-  constructor(buf: Uint8Array, off = 0, end = buf.length) {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-  }
-  reset(buf: Uint8Array, off = 0, end = buf.length): this {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-    return this;
-  }
 
   /** Ok when 20 bytes exist, data offset >= 5 (else BadHeader) and the header fits (else Truncated). */
   check(): ParseStatus {

@@ -4,27 +4,13 @@
 import { get16, set16 } from "./bytes.ts";
 import { checksumUpdate16, internetChecksum, verifyChecksum } from "./checksum.ts";
 import { ParseStatus } from "./meta.ts";
+import { View } from "./view.ts";
 
 const field = { SRC_PORT: 0, DST_PORT: 2, LENGTH: 4, CHECKSUM: 6, HEADER_LEN: 8 } as const;
 export const UdpField = field;
 
 /** A view over a UDP header at `off`; `end` is the IP datagram end. */
-export class UdpPacket {
-  buf: Uint8Array;
-  off: number;
-  end: number;
-  constructor(buf: Uint8Array, off = 0, end = buf.length) {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-  }
-  reset(buf: Uint8Array, off = 0, end = buf.length): this {
-    this.buf = buf;
-    this.off = off;
-    this.end = end;
-    return this;
-  }
-
+export class UdpPacket extends View {
   /** Ok when 8 bytes exist (else Truncated) and 8 <= length <= bytes to `end` (else BadLength). */
   check(): ParseStatus {
     if (this.off < 0 || this.off + field.HEADER_LEN > this.end) return ParseStatus.Truncated;
