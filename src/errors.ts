@@ -45,6 +45,15 @@ export const codes = {
 
   // --- node (primary/secondary link) ------------------------------------------------------
 
+  // --- node/compare daemon (colo-proxy compare) --------------------------------------------
+  COLO_ERR_CONFIG_SYNTAX: "malformed QEMU-style option string",
+  COLO_ERR_CONFIG_VALUE: "invalid configuration value",
+  COLO_ERR_CONFIG_MISSING: "required configuration missing",
+  COLO_ERR_CONFIG_REF: "reference to an undefined chardev",
+  COLO_ERR_CONFIG_FILE: "unreadable or invalid config file",
+  COLO_ERR_CONFIG_UNSUPPORTED: "unsupported chardev, object or option",
+  COLO_ERR_COMPARE_BAD_INPUT: "bad input on a compare socket; that stream was reset",
+
   // --- control (control socket, metrics, dashboard) ---------------------------------------
 } as const;
 
