@@ -13,16 +13,22 @@ import {
   type CheckpointDoneResult,
   ColoStats,
   type Control,
+  type ControlTarget,
   type DaemonStatus,
   type StatsSnapshot,
   startControl,
-  type ControlTarget,
 } from "../control/index.ts";
-import type { FramingError } from "../errors.ts";
+import type { ColoError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { CHECKPOINT, DO_CHECKPOINT, NotifyDecoder, notifyPayload, PROXY_INIT, XEN_INIT_REPLY } from "../wire/notify.ts";
+import {
+  CHECKPOINT,
+  DO_CHECKPOINT,
+  NotifyDecoder,
+  notifyPayload,
+  PROXY_INIT,
+  XEN_INIT_REPLY,
+} from "../wire/notify.ts";
 import type { CompareDaemonConfig, EndpointConfig } from "./config.ts";
-import { FramedPort } from "./compare-daemon-port.ts";
 
 export interface CompareDaemonOptions {
   logger?: Logger;
@@ -39,10 +45,10 @@ export class CompareDaemon implements ControlTarget {
   readonly config: CompareDaemonConfig;
   readonly counters = new ColoStats();
   readonly engine: CompareEngine;
-  readonly primary: FramedPort;
-  readonly secondary: FramedPort;
-  readonly outdev: FramedPort;
-  readonly notify: FramedPort | undefined;
+  readonly primary: ChardevEndpoint;
+  readonly secondary: ChardevEndpoint;
+  readonly outdev: ChardevEndpoint;
+  readonly notify: ChardevEndpoint | undefined;
   control: Control | undefined;
   epoch = 0;
 
@@ -80,30 +86,34 @@ export class CompareDaemon implements ControlTarget {
     const vnetHdr = config.vnetHdr;
     const pri = this.counters.endpoint("primary_in");
     const sec = this.counters.endpoint("secondary_in");
-    this.primary = new FramedPort(config.primaryIn, { vnetHdr }, {
+    this.primary = new ChardevEndpoint({
+      spec: config.primaryIn,
+      vnetHdr,
       onFrame: (frame, vnetLen) => {
         pri.framesIn++;
         pri.bytesIn += frame.length;
         this.engine.pushPrimary(frame, vnetLen, this.#now());
       },
-      ...this.#peerHandlers("primary_in"),
     });
-    this.secondary = new FramedPort(config.secondaryIn, { vnetHdr }, {
+    this.secondary = new ChardevEndpoint({
+      spec: config.secondaryIn,
+      vnetHdr,
       onFrame: (frame, vnetLen) => {
         sec.framesIn++;
         sec.bytesIn += frame.length;
         this.engine.pushSecondary(frame, vnetLen, this.#now());
       },
-      ...this.#peerHandlers("secondary_in"),
     });
-    this.outdev = new FramedPort(config.outdev, { vnetHdr }, {
-      ...this.#peerHandlers("outdev"),
-      onCongestion: (c) => {
-        this.#outCongested = c;
-        this.#applyPause("primary");
-        this.#applyPause("secondary");
-      },
+    // outdev: released frames only; anything the peer sends us is ignored.
+    this.outdev = new ChardevEndpoint({ spec: config.outdev, vnetHdr, onFrame: () => {} });
+    this.outdev.on("congestion", (c) => {
+      this.#outCongested = c;
+      this.#applyPause("primary");
+      this.#applyPause("secondary");
     });
+    this.#watch("primary_in", this.primary);
+    this.#watch("secondary_in", this.secondary);
+    this.#watch("outdev", this.outdev);
     if (config.notifyDev !== undefined) {
       const decoder = new NotifyDecoder({
         role: "proxy",
@@ -114,17 +124,19 @@ export class CompareDaemon implements ControlTarget {
         onUnknown: (err) => this.#badInput("notify_dev", err, false),
       });
       // notify_dev never carries the vnet word here: Xen cannot send it (QEMU expects it).
-      this.notify = new FramedPort(config.notifyDev, { vnetHdr: false, maxFrameLength: 4096 }, {
+      const notify = new ChardevEndpoint({
+        spec: config.notifyDev,
+        vnetHdr: false,
+        maxFrameLength: 4096,
         onFrame: decoder.handleFrame,
-        ...this.#peerHandlers("notify_dev"),
-        onConnect: () => {
-          this.counters.setLink("notify_dev", true);
-          this.control?.emit("PEER_UP", { peer: "notify_dev", address: endpointText(config.notifyDev!) });
-          if (this.#notifyOwed) {
-            this.#notifyOwed = false;
-            this.notify?.send(notifyPayload(DO_CHECKPOINT));
-          }
-        },
+      });
+      this.notify = notify;
+      this.#watch("notify_dev", notify);
+      notify.on("connect", () => {
+        if (this.#notifyOwed) {
+          this.#notifyOwed = false;
+          notify.send(notifyPayload(DO_CHECKPOINT));
+        }
       });
     }
   }
@@ -133,7 +145,8 @@ export class CompareDaemon implements ControlTarget {
   static async start(config: CompareDaemonConfig, opts: CompareDaemonOptions = {}): Promise<CompareDaemon> {
     const d = new CompareDaemon(config, opts);
     try {
-      for (const p of d.#ports()) await p.start();
+      // Listen everywhere first: a wait=on server blocks until its peer connects, as in QEMU.
+      await Promise.all(d.#ports().map((p) => p.start()));
       if (opts.controlSocket !== null || opts.controlTcp != null) {
         d.control = await startControl(d, {
           role: "compare",
@@ -164,34 +177,31 @@ export class CompareDaemon implements ControlTarget {
     return d;
   }
 
-  #ports(): FramedPort[] {
+  #ports(): ChardevEndpoint[] {
     return [this.primary, this.secondary, this.outdev, ...(this.notify ? [this.notify] : [])];
   }
 
-  #peerHandlers(name: PortName) {
-    const ep = {
-      primary_in: this.config.primaryIn,
-      secondary_in: this.config.secondaryIn,
-      outdev: this.config.outdev,
-      notify_dev: this.config.notifyDev,
-    }[name]!;
-    return {
-      onBadInput: (err: FramingError) => this.#badInput(name, err, true),
-      onConnect: () => {
-        this.counters.setLink(name, true);
-        this.#log.info({ peer: name, address: endpointText(ep) }, "peer connected");
-        this.control?.emit("PEER_UP", { peer: name, address: endpointText(ep) });
-      },
-      onDisconnect: () => {
-        this.counters.setLink(name, false);
-        if (this.#closed) return;
-        this.#log.warn({ peer: name, address: endpointText(ep) }, "peer disconnected");
-        this.control?.emit("PEER_LOST", { peer: name, address: endpointText(ep), reason: "closed" });
-      },
-    };
+  #watch(name: PortName, ep: ChardevEndpoint): void {
+    ep.on("framing-error", (err) => this.#badInput(name, err, true));
+    ep.on("io-error", (err) => this.#log.warn({ code: err.code, peer: name }, err.message));
+    ep.on("drop", (err) => {
+      this.counters.drop(`${name}-queue-full`);
+      this.#log.error({ code: err.code, peer: name }, err.message);
+    });
+    ep.on("connect", (peer) => {
+      this.counters.setLink(name, true);
+      this.#log.info({ peer: name, address: peer }, "peer connected");
+      this.control?.emit("PEER_UP", { peer: name, address: peer });
+    });
+    ep.on("disconnect", (peer, reason) => {
+      this.counters.setLink(name, false);
+      if (this.#closed) return;
+      this.#log.warn({ peer: name, address: peer, reason }, "peer disconnected");
+      this.control?.emit("PEER_LOST", { peer: name, address: peer, reason });
+    });
   }
 
-  #badInput(source: PortName, err: FramingError, reset: boolean): void {
+  #badInput(source: PortName, err: ColoError, reset: boolean): void {
     this.counters.badInputSeen(err.code);
     const count = this.counters.badInput[err.code] ?? 0;
     this.#log.error(
@@ -230,7 +240,8 @@ export class CompareDaemon implements ControlTarget {
     const off = req.streamOffset ?? req.offset;
     if (off !== undefined) data.offset = off;
     if (req.primaryHex !== undefined) data.primary = { offset: req.hexOffset ?? 0, hex: req.primaryHex };
-    if (req.secondaryHex !== undefined) data.secondary = { offset: req.hexOffset ?? 0, hex: req.secondaryHex };
+    if (req.secondaryHex !== undefined)
+      data.secondary = { offset: req.hexOffset ?? 0, hex: req.secondaryHex };
     this.control?.emit("CHECKPOINT_REQUEST", data);
   }
 
@@ -250,18 +261,24 @@ export class CompareDaemon implements ControlTarget {
 
   /** COLO_CHECKPOINT on notify_dev, or `checkpoint-done` on the control socket. */
   checkpointDone(): CheckpointDoneResult {
-    const before = this.outdev.framesOut + this.outdev.queuedFrames;
+    const before = this.#releasedTotal();
     const droppedBefore = this.#droppedTotal();
     this.engine.checkpointDone(this.#now());
     this.epoch++;
     this.counters.checkpointDone(Date.now());
     const result = {
       epoch: this.epoch,
-      released: this.outdev.framesOut + this.outdev.queuedFrames - before,
+      released: this.#releasedTotal() - before,
       dropped: this.#droppedTotal() - droppedBefore,
     };
     this.control?.emit("CHECKPOINT_DONE", result);
     return result;
+  }
+
+  #releasedTotal(): number {
+    let n = 0;
+    for (const v of Object.values(this.counters.released)) n += v;
+    return n;
   }
 
   #droppedTotal(): number {
@@ -286,14 +303,27 @@ export class CompareDaemon implements ControlTarget {
         ["outdev", this.outdev, this.config.outdev],
         ...(this.notify ? [["notify_dev", this.notify, this.config.notifyDev!] as const] : []),
       ] as const
-    ).map(([name, port, ep]) => ({ name, state: port.connected ? ("up" as const) : ("down" as const), address: endpointText(ep) }));
+    ).map(([name, port, ep]) => ({
+      name,
+      state: port.connected ? ("up" as const) : ("down" as const),
+      address: endpointText(ep),
+    }));
     return { role: "compare", mode: this.#mode, peers, checkpointEpoch: this.epoch };
   }
 
   stats(): StatsSnapshot {
-    const out = this.counters.endpoint("outdev");
-    out.framesOut = this.outdev.framesOut;
-    out.bytesOut = this.outdev.bytesOut;
+    for (const [name, ep] of [
+      ["primary_in", this.primary],
+      ["secondary_in", this.secondary],
+      ["outdev", this.outdev],
+      ["notify_dev", this.notify],
+    ] as const) {
+      if (ep === undefined) continue;
+      const c = ep.counters;
+      const e = this.counters.endpoint(name);
+      e.framesOut = c.framesOut;
+      e.bytesOut = c.bytesOut;
+    }
     return this.counters.snapshot();
   }
 
@@ -307,6 +337,7 @@ export class CompareDaemon implements ControlTarget {
 }
 
 export function endpointText(ep: EndpointConfig): string {
-  const where = ep.kind === "unix" ? `unix:${ep.path}` : `${ep.host.includes(":") ? `[${ep.host}]` : ep.host}:${ep.port}`;
+  const where =
+    ep.kind === "unix" ? `unix:${ep.path}` : `${ep.host.includes(":") ? `[${ep.host}]` : ep.host}:${ep.port}`;
   return ep.server ? where : `connect:${where}`;
 }

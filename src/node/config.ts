@@ -7,20 +7,11 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { ConfigError } from "../errors.ts";
+import { type ChardevSocketSpec, parseChardevSpec } from "../wire/chardev-spec.ts";
 import { parsePositiveU32, parseQemuBool, parseQemuOpts, type QemuOpts } from "./config-qemu.ts";
 
-/** One socket endpoint (a QEMU socket chardev). */
-export interface EndpointConfig {
-  id: string;
-  kind: "tcp" | "unix";
-  host: string;
-  port: number;
-  path: string;
-  /** Listen (QEMU server=on) or connect. */
-  server: boolean;
-  /** Client only: ms between reconnect attempts (QEMU reconnect= is in seconds); 0 = 1000. */
-  reconnectMs: number;
-}
+/** One socket endpoint: a parsed QEMU socket chardev (src/wire/chardev-spec.ts). */
+export type EndpointConfig = ChardevSocketSpec;
 
 export interface CompareDaemonConfig {
   id: string;
@@ -59,72 +50,9 @@ const cfgErr = (
 // ---------------------------------------------------------------------------------------------
 // chardevs
 
-/** Keys of QEMU's socket chardev that we honour or can safely ignore. */
-const CHARDEV_KEYS = new Set([
-  "id",
-  "host",
-  "port",
-  "path",
-  "server",
-  "wait",
-  "reconnect",
-  "nodelay",
-  "ipv4",
-  "ipv6",
-  "to",
-  "mux",
-  "logappend",
-  "abstract",
-  "tight",
-]);
-
 /** `-chardev socket,id=pri,host=127.0.0.1,port=9001,server=on,wait=off` (or path=...). */
 export function parseChardev(text: string): EndpointConfig {
-  const what = "--chardev";
-  const q = parseQemuOpts(text, what);
-  if (q.type !== "socket") {
-    throw cfgErr(
-      "COLO_ERR_CONFIG_UNSUPPORTED",
-      `${what} '${text}': only 'socket' chardevs are supported (QEMU colo-compare needs socket chardevs too)`,
-      { type: q.type },
-    );
-  }
-  for (const k of q.opts.keys()) {
-    if (!CHARDEV_KEYS.has(k)) {
-      throw cfgErr("COLO_ERR_CONFIG_UNSUPPORTED", `${what} '${text}': option '${k}' is not supported`, {
-        key: k,
-      });
-    }
-  }
-  const id = q.opts.get("id");
-  if (id === undefined || id === "")
-    throw cfgErr("COLO_ERR_CONFIG_MISSING", `${what} '${text}': 'id=' is required`);
-  const bool = (k: string, dflt: boolean) => {
-    const v = q.opts.get(k);
-    return v === undefined ? dflt : parseQemuBool(v, k, `${what} ${id}`);
-  };
-  const server = bool("server", false);
-  const reconnectS = q.opts.get("reconnect");
-  const reconnectMs =
-    reconnectS === undefined ? 0 : parsePositiveU32(reconnectS, "reconnect", `${what} ${id}`) * 1000;
-  const path = q.opts.get("path");
-  if (path !== undefined) {
-    if (q.opts.has("host") || q.opts.has("port")) {
-      throw cfgErr("COLO_ERR_CONFIG_VALUE", `${what} ${id}: give either path= or host=/port=, not both`);
-    }
-    return { id, kind: "unix", host: "", port: 0, path, server, reconnectMs };
-  }
-  const portS = q.opts.get("port");
-  if (portS === undefined)
-    throw cfgErr("COLO_ERR_CONFIG_MISSING", `${what} ${id}: 'port=' (or 'path=') is required`);
-  const port = /^\d+$/.test(portS) ? Number(portS) : Number.NaN;
-  if (!(port >= 0 && port <= 65535))
-    throw cfgErr("COLO_ERR_CONFIG_VALUE", `${what} ${id}: port '${portS}' is not 0..65535`);
-  // QEMU's default host for a server is all interfaces; ours is loopback (safer default).
-  const host = q.opts.get("host") || "127.0.0.1";
-  if (!server && port === 0)
-    throw cfgErr("COLO_ERR_CONFIG_VALUE", `${what} ${id}: a client chardev needs a non-zero port`);
-  return { id, kind: "tcp", host, port, path: "", server, reconnectMs };
+  return parseChardevSpec(text);
 }
 
 /**
@@ -138,21 +66,21 @@ export function parseAddress(id: string, addr: string): EndpointConfig {
     server = false;
     a = a.slice("connect:".length);
   }
+  const role = server ? ",server=on,wait=off" : "";
   if (a.startsWith("unix:") || a.includes("/")) {
     const path = a.startsWith("unix:") ? a.slice(5) : a;
     if (path === "") throw cfgErr("COLO_ERR_CONFIG_VALUE", `${id}: empty UNIX socket path in '${addr}'`);
-    return { id, kind: "unix", host: "", port: 0, path, server, reconnectMs: 0 };
+    return parseChardevSpec(`socket,id=${id},path=${path.replaceAll(",", ",,")}${role}`);
   }
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(a);
-  const port = m === null ? Number.NaN : Number(m[3]);
-  if (m === null || !(port >= 0 && port <= 65535) || (!server && port === 0)) {
+  const m = /^(?:\[([^\]]+)\]|([^:,]*)):(\d+)$/.exec(a);
+  if (m === null) {
     throw cfgErr(
       "COLO_ERR_CONFIG_VALUE",
       `${id}: '${addr}' is not HOST:PORT, unix:PATH or connect:HOST:PORT`,
       { address: addr },
     );
   }
-  return { id, kind: "tcp", host: m[1] ?? (m[2] || "127.0.0.1"), port, path: "", server, reconnectMs: 0 };
+  return parseChardevSpec(`socket,id=${id},host=${m[1] ?? (m[2] || "127.0.0.1")},port=${m[3]}${role}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,30 +294,16 @@ export function resolveCompareConfig(raw: RawCompareOptions): CompareDaemonConfi
       if (/[:/]/.test(v)) return parseAddress(key, v);
       throw cfgErr("COLO_ERR_CONFIG_REF", `${key}=${v}: no --chardev with id '${v}'`, { key, id: v });
     }
-    if (v.path !== undefined) {
-      if (v.host !== undefined || v.port !== undefined)
-        throw cfgErr("COLO_ERR_CONFIG_VALUE", `${key}: give either path or host/port`);
-      return {
-        id: key,
-        kind: "unix",
-        host: "",
-        port: 0,
-        path: v.path,
-        server: v.server ?? true,
-        reconnectMs: (v.reconnect ?? 0) * 1000,
-      };
-    }
-    if (v.port === undefined)
+    if (v.path === undefined && v.port === undefined)
       throw cfgErr("COLO_ERR_CONFIG_MISSING", `${key}: 'port' or 'path' is required`, { key });
-    return {
-      id: key,
-      kind: "tcp",
-      host: v.host ?? "127.0.0.1",
-      port: v.port,
-      path: "",
-      server: v.server ?? true,
-      reconnectMs: (v.reconnect ?? 0) * 1000,
-    };
+    const server = v.server ?? true;
+    let text = `socket,id=${key}`;
+    if (v.path !== undefined) text += `,path=${v.path.replaceAll(",", ",,")}`;
+    if (v.host !== undefined) text += `,host=${v.host}`;
+    if (v.port !== undefined) text += `,port=${v.port}`;
+    if (server) text += ",server=on,wait=off";
+    else if (v.reconnect !== undefined) text += `,reconnect=${v.reconnect}`;
+    return parseChardevSpec(text);
   };
   const need = (key: "primary_in" | "secondary_in" | "outdev") => {
     const e = resolve(key);
@@ -440,7 +354,7 @@ export function resolveCompareConfig(raw: RawCompareOptions): CompareDaemonConfi
 }
 
 function sameEndpoint(a: EndpointConfig, b: EndpointConfig): boolean {
-  if (a.kind !== b.kind) return false;
-  if (a.kind === "unix") return a.path === b.path;
+  if (a.transport !== b.transport) return false;
+  if (a.transport === "unix") return a.path === b.path;
   return a.host === b.host && a.port === b.port && a.port !== 0;
 }

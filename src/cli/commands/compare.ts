@@ -155,7 +155,12 @@ export function parseCompareArgs(argv: string[]): ParsedCompareArgs {
         controlTcp = value;
         break;
       case "log-level":
-        if (!isLogLevel(value)) throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(", ")}`, undefined, "COLO_ERR_CONFIG_VALUE");
+        if (!isLogLevel(value))
+          throw new ConfigError(
+            `--log-level must be one of ${LOG_LEVELS.join(", ")}`,
+            undefined,
+            "COLO_ERR_CONFIG_VALUE",
+          );
         raw.log_level = value;
         break;
     }
