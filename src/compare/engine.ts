@@ -11,13 +11,13 @@
 import { extractFlow, formatFlow, type ProtocolName, protocolName } from "../conntrack/flow.ts";
 import { ConnTable } from "../conntrack/table.ts";
 import { ColoError } from "../errors.ts";
-import { parseFrame } from "../packet/parse.ts";
 import { type FrameMeta, newFrameMeta, ParseStatus, TcpFlag } from "../packet/meta.ts";
+import { parseFrame } from "../packet/parse.ts";
 import { checkParam, resolveConfig } from "./config.ts";
 import { CompareConn } from "./conn.ts";
 import { dumpAround, firstDifference } from "./explain.ts";
 import { type Held, HeldSide, HeldStore } from "./held.ts";
-import { PassthroughRules, type PassthroughRule } from "./passthrough.ts";
+import { type PassthroughRule, PassthroughRules } from "./passthrough.ts";
 import { type BadInputCode, type CompareStats, newStats, snapshotStats } from "./stats.ts";
 import type {
   CheckpointReason,
@@ -312,7 +312,9 @@ export class CompareEngine {
       );
     }
     if (st.secondaryFrames !== st.discarded + st.heldSecondary) {
-      problems.push(`secondary in ${st.secondaryFrames} != discarded ${st.discarded} + held ${st.heldSecondary}`);
+      problems.push(
+        `secondary in ${st.secondaryFrames} != discarded ${st.discarded} + held ${st.heldSecondary}`,
+      );
     }
     const sumBy = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
     if (sumBy(st.releasedBy) !== st.released) problems.push("releasedBy does not sum to released");

@@ -12,7 +12,10 @@ import type { CheckpointRequest, CompareSink, DiscardReason, ReleaseReason, Side
 import {
   type CheckpointDoneResult,
   ColoStats,
+  type ConnectionInfo,
   type Control,
+  type ControlParamName,
+  type ControlParams,
   type ControlTarget,
   type DaemonStatus,
   type StatsSnapshot,
@@ -20,6 +23,7 @@ import {
 } from "../control/index.ts";
 import type { ColoError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { ChardevEndpoint } from "../wire/chardev.ts";
 import {
   CHECKPOINT,
   DO_CHECKPOINT,
@@ -159,7 +163,7 @@ export class CompareDaemon implements ControlTarget {
       await d.close();
       throw e;
     }
-    d.#timer = setInterval(() => d.engine.tick(d.#now()), config.expiredScanCycle);
+    d.#timer = setInterval(d.#tick, config.expiredScanCycle);
     d.#log.info(
       {
         id: config.id,
@@ -176,6 +180,8 @@ export class CompareDaemon implements ControlTarget {
     );
     return d;
   }
+
+  readonly #tick = (): void => this.engine.tick(this.#now());
 
   #ports(): ChardevEndpoint[] {
     return [this.primary, this.secondary, this.outdev, ...(this.notify ? [this.notify] : [])];
@@ -287,6 +293,37 @@ export class CompareDaemon implements ControlTarget {
     return n;
   }
 
+  connections(): ConnectionInfo[] {
+    return this.engine.connections(this.#now(), 10_000).map((c) => ({
+      flow: c.flow,
+      protocol: c.protocol,
+      state: c.state,
+      primaryQueue: c.primaryQueued,
+      secondaryQueue: c.secondaryQueued,
+      oldestHeldMs: c.primaryQueued + c.secondaryQueued > 0 ? c.oldestHeldMs : null,
+      bytesCompared: c.bytesCompared,
+      passthrough: c.state === "passthrough",
+    }));
+  }
+
+  params(): ControlParams {
+    const c = this.engine.config;
+    return {
+      compare_timeout: c.compareTimeout,
+      expired_scan_cycle: c.expiredScanCycle,
+      max_queue_size: c.maxQueueSize,
+    };
+  }
+
+  setParam(name: ControlParamName, value: number): void {
+    this.engine.setParam(name, value);
+    if (name === "expired_scan_cycle" && this.#timer !== null) {
+      clearInterval(this.#timer);
+      this.#timer = setInterval(this.#tick, value);
+    }
+    this.#log.info({ name, value }, "parameter changed");
+  }
+
   failover(): void {
     if (this.#mode === "failover") return;
     this.#mode = "failover";
@@ -338,6 +375,8 @@ export class CompareDaemon implements ControlTarget {
 
 export function endpointText(ep: EndpointConfig): string {
   const where =
-    ep.kind === "unix" ? `unix:${ep.path}` : `${ep.host.includes(":") ? `[${ep.host}]` : ep.host}:${ep.port}`;
+    ep.transport === "unix"
+      ? `unix:${ep.path}`
+      : `${ep.host.includes(":") ? `[${ep.host}]` : ep.host}:${ep.port}`;
   return ep.server ? where : `connect:${where}`;
 }
