@@ -50,7 +50,14 @@ export class CompareConn extends TrackedConn {
   flushedEndSet = false;
   flushedEnd = 0;
 
-  constructor(key: string, serial: number, flow: FlowTuple, now: number, protocol: ProtocolName, text: string) {
+  constructor(
+    key: string,
+    serial: number,
+    flow: FlowTuple,
+    now: number,
+    protocol: ProtocolName,
+    text: string,
+  ) {
     super(key, serial, flow, now);
     this.protocol = protocol;
     this.stream = protocol === "tcp";

@@ -11,13 +11,13 @@
 import { extractFlow, formatFlow, type ProtocolName, protocolName } from "../conntrack/flow.ts";
 import { ConnTable } from "../conntrack/table.ts";
 import { ColoError } from "../errors.ts";
-import { parseFrame } from "../packet/parse.ts";
 import { type FrameMeta, newFrameMeta, ParseStatus, TcpFlag } from "../packet/meta.ts";
+import { parseFrame } from "../packet/parse.ts";
 import { checkParam, resolveConfig } from "./config.ts";
 import { CompareConn } from "./conn.ts";
 import { dumpAround, firstDifference } from "./explain.ts";
 import { type Held, HeldSide, HeldStore } from "./held.ts";
-import { PassthroughRules, type PassthroughRule } from "./passthrough.ts";
+import { type PassthroughRule, PassthroughRules } from "./passthrough.ts";
 import { type BadInputCode, type CompareStats, newStats, snapshotStats } from "./stats.ts";
 import type {
   CheckpointReason,
@@ -312,7 +312,9 @@ export class CompareEngine {
       );
     }
     if (st.secondaryFrames !== st.discarded + st.heldSecondary) {
-      problems.push(`secondary in ${st.secondaryFrames} != discarded ${st.discarded} + held ${st.heldSecondary}`);
+      problems.push(
+        `secondary in ${st.secondaryFrames} != discarded ${st.discarded} + held ${st.heldSecondary}`,
+      );
     }
     const sumBy = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
     if (sumBy(st.releasedBy) !== st.released) problems.push("releasedBy does not sum to released");
@@ -364,8 +366,8 @@ export class CompareEngine {
   // Connection table
 
   #lookup(m: FrameMeta, frame: Buffer, now: number, side: Side): CompareConn {
-    // Fragments carry no (or partial) L4 header: compare them as datagrams in their own flow.
-    const key = m.fragment ? `${m.key}#frag` : m.key;
+    // Fragments have their own (protocol-only) key, so they are compared as datagrams.
+    const key = m.key;
     const found = this.#table.get(key);
     if (found !== undefined) return found;
     const t = this.#table;
@@ -854,7 +856,7 @@ export class CompareEngine {
   /** FIFO: the oldest primary is matched against the oldest equal secondary. */
   #runDatagram(c: CompareConn, now: number): void {
     for (let p = c.primary.head; p !== null && c.secondary.head !== null; p = c.primary.head) {
-      let s = c.secondary.head;
+      let s: Held | null = c.secondary.head;
       while (s !== null) {
         if (
           s.len === p.len &&
@@ -865,8 +867,7 @@ export class CompareEngine {
         s = s.next;
       }
       if (s === null) {
-        const o = c.secondary.head!;
-        this.#datagramMiscompare(c, p, o, now);
+        this.#datagramMiscompare(c, p, c.secondary.head!, now);
         return;
       }
       c.bytesCompared += p.len;

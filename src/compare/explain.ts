@@ -8,7 +8,13 @@ const BEFORE = 8;
 const WINDOW = 32;
 
 /** Index (0-based, relative to the starts) of the first differing byte in the first `n` bytes; -1 if equal. */
-export function firstDifference(a: Uint8Array, aStart: number, b: Uint8Array, bStart: number, n: number): number {
+export function firstDifference(
+  a: Uint8Array,
+  aStart: number,
+  b: Uint8Array,
+  bStart: number,
+  n: number,
+): number {
   for (let i = 0; i < n; i++) if (a[aStart + i] !== b[bStart + i]) return i;
   return -1;
 }

@@ -167,7 +167,10 @@ function formatEndpoint(e: Endpoint): string {
 
 /** Parses one rule; throws ColoError COLO_ERR_COMPARE_RULE with the reason. */
 export function parsePassthroughRule(text: string): PassthroughRule {
-  const toks = text.trim().split(/\s+/).filter((t) => t !== "");
+  const toks = text
+    .trim()
+    .split(/\s+/)
+    .filter((t) => t !== "");
   if (toks.length === 0) throw fail(text, "empty rule");
   let proto = -1;
   let arp = false;
@@ -179,12 +182,14 @@ export function parsePassthroughRule(text: string): PassthroughRule {
     const lower = tok.toLowerCase();
     if (lower === "vlan") {
       const v = toks[++i];
-      if (v === undefined || !/^\d{1,4}$/.test(v) || Number(v) > 4095) throw fail(text, "vlan needs an id 0-4095");
+      if (v === undefined || !/^\d{1,4}$/.test(v) || Number(v) > 4095)
+        throw fail(text, "vlan needs an id 0-4095");
       if (vlan >= 0) throw fail(text, "vlan given twice");
       vlan = Number(v);
     } else if (lower === "proto") {
       const v = toks[++i];
-      if (v === undefined || !/^\d{1,3}$/.test(v) || Number(v) > 255) throw fail(text, "proto needs a number 0-255");
+      if (v === undefined || !/^\d{1,3}$/.test(v) || Number(v) > 255)
+        throw fail(text, "proto needs a number 0-255");
       if (protoSeen) throw fail(text, "protocol given twice");
       protoSeen = true;
       proto = Number(v);
@@ -261,7 +266,8 @@ export class PassthroughRules {
   /** Adds a rule (text or parsed); returns its id. Adding an existing rule returns the existing id. */
   add(rule: string | PassthroughRule): { id: number; rule: PassthroughRule; added: boolean } {
     const r = typeof rule === "string" ? parsePassthroughRule(rule) : rule;
-    for (const [id, existing] of this.#rules) if (existing.text === r.text) return { id, rule: existing, added: false };
+    for (const [id, existing] of this.#rules)
+      if (existing.text === r.text) return { id, rule: existing, added: false };
     const id = this.#nextId++;
     this.#rules.set(id, r);
     return { id, rule: r, added: true };

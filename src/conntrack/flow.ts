@@ -154,7 +154,8 @@ function endpoint(addr: Uint8Array, port: number, withPort: boolean): string {
  */
 export function formatFlow(t: FlowTuple): string {
   let vlan = "";
-  if (t.vlanOuter >= 0) vlan = t.vlanInner >= 0 ? `vlan ${t.vlanOuter}.${t.vlanInner} ` : `vlan ${t.vlanOuter} `;
+  if (t.vlanOuter >= 0)
+    vlan = t.vlanInner >= 0 ? `vlan ${t.vlanOuter}.${t.vlanInner} ` : `vlan ${t.vlanOuter} `;
   if (t.family === 0 || t.src.length === 0) {
     const name = t.etherType === 0x0806 ? "arp" : `ethertype 0x${t.etherType.toString(16).padStart(4, "0")}`;
     return `${vlan}${name}`;
