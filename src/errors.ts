@@ -58,7 +58,12 @@ export const codes = {
   COLO_ERR_CONFIG_REF: "reference to an undefined chardev",
   COLO_ERR_CONFIG_FILE: "unreadable or invalid config file",
   COLO_ERR_CONFIG_UNSUPPORTED: "unsupported chardev, object or option",
-  COLO_ERR_COMPARE_BAD_INPUT: "bad input on a compare socket; that stream was reset",
+
+  // --- node/guest (QEMU control, checkpoint executor) --------------------------------------
+  COLO_ERR_QMP: "QMP command failed or QMP connection lost",
+  COLO_ERR_QEMU_EXITED: "a QEMU process exited unexpectedly",
+  COLO_ERR_GUEST_TIMEOUT: "a guest did not reach the expected state in time",
+  COLO_ERR_CHECKPOINT_FAILED: "checkpoint (migration of the primary's state to a new secondary) failed",
 
   // --- control (control socket, metrics, dashboard) ---------------------------------------
   COLO_ERR_CTL_BAD_JSON: "control request is not valid JSON",

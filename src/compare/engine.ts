@@ -366,8 +366,8 @@ export class CompareEngine {
   // Connection table
 
   #lookup(m: FrameMeta, frame: Buffer, now: number, side: Side): CompareConn {
-    // Fragments carry no (or partial) L4 header: compare them as datagrams in their own flow.
-    const key = m.fragment ? `${m.key}#frag` : m.key;
+    // Fragments have their own (protocol-only) key, so they are compared as datagrams.
+    const key = m.key;
     const found = this.#table.get(key);
     if (found !== undefined) return found;
     const t = this.#table;
@@ -856,7 +856,7 @@ export class CompareEngine {
   /** FIFO: the oldest primary is matched against the oldest equal secondary. */
   #runDatagram(c: CompareConn, now: number): void {
     for (let p = c.primary.head; p !== null && c.secondary.head !== null; p = c.primary.head) {
-      let s = c.secondary.head;
+      let s: Held | null = c.secondary.head;
       while (s !== null) {
         if (
           s.len === p.len &&
@@ -867,8 +867,7 @@ export class CompareEngine {
         s = s.next;
       }
       if (s === null) {
-        const o = c.secondary.head!;
-        this.#datagramMiscompare(c, p, o, now);
+        this.#datagramMiscompare(c, p, c.secondary.head!, now);
         return;
       }
       c.bytesCompared += p.len;
