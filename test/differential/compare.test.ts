@@ -9,7 +9,7 @@ import { describe, test } from "node:test";
 import { qemuSkipReason } from "../support/qemu.ts";
 import { expected, type Outcome, runScenario } from "./scenario.ts";
 import { scenarios } from "./scenarios.ts";
-import { coloProxyCliTarget, coloProxyTarget, qemuTarget } from "./targets.ts";
+import { coloProxyTarget, qemuTarget } from "./targets.ts";
 
 describe("colo-proxy compare vs QEMU colo-compare", { concurrency: 4 }, () => {
   for (const sc of scenarios) {
