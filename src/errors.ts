@@ -44,6 +44,8 @@ export const codes = {
   // --- compare / conntrack ---------------------------------------------------------------
 
   // --- rewrite ---------------------------------------------------------------------------
+  COLO_ERR_REWRITE_OBJECT: "invalid filter-rewriter object specification",
+  COLO_ERR_REWRITE_UNEXPECTED_FRAME: "frame received on a rewriter output chardev (ignored)",
 
   // --- node (primary/secondary link) ------------------------------------------------------
 
