@@ -49,6 +49,12 @@ export const codes = {
 
   // --- node (primary/secondary link) ------------------------------------------------------
 
+  // --- node/guest (QEMU control, checkpoint executor) --------------------------------------
+  COLO_ERR_QMP: "QMP command failed or QMP connection lost",
+  COLO_ERR_QEMU_EXITED: "a QEMU process exited unexpectedly",
+  COLO_ERR_GUEST_TIMEOUT: "a guest did not reach the expected state in time",
+  COLO_ERR_CHECKPOINT_FAILED: "checkpoint (migration of the primary's state to a new secondary) failed",
+
   // --- control (control socket, metrics, dashboard) ---------------------------------------
   COLO_ERR_CTL_BAD_JSON: "control request is not valid JSON",
   COLO_ERR_CTL_BAD_REQUEST: "control request is not an object with a string 'execute'",
