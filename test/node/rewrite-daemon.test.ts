@@ -27,6 +27,7 @@ import {
   tempDir,
   waitUntil,
 } from "../support/qemu.ts";
+import { hubNetdevArgs } from "../support/qemu-rewriter.ts";
 
 const ROLES = ["tx_in", "tx_out", "rx_in", "rx_out"] as const;
 type Peers = Record<(typeof ROLES)[number], FramedPeer>;
@@ -225,25 +226,13 @@ describe("colo-proxy rewrite between QEMU's filter-redirectors", () => {
   test("drop-in for filter-rewriter: QEMU redirectors → daemon → QEMU, output equals the engine's (itself byte-identical to QEMU's rewriter)", async (t) => {
     if (skipWithoutQemu(t)) return;
     const dir = tempDir(t, "colo-rwq-");
-    const dgram = (id: string) =>
-      `dgram,id=${id},local.type=unix,local.path=${path.join(dir, `${id}l.sock`)},` +
-      `remote.type=unix,remote.path=${path.join(dir, `${id}r.sock`)}`;
     // Filter order matters: tx walks creation order, rx the reverse; injected frames continue
     // from the injecting redirector. The daemon takes the rewriter's place in the chain.
     const q = await startQemu(
       {
         dir,
         chardevs: ["rin_tx", "rin_rx", "rout_tx", "rout_rx", "q_tx_in", "q_tx_out", "q_rx_in", "q_rx_out"],
-        args: [
-          "-netdev",
-          dgram("n0"),
-          "-netdev",
-          "hubport,id=hp0,hubid=0,netdev=n0",
-          "-netdev",
-          dgram("n1"),
-          "-netdev",
-          "hubport,id=hp1,hubid=0,netdev=n1",
-        ],
+        args: hubNetdevArgs(dir),
         objects: [
           "filter-redirector,id=f1,netdev=n0,queue=tx,indev=rin_tx",
           "filter-redirector,id=f2,netdev=n0,queue=rx,outdev=rout_rx",
