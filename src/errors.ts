@@ -41,6 +41,14 @@ export const codes = {
   // --- rewrite ---------------------------------------------------------------------------
 
   // --- node (primary/secondary link) ------------------------------------------------------
+  COLO_ERR_LINK_PROTOCOL: "malformed or unexpected message on the primary/secondary link",
+  COLO_ERR_LINK_VERSION: "link protocol version mismatch",
+  COLO_ERR_LINK_ROLE: "link peer has the wrong role",
+  COLO_ERR_LINK_SETTINGS: "link peer's settings differ from ours",
+  COLO_ERR_LINK_AUTH: "link peer failed authentication",
+  COLO_ERR_LINK_TIMEOUT: "link peer lost (no heartbeat)",
+  COLO_ERR_LINK_PEER_ERROR: "link peer reported an error and closed",
+  COLO_ERR_LINK_CLOSED: "link closed",
 
   // --- control (control socket, metrics, dashboard) ---------------------------------------
 } as const;
