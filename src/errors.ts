@@ -20,6 +20,9 @@ export const codes = {
   COLO_ERR_FRAME_EMPTY: "frame length is zero",
   COLO_ERR_FRAME_TOO_LARGE: "frame length exceeds the configured maximum",
   COLO_ERR_VNET_HDR_TOO_LARGE: "vnet header length exceeds the frame length",
+  COLO_ERR_CHARDEV_QUEUE_FULL: "chardev output queue is full; frame dropped",
+  COLO_ERR_CHARDEV_SPEC: "invalid -chardev socket specification",
+  COLO_ERR_CHARDEV_IO: "chardev socket I/O error",
 
   // --- wire/notify (Xen notify_dev) -------------------------------------------------------
   COLO_ERR_NOTIFY_UNKNOWN: "unsupported notify_dev message",
@@ -29,6 +32,8 @@ export const codes = {
   COLO_ERR_PCAP_TRUNCATED: "capture file is truncated",
   COLO_ERR_PCAP_BAD_RECORD: "malformed capture record",
   COLO_ERR_PCAP_LINKTYPE: "unsupported capture link type",
+  COLO_ERR_PCAP_VERSION: "unsupported capture file version",
+  COLO_ERR_PCAP_UNWRITABLE: "packet cannot be represented in the capture format",
 
   // --- packet (malformed-frame reasons; returned as codes, never thrown on the hot path) --
   COLO_ERR_PKT_TRUNCATED: "frame is shorter than its headers",
@@ -50,7 +55,30 @@ export const codes = {
   COLO_ERR_LINK_PEER_ERROR: "link peer reported an error and closed",
   COLO_ERR_LINK_CLOSED: "link closed",
 
+  // --- node/guest (QEMU control, checkpoint executor) --------------------------------------
+  COLO_ERR_QMP: "QMP command failed or QMP connection lost",
+  COLO_ERR_QEMU_EXITED: "a QEMU process exited unexpectedly",
+  COLO_ERR_GUEST_TIMEOUT: "a guest did not reach the expected state in time",
+  COLO_ERR_CHECKPOINT_FAILED: "checkpoint (migration of the primary's state to a new secondary) failed",
+
   // --- control (control socket, metrics, dashboard) ---------------------------------------
+  COLO_ERR_CTL_BAD_JSON: "control request is not valid JSON",
+  COLO_ERR_CTL_BAD_REQUEST: "control request is not an object with a string 'execute'",
+  COLO_ERR_CTL_LINE_TOO_LONG: "control request line exceeds the maximum length",
+  COLO_ERR_CTL_UNKNOWN_COMMAND: "unknown control command",
+  COLO_ERR_CTL_BAD_ARGS: "invalid arguments for control command",
+  COLO_ERR_CTL_COMMAND_FAILED: "control command failed",
+  COLO_ERR_CTL_NEGOTIATION: "capabilities negotiation error",
+  COLO_ERR_CTL_SLOW_CLIENT: "control client output buffer overflow; client dropped",
+  COLO_ERR_CTL_TOO_MANY_CLIENTS: "too many control clients",
+  COLO_ERR_CTL_SOCKET_IN_USE: "control socket is in use by a running daemon",
+  COLO_ERR_CTL_CONNECT: "cannot connect to the control socket",
+  COLO_ERR_CTL_PROTOCOL: "unexpected message from the control socket",
+  COLO_ERR_CTL_TIMEOUT: "no reply from the control socket in time",
+  COLO_ERR_CTL_BAD_RULE: "invalid passthrough rule",
+  COLO_ERR_CTL_BAD_PARAM: "unknown or out-of-range parameter",
+  COLO_ERR_CTL_ON_CHECKPOINT: "on-checkpoint command failed",
+  COLO_ERR_CTL_HTTP: "bad HTTP request to the metrics or dashboard endpoint",
 } as const;
 
 export type ErrorCode = keyof typeof codes;
