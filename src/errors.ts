@@ -54,6 +54,7 @@ export const codes = {
   COLO_ERR_LINK_TIMEOUT: "link peer lost (no heartbeat)",
   COLO_ERR_LINK_PEER_ERROR: "link peer reported an error and closed",
   COLO_ERR_LINK_CLOSED: "link closed",
+  COLO_ERR_LINK_LISTEN: "cannot listen on the link address",
 
   // --- node/guest (QEMU control, checkpoint executor) --------------------------------------
   COLO_ERR_QMP: "QMP command failed or QMP connection lost",
