@@ -42,6 +42,10 @@ export const codes = {
   COLO_ERR_PKT_EXT_CHAIN: "IPv6 extension header chain loops or overruns",
 
   // --- compare / conntrack ---------------------------------------------------------------
+  COLO_ERR_COMPARE_RULE: "invalid passthrough rule",
+  COLO_ERR_COMPARE_RULE_NOT_FOUND: "no such passthrough rule",
+  COLO_ERR_COMPARE_PARAM: "invalid compare parameter",
+  COLO_ERR_COMPARE_INVARIANT: "compare engine accounting invariant violated",
 
   // --- rewrite ---------------------------------------------------------------------------
 
