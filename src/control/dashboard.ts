@@ -48,10 +48,10 @@ export interface DashboardOptions {
 export interface Tick {
   /** Wall-clock seconds. */
   t: number;
-  /** Released primary frames per second over the last interval. */
-  releasedPerSec: number;
-  /** Checkpoint requests per second over the last interval, by reason. */
-  requestsPerSec: Record<string, number>;
+  /** Released primary frames per second over the last interval; null without a previous tick. */
+  releasedPerSec: number | null;
+  /** Checkpoint requests per second over the last interval, by reason (null values without a previous tick). */
+  requestsPerSec: Record<string, number | null>;
   /** Hold-time percentiles (ms) of frames released during the last interval; null when none. */
   holdMs: { p50: number | null; p90: number | null; p99: number | null };
   totals: {
@@ -186,9 +186,9 @@ export class Dashboard {
     const released = total(stats.released);
     const prev = this.#prev;
     const dt = prev === null ? 0 : (nowMs - prev.timeMs) / 1000;
-    const requestsPerSec: Record<string, number> = {};
+    const requestsPerSec: Record<string, number | null> = {};
     for (const [reason, n] of Object.entries(stats.checkpointRequests)) {
-      requestsPerSec[reason] = dt > 0 ? (n - (prev?.requests[reason] ?? 0)) / dt : 0;
+      requestsPerSec[reason] = dt > 0 ? (n - (prev?.requests[reason] ?? 0)) / dt : null;
     }
     const hold = deltaHistogram(stats.holdTime, prev?.hold ?? null);
     this.#prev = { timeMs: nowMs, released, requests: { ...stats.checkpointRequests }, hold: stats.holdTime };
@@ -200,7 +200,7 @@ export class Dashboard {
     for (const byProto of Object.values(stats.miscompares)) miscompares += total(byProto);
     return {
       t: nowMs / 1000,
-      releasedPerSec: dt > 0 && prev !== null ? (released - prev.released) / dt : 0,
+      releasedPerSec: dt > 0 && prev !== null ? (released - prev.released) / dt : null,
       requestsPerSec,
       holdMs: {
         p50: ms(histogramQuantile(hold, 0.5)),
@@ -236,6 +236,10 @@ export class Dashboard {
     if (path === "/api/state") {
       const body = JSON.stringify({ tick: this.#makeTickPreview(), miscompares: this.#miscompares });
       res.writeHead(200, { "content-type": "application/json" }).end(body);
+      return;
+    }
+    if (path === "/favicon.ico") {
+      res.writeHead(204).end();
       return;
     }
     if (path === "/events") {

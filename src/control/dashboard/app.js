@@ -115,7 +115,11 @@ function onTick(t) {
       charts.requests.addSeries({ label: reason, stroke: color, width: 2 }, state.requests.reasons.length);
     }
   }
-  push(state.requests.data, [t.t, ...state.requests.reasons.map((r) => t.requestsPerSec[r] ?? 0)]);
+  const noRate = t.releasedPerSec === null ? null : 0;
+  push(state.requests.data, [
+    t.t,
+    ...state.requests.reasons.map((r) => (r in t.requestsPerSec ? t.requestsPerSec[r] : noRate)),
+  ]);
   charts.requests.setData(state.requests.data);
   push(state.hold.data, [t.t, t.holdMs.p50, t.holdMs.p90, t.holdMs.p99]);
   charts.hold.setData(state.hold.data);
