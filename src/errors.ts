@@ -48,6 +48,8 @@ export const codes = {
   COLO_ERR_COMPARE_INVARIANT: "compare engine accounting invariant violated",
 
   // --- rewrite ---------------------------------------------------------------------------
+  COLO_ERR_REWRITE_OBJECT: "invalid filter-rewriter object specification",
+  COLO_ERR_REWRITE_UNEXPECTED_FRAME: "frame received on a rewriter output chardev (ignored)",
 
   // --- node (primary/secondary link) ------------------------------------------------------
   COLO_ERR_LINK_PROTOCOL: "malformed or unexpected message on the primary/secondary link",

@@ -13,6 +13,7 @@ interface Command {
 const commands: Record<string, () => Promise<Command>> = {
   // One line per command; keep sorted.
   ctl: () => import("./commands/ctl.ts"),
+  rewrite: () => import("./commands/rewrite.ts"),
 };
 
 function usage(): string {
