@@ -13,6 +13,7 @@ interface Command {
 const commands: Record<string, () => Promise<Command>> = {
   // One line per command; keep sorted.
   compare: () => import("./commands/compare.ts"),
+  ctl: () => import("./commands/ctl.ts"),
   rewrite: () => import("./commands/rewrite.ts"),
 };
 
