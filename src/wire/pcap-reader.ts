@@ -165,6 +165,33 @@ export async function* readCapture(
   }
 }
 
+/**
+ * Streams the packets of a capture arriving on a readable stream (stdin, a pipe, a socket).
+ * Memory is bounded as for readCapture, as long as the stream honours backpressure.
+ */
+export async function* readCaptureStream(
+  stream: AsyncIterable<Buffer | string>,
+  opts: Pick<ReadCaptureOptions, "onHeader"> = {},
+): AsyncGenerator<CapturePacket> {
+  const dec = new CaptureDecoder();
+  let announced = false;
+  for await (const chunk of stream) {
+    if (typeof chunk === "string") {
+      throw new PcapError("COLO_ERR_PCAP_BAD_MAGIC", "capture stream is in text mode (set no encoding)");
+    }
+    dec.push(chunk);
+    for (let p = dec.next(); p !== null; p = dec.next()) {
+      if (!announced) {
+        announced = true;
+        opts.onHeader?.(dec);
+      }
+      yield p;
+    }
+  }
+  dec.end();
+  if (!announced) opts.onHeader?.(dec);
+}
+
 export interface DecodedCapture {
   format: CaptureFormat;
   interfaces: readonly CaptureInterface[];

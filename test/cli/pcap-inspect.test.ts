@@ -105,6 +105,16 @@ describe("pcap-inspect", () => {
     assert.equal(objs[25]!.malformed, "COLO_ERR_PKT_TRUNCATED");
   });
 
+  test("reads standard input when FILE is -", async () => {
+    const child = spawn(process.execPath, [bin, "pcap-inspect", "-"], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stdin.end(await readFile(sample));
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    assert.equal(code, 0);
+    assert.deepEqual(stdout, (await cli([sample])).stdout);
+  });
+
   test("--relative prints seconds since the first frame", async () => {
     const r = await cli(["--relative", sample]);
     const lines = r.stdout.split("\n");

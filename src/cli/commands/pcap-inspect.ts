@@ -8,12 +8,14 @@ import { ConfigError, isColoError } from "../../errors.ts";
 import { newFrameMeta, ParseStatus } from "../../packet/meta.ts";
 import { decodeFlowKey, formatFlowKey, parseFrame, parseStatusCode } from "../../packet/parse.ts";
 import type { CaptureDecoder } from "../../wire/pcap-reader.ts";
-import { readCapture } from "../../wire/pcap-reader.ts";
+import { readCapture, readCaptureStream } from "../../wire/pcap-reader.ts";
 import { LineOutput } from "../line-output.ts";
 
 export const summary = "print each frame of a pcap/pcapng capture as colo-proxy parses it";
 
 const HELP = `Usage: colo-proxy pcap-inspect [options] FILE
+
+FILE may be - for standard input (e.g. tcpdump -U -w - | colo-proxy pcap-inspect -).
 
 Prints one line per frame of a pcap or pcapng (Ethernet) capture: index, timestamp, flow key,
 TCP flags/seq/ack, payload length, or the code of the reason the frame is malformed.
@@ -76,7 +78,12 @@ export async function run(argv: string[]): Promise<number> {
   let first: bigint | undefined;
   let dec: CaptureDecoder | undefined;
   try {
-    for await (const p of readCapture(path, { onHeader: (d) => (dec = d) })) {
+    const onHeader = (d: CaptureDecoder) => {
+      dec = d;
+    };
+    const packets =
+      path === "-" ? readCaptureStream(process.stdin, { onHeader }) : readCapture(path, { onHeader });
+    for await (const p of packets) {
       index++;
       first ??= p.timestampNs;
       const status = parseFrame(p.frame, 0, m);
