@@ -42,12 +42,39 @@ export const codes = {
   COLO_ERR_PKT_EXT_CHAIN: "IPv6 extension header chain loops or overruns",
 
   // --- compare / conntrack ---------------------------------------------------------------
+  COLO_ERR_COMPARE_RULE: "invalid passthrough rule",
+  COLO_ERR_COMPARE_RULE_NOT_FOUND: "no such passthrough rule",
+  COLO_ERR_COMPARE_PARAM: "invalid compare parameter",
+  COLO_ERR_COMPARE_INVARIANT: "compare engine accounting invariant violated",
 
   // --- rewrite ---------------------------------------------------------------------------
 
   // --- node (primary/secondary link) ------------------------------------------------------
 
+  // --- node/guest (QEMU control, checkpoint executor) --------------------------------------
+  COLO_ERR_QMP: "QMP command failed or QMP connection lost",
+  COLO_ERR_QEMU_EXITED: "a QEMU process exited unexpectedly",
+  COLO_ERR_GUEST_TIMEOUT: "a guest did not reach the expected state in time",
+  COLO_ERR_CHECKPOINT_FAILED: "checkpoint (migration of the primary's state to a new secondary) failed",
+
   // --- control (control socket, metrics, dashboard) ---------------------------------------
+  COLO_ERR_CTL_BAD_JSON: "control request is not valid JSON",
+  COLO_ERR_CTL_BAD_REQUEST: "control request is not an object with a string 'execute'",
+  COLO_ERR_CTL_LINE_TOO_LONG: "control request line exceeds the maximum length",
+  COLO_ERR_CTL_UNKNOWN_COMMAND: "unknown control command",
+  COLO_ERR_CTL_BAD_ARGS: "invalid arguments for control command",
+  COLO_ERR_CTL_COMMAND_FAILED: "control command failed",
+  COLO_ERR_CTL_NEGOTIATION: "capabilities negotiation error",
+  COLO_ERR_CTL_SLOW_CLIENT: "control client output buffer overflow; client dropped",
+  COLO_ERR_CTL_TOO_MANY_CLIENTS: "too many control clients",
+  COLO_ERR_CTL_SOCKET_IN_USE: "control socket is in use by a running daemon",
+  COLO_ERR_CTL_CONNECT: "cannot connect to the control socket",
+  COLO_ERR_CTL_PROTOCOL: "unexpected message from the control socket",
+  COLO_ERR_CTL_TIMEOUT: "no reply from the control socket in time",
+  COLO_ERR_CTL_BAD_RULE: "invalid passthrough rule",
+  COLO_ERR_CTL_BAD_PARAM: "unknown or out-of-range parameter",
+  COLO_ERR_CTL_ON_CHECKPOINT: "on-checkpoint command failed",
+  COLO_ERR_CTL_HTTP: "bad HTTP request to the metrics or dashboard endpoint",
 } as const;
 
 export type ErrorCode = keyof typeof codes;

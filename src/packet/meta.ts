@@ -27,7 +27,10 @@ export interface FrameMeta {
   vnetLen: number;
   /** Total frame length including the vnet header. */
   frameLen: number;
-  /** Outer and inner VLAN id (12 bits), -1 when absent (802.1Q / 802.1ad QinQ). */
+  /**
+   * Outer and inner VLAN id (12 bits), -1 when absent (802.1Q / 802.1ad QinQ). A single tag
+   * (TPID 0x8100, 0x88a8 or 0x9100) fills vlanOuter; a second 0x8100 tag fills vlanInner.
+   */
   vlanOuter: number;
   vlanInner: number;
   /** EtherType after any VLAN tags (0x0800 IPv4, 0x86dd IPv6, 0x0806 ARP, ...). */
@@ -36,13 +39,22 @@ export interface FrameMeta {
   l3Offset: number;
   /** 4, 6, or 0 when the frame is not IP. */
   ipVersion: number;
-  /** Final L4 protocol number (after the IPv6 extension-header walk); -1 when not IP. */
+  /** Final L4 protocol number (after the IPv6 extension-header walk, which stops at the first
+   * unknown header: that header's number is `proto`); -1 when not IP. */
   proto: number;
   /** Offset of the L4 header; -1 when not IP or not the first fragment. */
   l4Offset: number;
-  /** End of the IP datagram (l3Offset + IP total/payload length); bytes after are L2 padding. */
+  /**
+   * End of the IP datagram (l3Offset + IP total/payload length); bytes after are L2 padding.
+   * ARP: end of the ARP body. Other non-IP: frameLen.
+   */
   ipEnd: number;
-  /** True when the datagram is an IP fragment (IPv4 MF/offset or IPv6 fragment header). */
+  /**
+   * True when the datagram is an IP fragment (IPv4 MF/offset or IPv6 fragment header). For a
+   * fragment the payload is all of its data after the IP header(s) (the first fragment's L4
+   * header included), ports are filled only for the first fragment, TCP fields stay 0, and the
+   * key has no ports so every fragment of a datagram shares it (see parse.ts).
+   */
   fragment: boolean;
   /** TCP/UDP source/destination port; ICMP/ICMPv6 echo: identifier in srcPort, 0 in dstPort. */
   srcPort: number;
@@ -54,15 +66,18 @@ export interface FrameMeta {
   tcpHeaderLen: number;
   /**
    * L4 payload: for TCP/UDP the bytes after the L4 header up to ipEnd (Ethernet padding excluded);
-   * for ICMP the bytes after the 8-byte ICMP header; for other protocols the bytes after the L3
-   * header(s); for non-IP frames the bytes after the L2 header.
+   * (for UDP bounded by the UDP length field); for ICMP the bytes after the 8-byte ICMP header;
+   * for other protocols the bytes after the L3 header(s); for ARP the ARP body without padding;
+   * for other non-IP frames the bytes after the L2 header.
    */
   payloadOffset: number;
   payloadLen: number;
   /**
    * Flow key as seen (direction-specific), usable as a Map key. Copies of the same flow from
    * PVM and SVM get the same key. Includes VLAN ids, L3 family, addresses, protocol, ports or
-   * ICMP identifier. Empty string when status is not Ok.
+   * ICMP identifier. Empty string when status is not Ok. Layout, ICMP echo pairing, ARP and
+   * fragment keys: see parse.ts; `reverseFlowKey()` gives the opposite direction and
+   * `formatFlowKey()` a readable form.
    */
   key: string;
 }

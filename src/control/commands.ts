@@ -1,0 +1,147 @@
+/**
+ * @module The standard commands every daemon gets from its ControlTarget: query-status,
+ * query-connections, query-stats, checkpoint-done, failover, passthrough-add/-del,
+ * query-passthrough, query-params and set-param. A command whose target method is missing is
+ * not registered (so it answers CommandNotFound and is absent from query-commands).
+ */
+import { z } from "zod";
+import { ColoError } from "../errors.ts";
+import { normalizeRule, PASSTHROUGH_PROTOCOLS } from "./passthrough.ts";
+import type { ControlServer, ControlServerStats } from "./server.ts";
+import type { StatsSnapshot } from "./stats.ts";
+import type { ControlParamName, ControlTarget, DaemonStatus } from "./target.ts";
+
+/** Allowed range per run-time parameter (inclusive). */
+export const PARAM_LIMITS: Record<ControlParamName, { min: number; max: number; unit: string }> = {
+  compare_timeout: { min: 1, max: 3_600_000, unit: "ms" },
+  expired_scan_cycle: { min: 1, max: 3_600_000, unit: "ms" },
+  max_queue_size: { min: 1, max: 10_000_000, unit: "frames" },
+};
+export const PARAM_NAMES = Object.keys(PARAM_LIMITS) as ControlParamName[];
+
+export interface StatusReply extends DaemonStatus {
+  version: string;
+  pid: number;
+  /** Seconds since the daemon started. */
+  uptime: number;
+}
+
+export interface StatsReply extends StatsSnapshot {
+  control: ControlServerStats;
+}
+
+const ruleArgs = z
+  .object({
+    protocol: z.enum(PASSTHROUGH_PROTOCOLS),
+    address: z.string().nullable().optional(),
+    port: z.number().int().min(1).max(65535).nullable().optional(),
+  })
+  .strict();
+
+const setParamArgs = z
+  .object({ name: z.enum(PARAM_NAMES as [ControlParamName, ...ControlParamName[]]), value: z.number().int() })
+  .strict()
+  .superRefine((a, ctx) => {
+    const lim = PARAM_LIMITS[a.name];
+    if (a.value < lim.min || a.value > lim.max) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["value"],
+        message: `${a.name} must be ${lim.min}..${lim.max} ${lim.unit}, got ${a.value}`,
+      });
+    }
+  });
+
+export interface StandardCommandOptions {
+  version: string;
+  /** Monotonic-ish ms clock and the start time on it, for `uptime`. */
+  now: () => number;
+  startMs: number;
+}
+
+export function registerStandardCommands(
+  server: ControlServer,
+  target: ControlTarget,
+  opts: StandardCommandOptions,
+): void {
+  server.register("query-status", {
+    help: "Role, mode, peers, uptime and checkpoint epoch.",
+    handler: (): StatusReply => ({
+      ...target.status(),
+      version: opts.version,
+      pid: process.pid,
+      uptime: Math.max(0, Math.floor((opts.now() - opts.startMs) / 1000)),
+    }),
+  });
+  server.register("query-stats", {
+    help: "Counters: frames/bytes per endpoint, releases, miscompares, checkpoints, hold times, bad input.",
+    handler: (): StatsReply => ({ ...target.stats(), control: server.stats }),
+  });
+  const t = target;
+  if (t.connections !== undefined) {
+    const connections = t.connections.bind(t);
+    server.register("query-connections", {
+      help: "Tracked flows: state, queue depths, oldest held frame age, bytes compared.",
+      handler: () => connections(),
+    });
+  }
+  if (t.checkpointDone !== undefined) {
+    const done = t.checkpointDone.bind(t);
+    server.register("checkpoint-done", {
+      help: "The checkpoint completed: release held primary frames, drop the secondary's, new epoch.",
+      handler: () => done(),
+    });
+  }
+  if (t.failover !== undefined) {
+    const failover = t.failover.bind(t);
+    server.register("failover", {
+      help: "Fail over: stop comparing and pass all traffic through.",
+      handler: async () => {
+        await failover();
+        return { mode: target.status().mode };
+      },
+    });
+  }
+  if (t.passthroughAdd !== undefined && t.passthroughDel !== undefined && t.passthroughList !== undefined) {
+    const add = t.passthroughAdd.bind(t);
+    const del = t.passthroughDel.bind(t);
+    const list = t.passthroughList.bind(t);
+    server.register("passthrough-add", {
+      help: "Release a flow class without comparing: {protocol, address?: CIDR, port?}.",
+      args: ruleArgs,
+      handler: (a) => {
+        const rule = normalizeRule(a);
+        return { added: add(rule), rule };
+      },
+    });
+    server.register("passthrough-del", {
+      help: "Remove a passthrough rule (same fields as passthrough-add).",
+      args: ruleArgs,
+      handler: (a) => {
+        const rule = normalizeRule(a);
+        if (!del(rule)) throw new ColoError("COLO_ERR_CTL_BAD_RULE", "no such passthrough rule", { rule });
+        return { deleted: true, rule };
+      },
+    });
+    server.register("query-passthrough", {
+      help: "List passthrough rules.",
+      handler: () => list(),
+    });
+  }
+  if (t.setParam !== undefined && t.params !== undefined) {
+    const set = t.setParam.bind(t);
+    const params = t.params.bind(t);
+    server.register("query-params", {
+      help: "Run-time parameters: compare_timeout, expired_scan_cycle, max_queue_size.",
+      handler: () => params(),
+    });
+    server.register("set-param", {
+      help: "Set a run-time parameter: {name, value}.",
+      args: setParamArgs,
+      handler: (a) => {
+        set(a.name, a.value);
+        return params();
+      },
+    });
+  }
+}

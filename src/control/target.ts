@@ -1,0 +1,144 @@
+/**
+ * @module The contract between a daemon (compare, rewrite, primary, secondary) and the control
+ * layer: what the daemon exposes (`ControlTarget`) and the events it emits (`ControlEventMap`).
+ *
+ * A daemon implements ControlTarget (optional methods it cannot support are simply left out:
+ * their commands are then not registered and answer CommandNotFound), hands it to
+ * `startControl()` (src/control/index.ts), and calls `control.emit("CHECKPOINT_REQUEST", ...)`.
+ */
+import type { PassthroughRule } from "./passthrough.ts";
+import type { StatsSnapshot } from "./stats.ts";
+
+export type DaemonRole = "compare" | "rewrite" | "primary" | "secondary";
+
+/**
+ * "colo": replicating and comparing; "failover": everything passes through (after `failover`);
+ * "passthrough": comparison disabled by configuration; "starting": waiting for endpoints.
+ */
+export type DaemonMode = "starting" | "colo" | "failover" | "passthrough";
+
+export interface PeerStatus {
+  /** What the peer is: "secondary" (link), "notify" (Xen notify_dev), "secondary_in" (chardev) ... */
+  name: string;
+  state: "up" | "down";
+  /** Remote address as text (`10.0.0.2:9000`, `/run/colo/sec.sock`), when known. */
+  address?: string;
+  /** Wall-clock ms of the last state change, when known. */
+  sinceMs?: number;
+}
+
+export interface DaemonStatus {
+  role: DaemonRole;
+  mode: DaemonMode;
+  /** Peers and endpoints with their state; empty when the daemon has none. */
+  peers: PeerStatus[];
+  /** Number of completed checkpoints since start (the flush generation). */
+  checkpointEpoch: number;
+}
+
+/** One tracked flow as `query-connections` reports it. */
+export interface ConnectionInfo {
+  /** Human-readable flow: `tcp 10.0.0.1:40000 > 10.0.0.2:80` (vlan prefix `vlan 5 ` when tagged). */
+  flow: string;
+  /** "tcp", "udp", "icmp", "icmpv6", "arp", "other". */
+  protocol: string;
+  /** Protocol state, e.g. TCP "established", "fin-wait"; "active" for datagrams. */
+  state: string;
+  /** Frames held from the primary, and queued from the secondary. */
+  primaryQueue: number;
+  secondaryQueue: number;
+  /** Age in ms of the oldest held primary frame; null when none is held. */
+  oldestHeldMs: number | null;
+  /** Payload bytes compared equal on this flow so far. */
+  bytesCompared: number;
+  /** True when released without comparison by a passthrough rule. */
+  passthrough: boolean;
+}
+
+/** Parameters settable at run time (names as in QEMU's colo-compare object). */
+export interface ControlParams {
+  /** ms a primary frame may wait for its secondary twin before a checkpoint is requested. */
+  compare_timeout: number;
+  /** ms between scans for expired (timed-out) primary frames. */
+  expired_scan_cycle: number;
+  /** Max frames queued per connection and side. */
+  max_queue_size: number;
+}
+export type ControlParamName = keyof ControlParams;
+
+export interface CheckpointDoneResult {
+  /** The epoch after this checkpoint. */
+  epoch: number;
+  /** Primary frames released and secondary frames dropped by the flush. */
+  released: number;
+  dropped: number;
+}
+
+/** Implemented by every daemon. Synchronous or async; a throw becomes a command error reply. */
+export interface ControlTarget {
+  status(): DaemonStatus;
+  stats(): StatsSnapshot;
+  connections?(): ConnectionInfo[];
+  /** The checkpoint finished: release held primary frames, drop secondary ones, bump the epoch. */
+  checkpointDone?(): CheckpointDoneResult | Promise<CheckpointDoneResult>;
+  /** Switch to failover: pass everything through from now on. */
+  failover?(): void | Promise<void>;
+  /** Returns false when an identical rule already exists. */
+  passthroughAdd?(rule: PassthroughRule): boolean;
+  /** Returns false when no such rule exists. */
+  passthroughDel?(rule: PassthroughRule): boolean;
+  passthroughList?(): PassthroughRule[];
+  /** Current values; required together with setParam. */
+  params?(): ControlParams;
+  setParam?(name: ControlParamName, value: number): void;
+}
+
+/** A window of bytes around the first difference, hex-encoded (JSON-safe). */
+export interface HexWindow {
+  /** Stream/payload offset of the first byte in `hex`. */
+  offset: number;
+  hex: string;
+}
+
+/** Why a checkpoint was requested, in the words an operator needs. */
+export interface CheckpointRequestData {
+  [key: string]: unknown;
+  /** Stable reason tag: "payload", "length", "header", "timeout", "tcp-flags", "ack-gate", "queue-full", ... */
+  reason: string;
+  /** One sentence: "tcp 10.0.0.1:40000 > 10.0.0.2:80: payload differs at stream offset 1234 ...". */
+  explanation: string;
+  flow?: string;
+  protocol?: string;
+  /** Stream (TCP) or payload offset of the first differing byte. */
+  offset?: number;
+  primary?: HexWindow;
+  secondary?: HexWindow;
+  /** Checkpoint epoch when the request was made. */
+  epoch: number;
+}
+
+export interface ControlEventMap {
+  CHECKPOINT_REQUEST: CheckpointRequestData;
+  CHECKPOINT_DONE: { [key: string]: unknown; epoch: number; released: number; dropped: number };
+  FAILOVER: { [key: string]: unknown; reason: string };
+  PEER_LOST: { [key: string]: unknown; peer: string; address?: string; reason: string };
+  PEER_UP: { [key: string]: unknown; peer: string; address?: string };
+  BAD_INPUT: { [key: string]: unknown; code: string; source: string; desc: string; count: number };
+}
+export type ControlEventName = keyof ControlEventMap;
+export const CONTROL_EVENTS: readonly ControlEventName[] = [
+  "CHECKPOINT_REQUEST",
+  "CHECKPOINT_DONE",
+  "FAILOVER",
+  "PEER_LOST",
+  "PEER_UP",
+  "BAD_INPUT",
+];
+
+/** A delivered event, as every subscriber (socket clients, dashboard, hooks) sees it. */
+export interface ControlEvent<K extends ControlEventName = ControlEventName> {
+  event: K;
+  data: ControlEventMap[K];
+  /** Wall-clock ms (from the injected clock). */
+  timeMs: number;
+}
