@@ -119,12 +119,16 @@ export async function run(): Promise<void> {
       tWrite,
     );
 
-    console.log(`${FRAMES} frames, ${mb.toFixed(1)} MB (pcap), ${(pcapng.length / 1e6).toFixed(1)} MB (pcapng)`);
+    console.log(
+      `${FRAMES} frames, ${mb.toFixed(1)} MB (pcap), ${(pcapng.length / 1e6).toFixed(1)} MB (pcapng)`,
+    );
     console.log("| case | ms | MB/s | frames/s | × baseline time |");
     console.log("|---|---:|---:|---:|---:|");
     for (const [name, ms, base] of rows) {
       const fps = Math.round(FRAMES / (ms / 1000));
-      console.log(`| ${name} | ${ms.toFixed(1)} | ${(mb / (ms / 1000)).toFixed(0)} | ${fps} | ${(ms / base).toFixed(2)} |`);
+      console.log(
+        `| ${name} | ${ms.toFixed(1)} | ${(mb / (ms / 1000)).toFixed(0)} | ${fps} | ${(ms / base).toFixed(2)} |`,
+      );
     }
 
     // Memory while streaming: build a file 4× bigger by repeating, and watch RSS.
