@@ -13,6 +13,7 @@ interface Command {
 const commands: Record<string, () => Promise<Command>> = {
   // One line per command; keep sorted.
   "pcap-inspect": () => import("./commands/pcap-inspect.ts"),
+  rewrite: () => import("./commands/rewrite.ts"),
 };
 
 function usage(): string {
