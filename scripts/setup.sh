@@ -37,3 +37,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: install them with: sudo apt-get install -y ${missing[*]}" >&2
   fi
 fi
+
+# The test guest image (.cache/guest/, git-ignored): built from Debian packages, rebuilt only when
+# its inputs change. Needs root on a fresh machine (apt-get update/download); elsewhere guest tests
+# skip with a reason. As root (CI) a failed build is fatal: the guest tests must not silently skip.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  bash scripts/guest/build-image.sh
+elif [ ! -f .cache/guest/vmlinux ]; then
+  echo "setup: not root: guest image not built (run scripts/guest/build-image.sh as root)" >&2
+fi

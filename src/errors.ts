@@ -42,10 +42,20 @@ export const codes = {
   COLO_ERR_PKT_EXT_CHAIN: "IPv6 extension header chain loops or overruns",
 
   // --- compare / conntrack ---------------------------------------------------------------
+  COLO_ERR_COMPARE_RULE: "invalid passthrough rule",
+  COLO_ERR_COMPARE_RULE_NOT_FOUND: "no such passthrough rule",
+  COLO_ERR_COMPARE_PARAM: "invalid compare parameter",
+  COLO_ERR_COMPARE_INVARIANT: "compare engine accounting invariant violated",
 
   // --- rewrite ---------------------------------------------------------------------------
 
   // --- node (primary/secondary link) ------------------------------------------------------
+
+  // --- node/guest (QEMU control, checkpoint executor) --------------------------------------
+  COLO_ERR_QMP: "QMP command failed or QMP connection lost",
+  COLO_ERR_QEMU_EXITED: "a QEMU process exited unexpectedly",
+  COLO_ERR_GUEST_TIMEOUT: "a guest did not reach the expected state in time",
+  COLO_ERR_CHECKPOINT_FAILED: "checkpoint (migration of the primary's state to a new secondary) failed",
 
   // --- control (control socket, metrics, dashboard) ---------------------------------------
   COLO_ERR_CTL_BAD_JSON: "control request is not valid JSON",

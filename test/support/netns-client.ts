@@ -1,0 +1,114 @@
+/**
+ * @module The test client, run inside a client netns (`ip netns exec NS node --import tsx this.ts
+ * '<json ops>'`): performs each network operation against the guest with the namespace's real
+ * TCP/IP stack and prints one JSON array of results. Every operation is bounded in time.
+ */
+import { spawnSync } from "node:child_process";
+import dgram from "node:dgram";
+import http from "node:http";
+import net from "node:net";
+
+export type ClientOp =
+  | { op: "http"; host: string; port: number; path: string }
+  | { op: "tcp-echo"; host: string; port: number; data: string }
+  | { op: "udp-echo"; host: string; port: number; data: string }
+  | { op: "ping"; host: string };
+
+export type ClientResult =
+  | { ok: true; status?: number; body?: string; data?: string }
+  | { ok: false; error: string };
+
+const TIMEOUT_MS = 15_000;
+
+function httpGet(host: string, port: number, path: string): Promise<ClientResult> {
+  return new Promise((resolve) => {
+    const req = http.get({ host, port, path, timeout: TIMEOUT_MS, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () =>
+        resolve({ ok: true, status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+      );
+      res.on("error", (e) => resolve({ ok: false, error: String(e) }));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", (e) => resolve({ ok: false, error: String(e) }));
+  });
+}
+
+function tcpEcho(host: string, port: number, data: string): Promise<ClientResult> {
+  return new Promise((resolve) => {
+    let got = "";
+    const s = net.connect({ host, port });
+    const t = setTimeout(() => s.destroy(new Error(`timeout, got ${JSON.stringify(got)}`)), TIMEOUT_MS);
+    s.setEncoding("utf8");
+    s.on("connect", () => s.write(data));
+    s.on("data", (d: string) => {
+      got += d;
+      if (got.length >= data.length) s.end();
+    });
+    s.on("close", () => {
+      clearTimeout(t);
+      resolve({ ok: true, data: got });
+    });
+    s.on("error", (e) => {
+      clearTimeout(t);
+      resolve({ ok: false, error: String(e) });
+    });
+  });
+}
+
+function udpEcho(host: string, port: number, data: string): Promise<ClientResult> {
+  return new Promise((resolve) => {
+    const sock = dgram.createSocket(net.isIPv6(host) ? "udp6" : "udp4");
+    let tries = 0;
+    // UDP may be lost: resend a bounded number of times.
+    const send = () => {
+      if (tries++ >= 5) {
+        clearInterval(timer);
+        sock.close();
+        resolve({ ok: false, error: "no UDP echo after 5 tries" });
+        return;
+      }
+      sock.send(data, port, host);
+    };
+    const timer = setInterval(send, TIMEOUT_MS / 5);
+    sock.on("message", (m) => {
+      clearInterval(timer);
+      sock.close();
+      resolve({ ok: true, data: m.toString() });
+    });
+    sock.on("error", (e) => {
+      clearInterval(timer);
+      sock.close();
+      resolve({ ok: false, error: String(e) });
+    });
+    send();
+  });
+}
+
+function ping(host: string): ClientResult {
+  // busybox's ping (from busybox-static, which setup installs); -6 for IPv6 targets.
+  const args = ["ping", ...(net.isIPv6(host) ? ["-6"] : []), "-c", "1", "-W", "10", host];
+  const r = spawnSync("busybox", args, { encoding: "utf8", timeout: TIMEOUT_MS });
+  return r.status === 0 ? { ok: true, data: r.stdout } : { ok: false, error: `${r.stdout}${r.stderr}` };
+}
+
+async function runOp(o: ClientOp): Promise<ClientResult> {
+  switch (o.op) {
+    case "http":
+      return httpGet(o.host, o.port, o.path);
+    case "tcp-echo":
+      return tcpEcho(o.host, o.port, o.data);
+    case "udp-echo":
+      return udpEcho(o.host, o.port, o.data);
+    case "ping":
+      return ping(o.host);
+  }
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split("/").pop() ?? "")) {
+  const ops = JSON.parse(process.argv[2] ?? "[]") as ClientOp[];
+  const results: ClientResult[] = [];
+  for (const o of ops) results.push(await runOp(o));
+  process.stdout.write(JSON.stringify(results));
+}
