@@ -757,22 +757,22 @@ export class CompareEngine {
         sStart = c.compareSeq;
       }
       if (pStart !== sStart) {
-        if (!c.compareSeqSet && !c.primaryIsnSet && seqAfter(pStart, sStart)) {
-          // Picked up mid-stream (no SYN seen): the secondary's earlier bytes went out before we
-          // were tracking; start comparing at the primary's first byte.
-          c.compareSeq = pStart;
-          c.compareSeqSet = true;
-          continue;
+        if (!c.compareSeqSet) {
+          if (!c.primaryIsnSet && seqAfter(pStart, sStart)) {
+            // Picked up mid-stream (no SYN seen): the secondary's earlier bytes went out before
+            // we were tracking; start comparing at the primary's first byte.
+            c.compareSeq = pStart;
+            c.compareSeqSet = true;
+            continue;
+          }
+          if (c.primaryIsnSet && pStart === c.base) {
+            // The primary starts its stream right after its SYN; the secondary's first bytes are
+            // elsewhere: different sequence spaces (e.g. a connection the rewriter did not fix).
+            this.#seqMismatch(c, now, pStart, sStart);
+            return;
+          }
         }
-        const ps = pStart;
-        const ss = sStart;
-        this.#miscompare(c, now, "seq-mismatch", () => ({
-          seq: ps,
-          ...(c.baseSet ? { streamOffset: (ps - c.base) >>> 0 } : {}),
-          primarySeq: ps,
-          secondarySeq: ss,
-          message: `sequence mismatch on ${c.flowText}: primary next byte at seq ${ps}, secondary at seq ${ss}`,
-        }));
+        // A gap on one side: a reordered segment fills it, or the compare timeout ends it.
         return;
       }
       const pRem = (p.end - pStart) >>> 0;
@@ -813,6 +813,16 @@ export class CompareEngine {
         } else return;
       }
     }
+  }
+
+  #seqMismatch(c: CompareConn, now: number, ps: number, ss: number): void {
+    this.#miscompare(c, now, "seq-mismatch", () => ({
+      seq: ps,
+      ...(c.baseSet ? { streamOffset: (ps - c.base) >>> 0 } : {}),
+      primarySeq: ps,
+      secondarySeq: ss,
+      message: `sequence mismatch on ${c.flowText}: primary stream starts at seq ${ps}, secondary at seq ${ss}`,
+    }));
   }
 
   // ------------------------------------------------------------------------------------------
