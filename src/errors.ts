@@ -48,8 +48,27 @@ export const codes = {
   COLO_ERR_COMPARE_INVARIANT: "compare engine accounting invariant violated",
 
   // --- rewrite ---------------------------------------------------------------------------
+  COLO_ERR_REWRITE_OBJECT: "invalid filter-rewriter object specification",
+  COLO_ERR_REWRITE_UNEXPECTED_FRAME: "frame received on a rewriter output chardev (ignored)",
 
   // --- node (primary/secondary link) ------------------------------------------------------
+  COLO_ERR_LINK_PROTOCOL: "malformed or unexpected message on the primary/secondary link",
+  COLO_ERR_LINK_VERSION: "link protocol version mismatch",
+  COLO_ERR_LINK_ROLE: "link peer has the wrong role",
+  COLO_ERR_LINK_SETTINGS: "link peer's settings differ from ours",
+  COLO_ERR_LINK_AUTH: "link peer failed authentication",
+  COLO_ERR_LINK_TIMEOUT: "link peer lost (no heartbeat)",
+  COLO_ERR_LINK_PEER_ERROR: "link peer reported an error and closed",
+  COLO_ERR_LINK_CLOSED: "link closed",
+  COLO_ERR_LINK_LISTEN: "cannot listen on the link address",
+
+  // --- node/compare daemon (colo-proxy compare) --------------------------------------------
+  COLO_ERR_CONFIG_SYNTAX: "malformed QEMU-style option string",
+  COLO_ERR_CONFIG_VALUE: "invalid configuration value",
+  COLO_ERR_CONFIG_MISSING: "required configuration missing",
+  COLO_ERR_CONFIG_REF: "reference to an undefined chardev",
+  COLO_ERR_CONFIG_FILE: "unreadable or invalid config file",
+  COLO_ERR_CONFIG_UNSUPPORTED: "unsupported chardev, object or option",
 
   // --- node/guest (QEMU control, checkpoint executor) --------------------------------------
   COLO_ERR_QMP: "QMP command failed or QMP connection lost",
