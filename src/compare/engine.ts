@@ -16,7 +16,7 @@ import { parseFrame } from "../packet/parse.ts";
 import { checkParam, resolveConfig } from "./config.ts";
 import { CompareConn } from "./conn.ts";
 import { dumpAround, firstDifference } from "./explain.ts";
-import { type Held, HeldSide, HeldStore } from "./held.ts";
+import { type Held, type HeldSide, HeldStore } from "./held.ts";
 import { type PassthroughRule, PassthroughRules } from "./passthrough.ts";
 import { type BadInputCode, type CompareStats, newStats, snapshotStats } from "./stats.ts";
 import type {
@@ -786,7 +786,7 @@ export class CompareEngine {
       }
       const pRem = (p.end - pStart) >>> 0;
       const sRem = (s.end - sStart) >>> 0;
-      const n = pRem < sRem ? pRem : sRem;
+      const n = Math.min(pRem, sRem);
       const pOff = p.dataOff + p.off;
       const sOff = s.dataOff + s.off;
       if (p.frame.compare(s.frame, sOff, sOff + n, pOff, pOff + n) !== 0) {

@@ -147,7 +147,9 @@ export class ConnTable<C extends TrackedConn> {
 
   /** Removes the best eviction candidate (closed first, then least recently active); undefined if none. */
   evictOne(): C | undefined {
-    const c = this.#candidate(this.#closed, Number.NEGATIVE_INFINITY) ?? this.#candidate(this.#idle, Number.NEGATIVE_INFINITY);
+    const c =
+      this.#candidate(this.#closed, Number.NEGATIVE_INFINITY) ??
+      this.#candidate(this.#idle, Number.NEGATIVE_INFINITY);
     if (c === undefined) return undefined;
     this.delete(c);
     return c;
