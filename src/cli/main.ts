@@ -15,7 +15,9 @@ const commands: Record<string, () => Promise<Command>> = {
   compare: () => import("./commands/compare.ts"),
   ctl: () => import("./commands/ctl.ts"),
   "pcap-inspect": () => import("./commands/pcap-inspect.ts"),
+  primary: () => import("./commands/primary.ts"),
   rewrite: () => import("./commands/rewrite.ts"),
+  secondary: () => import("./commands/secondary.ts"),
 };
 
 function usage(): string {
