@@ -16,6 +16,7 @@ const commands: Record<string, () => Promise<Command>> = {
   ctl: () => import("./commands/ctl.ts"),
   "pcap-inspect": () => import("./commands/pcap-inspect.ts"),
   primary: () => import("./commands/primary.ts"),
+  replay: () => import("./commands/replay.ts"),
   rewrite: () => import("./commands/rewrite.ts"),
   secondary: () => import("./commands/secondary.ts"),
 };
