@@ -141,7 +141,7 @@ export class RewriteDaemon implements ControlTarget {
   /** COLO CHECKPOINT: offsets reset (the SVM is a copy of the PVM). */
   checkpoint(): number {
     this.engine.checkpoint(this.now());
-    const epoch = this.engine.stats.checkpoints;
+    const epoch = this.engine.liveStats.checkpoints;
     this.emitEvent("CHECKPOINT_DONE", { epoch, released: 0, dropped: 0 });
     return epoch;
   }
@@ -151,7 +151,7 @@ export class RewriteDaemon implements ControlTarget {
   }
 
   failover(): void {
-    if (this.engine.stats.failover) return;
+    if (this.engine.liveStats.failover) return;
     this.engine.failover();
     this.log.warn("failover: tracked connections keep their offsets, new ones pass untouched");
     this.emitEvent("FAILOVER", { reason: "command" });
@@ -166,14 +166,14 @@ export class RewriteDaemon implements ControlTarget {
     }));
     return {
       role: "rewrite",
-      mode: this.engine.stats.failover ? "failover" : "colo",
+      mode: this.engine.liveStats.failover ? "failover" : "colo",
       peers,
-      checkpointEpoch: this.engine.stats.checkpoints,
+      checkpointEpoch: this.engine.liveStats.checkpoints,
     };
   }
 
   stats(): StatsSnapshot {
-    const s = this.engine.stats;
+    const s = this.engine.liveStats;
     const endpoints: StatsSnapshot["endpoints"] = {};
     const links: Record<string, boolean> = {};
     let dropped = 0;
