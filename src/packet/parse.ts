@@ -548,8 +548,12 @@ export function reverseKey(key: string): string {
   const dst = key.slice(4 + n, 4 + 2 * n);
   let tail = key.slice(4 + 2 * n);
   if (kind === FlowKind.Ports4 || kind === FlowKind.Ports6) tail = tail.charAt(1) + tail.charAt(0);
-  // Flatten the rope once so Map lookups hash a flat string.
-  return fcc(...Array.from(head + dst + src + tail, (c) => c.charCodeAt(0)));
+  // Flatten the rope once so Map lookups hash a flat string. Iterate by UTF-16 unit, not code
+  // point: address/port words in 0xd800–0xdfff form surrogate pairs (e.g. 216.1.220.5).
+  const joined = head + dst + src + tail;
+  const units = new Array<number>(joined.length);
+  for (let i = 0; i < joined.length; i++) units[i] = joined.charCodeAt(i);
+  return fcc(...units);
 }
 
 /** The key of the frame's opposite direction (for the rewriter: guest->client vs client->guest). */
