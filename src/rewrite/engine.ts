@@ -320,15 +320,16 @@ export class Rewriter {
     return n;
   }
 
-  /** A copy of the counters. */
-  stats(): RewriterStats {
+  /** The live counters (no copy; exporters read them on scrape). */
+  get stats(): Readonly<RewriterStats> {
     this.#stats.connections = this.table.size;
-    return { ...this.#stats, malformedByCode: { ...this.#stats.malformedByCode } };
+    return this.#stats;
   }
 
-  /** The live counters object (no copy; for exporters that read on scrape). */
-  get liveStats(): Readonly<RewriterStats> {
-    return this.#stats;
+  /** A deep copy of the counters. */
+  statsSnapshot(): RewriterStats {
+    const s = this.stats;
+    return { ...s, malformedByCode: { ...s.malformedByCode } };
   }
 
   /** The table, oldest entry first (at most `limit` rows). */

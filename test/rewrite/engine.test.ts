@@ -62,7 +62,7 @@ describe("rewrite engine: timestamps option", () => {
     assert.equal(readAck(k), 5002);
     assert.ok(checksumsValid(g) && checksumsValid(k));
     assert.equal(r.connections()[0]!.tsOffset, 30_000);
-    assert.ok(r.stats().timestampsRewritten >= 2);
+    assert.ok(r.stats.timestampsRewritten >= 2);
   });
 
   test("on: active open learns the TS offset from the guest SYN and the peer's SYN-ACK TSecr", () => {
@@ -100,14 +100,14 @@ describe("rewrite engine: connection lifecycle", () => {
     const last = c.tx({ seq: 1002, ack: 3002, flags: "A" });
     assert.equal(readAck(last), 5002);
     assert.equal(r.connections()[0]!.phase, "closed");
-    assert.equal(r.stats().connectionsClosed, 1);
+    assert.equal(r.stats.connectionsClosed, 1);
     // The SVM retransmits its FIN (the last ACK was lost): still translated.
     const again = c.rx({ seq: 5001, ack: 1002, flags: "FA" });
     assert.equal(readSeq(again), 3001);
     assert.equal(r.expire(c.now + 50), 0);
     assert.equal(r.expire(c.now + 100), 1);
     assert.equal(r.size, 0);
-    assert.equal(r.stats().connectionsExpired, 0, "a closed entry ending is not an idle expiry");
+    assert.equal(r.stats.connectionsExpired, 0, "a closed entry ending is not an idle expiry");
   });
 
   test("guest closes first (FIN+ACK from the SVM, in SVM space)", () => {
@@ -140,9 +140,9 @@ describe("rewrite engine: connection lifecycle", () => {
     c.tx({ seq: 1000, flags: "S" });
     c.tx({ seq: 1001, ack: 3001, flags: "A" });
     assert.equal(r.connections()[0]!.offset, 2000);
-    assert.equal(r.stats().connectionsReused, 0);
+    assert.equal(r.stats.connectionsReused, 0);
     c.tx({ seq: 8000, flags: "S" });
-    assert.equal(r.stats().connectionsReused, 1);
+    assert.equal(r.stats.connectionsReused, 1);
     assert.equal(r.size, 1);
     assert.equal(r.connections()[0]!.offsetKnown, false);
   });
@@ -156,14 +156,14 @@ describe("rewrite engine: connection lifecycle", () => {
     assert.equal(r.expire(a.now + 10), 1);
     assert.equal(r.connections()[0]!.phase, "established");
     assert.equal(r.expire(a.now + 1000), 1);
-    assert.equal(r.stats().connectionsExpired, 2);
+    assert.equal(r.stats.connectionsExpired, 2);
   });
 
   test("the table is bounded: beyond maxConnections the oldest entry is evicted", () => {
     const r = rw({ maxConnections: 3 });
     for (let p = 1; p <= 10; p++) new Conn(r, p).tx({ seq: p, flags: "S" }, 5000);
     assert.equal(r.size, 3);
-    assert.equal(r.stats().connectionsEvicted, 7);
+    assert.equal(r.stats.connectionsEvicted, 7);
     assert.deepEqual(
       r.connections().map((x) => x.flow),
       [8, 9, 10].map((p) => `tcp 10.0.0.2:80 > 10.0.0.1:${p}`),
@@ -173,8 +173,8 @@ describe("rewrite engine: connection lifecycle", () => {
     new Conn(r2, 1).tx({ seq: 1, flags: "S" }, 0);
     new Conn(r2, 2).tx({ seq: 1, flags: "S" }, 0);
     new Conn(r2, 3).tx({ seq: 1, flags: "S" }, 2000);
-    assert.equal(r2.stats().connectionsEvicted, 0);
-    assert.equal(r2.stats().connectionsExpired, 2);
+    assert.equal(r2.stats.connectionsEvicted, 0);
+    assert.equal(r2.stats.connectionsExpired, 2);
   });
 });
 
@@ -184,7 +184,7 @@ describe("rewrite engine: checkpoint and failover", () => {
     const a = new Conn(r, 1);
     a.handshake();
     r.checkpoint(a.now);
-    assert.equal(r.stats().checkpoints, 1);
+    assert.equal(r.stats.checkpoints, 1);
     assert.deepEqual(
       r.connections().map((x) => [x.offset, x.offsetKnown]),
       [[0, true]],
@@ -201,7 +201,7 @@ describe("rewrite engine: checkpoint and failover", () => {
     mid.tx({ seq: 1000, flags: "S" });
     mid.rx({ seq: 5000, ack: 1001, flags: "SA" });
     r.failover();
-    assert.equal(r.stats().failover, true);
+    assert.equal(r.stats.failover, true);
     assert.equal(readSeq(old.rx({ seq: 5001, ack: 1001, flags: "A" })), 3001);
     // The client's handshake ACK arrives after failover: the offset is still learned and applied.
     assert.equal(readAck(mid.tx({ seq: 1001, ack: 3001, flags: "A" })), 5001);
@@ -221,10 +221,10 @@ describe("rewrite engine: input handling and observability", () => {
     const copy = cut.slice();
     assert.equal(r.tx(cut, 0, 1), Verdict.Pass);
     assert.deepEqual(cut, copy);
-    assert.equal(r.stats().malformed, 1);
-    assert.equal(r.stats().malformedByCode.COLO_ERR_PKT_TRUNCATED, 1);
+    assert.equal(r.stats.malformed, 1);
+    assert.equal(r.stats.malformedByCode.COLO_ERR_PKT_TRUNCATED, 1);
     assert.equal(r.rx(new Uint8Array(3), 0, 1), Verdict.Pass);
-    assert.equal(r.stats().malformed, 2);
+    assert.equal(r.stats.malformed, 2);
   });
 
   test("non-TCP frames pass unchanged", () => {
@@ -234,7 +234,7 @@ describe("rewrite engine: input handling and observability", () => {
     assert.equal(r.tx(a, 0, 1), Verdict.Pass);
     assert.equal(r.rx(a, 0, 1), Verdict.Pass);
     assert.deepEqual(a, copy);
-    assert.equal(r.stats().nonTcp, 2);
+    assert.equal(r.stats.nonTcp, 2);
   });
 
   test("stats and connections() describe what happened", () => {
@@ -261,14 +261,14 @@ describe("rewrite engine: input handling and observability", () => {
         rewrittenRx: 1,
       },
     );
-    assert.equal(r.stats().framesTx, 3);
-    assert.equal(r.stats().framesRx, 2);
-    assert.equal(r.stats().rewrittenTx, 2);
-    assert.equal(r.stats().rewrittenRx, 1);
-    assert.equal(r.stats().sackBlocksRewritten, 1);
-    assert.equal(r.stats().offsetsLearned, 1);
-    assert.equal(r.stats().connectionsOpened, 1);
-    assert.equal(r.stats().connections, 1);
+    assert.equal(r.stats.framesTx, 3);
+    assert.equal(r.stats.framesRx, 2);
+    assert.equal(r.stats.rewrittenTx, 2);
+    assert.equal(r.stats.rewrittenRx, 1);
+    assert.equal(r.stats.sackBlocksRewritten, 1);
+    assert.equal(r.stats.offsetsLearned, 1);
+    assert.equal(r.stats.connectionsOpened, 1);
+    assert.equal(r.stats.connections, 1);
   });
 
   test("active open with a lagging SVM: the peer's SYN-ACK arrives before the SVM's SYN", () => {
