@@ -12,7 +12,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { sampleCapture } from "../../scripts/make-pcap-fixture.ts";
 import { formatTimestamp, tcpFlagLetters } from "../../src/cli/commands/pcap-inspect.ts";
-import { buildTcp } from "../../src/packet/build.ts";
+import { buildIp, buildTcp } from "../../src/packet/build.ts";
 import { encodePcap } from "../../src/wire/pcap-writer.ts";
 
 const execp = promisify(execFile);
@@ -58,7 +58,7 @@ describe("pcap-inspect", () => {
     );
     assert.match(
       lines[5]!,
-      / svm tcp 192\.168\.122\.10:80 > 192\.168\.122\.1:40000 \[SA\] seq 7777 ack 1001 len 0 # SVM/,
+      / svm tcp 192\.168\.122\.10:80 > 192\.168\.122\.1:40000 \[SA\] seq 5000 ack 1001 len 0 # SVM/,
     );
     assert.match(lines[8]!, / pvm tcp .* \[PA\] seq 5001 ack 1032 len 43 # PVM$/);
     assert.match(lines[15]!, / udp 192\.168\.122\.1:53000 > 192\.168\.122\.10:53 vlan 100 len 5 /);
@@ -96,9 +96,9 @@ describe("pcap-inspect", () => {
       dst: "192.168.122.1",
       srcPort: 80,
       dstPort: 40000,
-      tcp: { flags: "SA", seq: 7777, ack: 1001 },
+      tcp: { flags: "SA", seq: 5000, ack: 1001 },
       payloadLen: 0,
-      comment: "SVM (ISN differs)",
+      comment: "SVM (seq rewritten)",
     });
     assert.deepEqual(objs[23]!.vlan, [200, 100]);
     assert.equal(objs[24]!.fragment, true);
@@ -152,6 +152,34 @@ describe("pcap-inspect", () => {
     const m = await cli([join(dir, "missing.pcap")]);
     assert.equal(m.code, 2);
     assert.match(m.stderr, /cannot read .*missing\.pcap: ENOENT.*\(code COLO_ERR_USAGE\)/);
+  });
+
+  test("TCP fragments show no TCP fields; snapped frames say so", async () => {
+    const path = join(dir, "frag.pcap");
+    const frag = buildIp({
+      src: "10.0.0.1",
+      dst: "10.0.0.2",
+      proto: 6,
+      mf: true,
+      payload: Buffer.alloc(32, 1),
+    });
+    const whole = buildTcp({
+      src: "10.0.0.1",
+      dst: "10.0.0.2",
+      sport: 1,
+      dport: 2,
+      payload: Buffer.alloc(100),
+    });
+    await writeFile(
+      path,
+      encodePcap([
+        { timestampNs: 0n, frame: frag },
+        { timestampNs: 1n, frame: whole.subarray(0, 60), origLen: whole.length },
+      ]),
+    );
+    const lines = (await cli([path])).stdout.split("\n");
+    assert.match(lines[0]!, / tcp 10\.0\.0\.1 > 10\.0\.0\.2 frag len 32$/);
+    assert.match(lines[1]!, / malformed COLO_ERR_PKT_\w+ \(60 bytes\) \(snapped 60\/154\)$/);
   });
 
   test("stops quietly when its reader goes away (| head)", async () => {
