@@ -30,7 +30,11 @@ import {
 } from "../test/support/qemu.ts";
 
 const FLOWS = 4;
-const PAYLOAD = 1000;
+/** Payload sizes: bulk transfer, and small segments where per-packet cost dominates. */
+const PAYLOADS = [1000, 64];
+let PAYLOAD = 1000;
+/** Rounds per system; each keeps its best (the machine is shared and noisy). */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const THROUGHPUT_FRAMES = Number(process.env.BENCH_FRAMES ?? 100_000);
 const LATENCY_FRAMES = 2000;
 const LATENCY_BATCH = 4;
@@ -86,7 +90,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
 const IDS = ["pri", "sec", "out"];
 const sockIn = (dir: string) => (id: string) => path.join(dir, `${id}.sock`);
 const OBJ =
-  "colo-compare,id=cmp,primary_in=pri,secondary_in=sec,outdev=out,iothread=iot,compare_timeout=10000";
+  "colo-compare,id=cmp,primary_in=pri,secondary_in=sec,outdev=out,iothread=iot,compare_timeout=10000,max_queue_size=200000";
 
 const qemu: System = {
   name: "QEMU colo-compare",
@@ -116,7 +120,9 @@ const BIN = fileURLToPath(new URL("../bin/colo-proxy.mjs", import.meta.url));
 const coloProxy: System = {
   name: "colo-proxy compare",
   async start(dir) {
-    const args = [BIN, "compare", "--control", "none", "--log-level", "error"];
+    const ctl = process.env.BENCH_DEBUG ? path.join(dir, "ctl.sock") : "none";
+    if (process.env.BENCH_DEBUG) console.error(`control: ${ctl}`);
+    const args = [BIN, "compare", "--control", ctl, "--log-level", "error"];
     for (const id of IDS)
       args.push("--chardev", `socket,id=${id},path=${path.join(dir, `${id}.sock`)},server=on,wait=off`);
     args.push("--object", OBJ);
@@ -207,7 +213,9 @@ async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promis
     pri.sock.write(enc);
     await sleep(1);
   }
-  await out.waitFrames(warm.length, 60_000);
+  if (!(await out.waitFrames(warm.length, 60_000))) {
+    throw new Error(`warm-up: only ${out.frames.length} of ${warm.length} frames released`);
+  }
   out.frames.length = 0;
 }
 
@@ -218,7 +226,7 @@ function countFrames(sock: net.Socket, want: number): Promise<{ count: number; l
     let need = 0; // bytes still to skip in the current frame
     let hdr = Buffer.alloc(0);
     let lastAt = performance.now();
-    const timer = setTimeout(() => finish(), 120_000);
+    const timer = setTimeout(() => finish(), Number(process.env.BENCH_TIMEOUT ?? 120_000));
     const finish = () => {
       clearTimeout(timer);
       sock.removeAllListeners("data");
@@ -260,6 +268,7 @@ async function throughput(sys: System, frames: Buffer[]): Promise<{ fps: number;
     const t0 = performance.now();
     await Promise.all([writeAll(sec.sock, encoded), writeAll(pri.sock, encoded)]);
     const { count, lastAt } = await counted;
+    if (process.env.BENCH_DEBUG) console.error(`${sys.name}: throughput ${count} frames`);
     for (const p of [pri, sec, out]) p.close();
     return { fps: (count / (lastAt - t0)) * 1000, released: count };
   } finally {
@@ -309,27 +318,45 @@ async function latency(
 
 export async function run(): Promise<void> {
   const skip = qemuSkipReason();
-  const systems = [relay, coloProxy, ...(skip === undefined ? [qemu] : [])];
+  const only = process.env.BENCH_SYSTEMS;
+  const systems = [relay, coloProxy, ...(skip === undefined ? [qemu] : [])].filter(
+    (s) => only === undefined || only.split(",").some((o) => s.name.includes(o)),
+  );
   if (skip !== undefined) console.log(`(QEMU baseline skipped: ${skip})`);
-  const big = buildTraffic(THROUGHPUT_FRAMES);
-  const small = buildTraffic(LATENCY_FRAMES);
-  console.log(
-    `traffic: ${FLOWS} TCP flows, ${PAYLOAD}-byte payloads (${big[0]!.length}-byte frames), identical on primary and secondary`,
-  );
-  const rows: Array<{ name: string; fps: number; released: number; p50: number; p99: number }> = [];
-  for (const sys of systems) {
-    const tp = await throughput(sys, big);
-    const lt = await latency(sys, small);
-    rows.push({ name: sys.name, fps: tp.fps, released: tp.released, p50: lt.p50, p99: lt.p99 });
-  }
-  const base = rows.find((r) => r.name === qemu.name) ?? rows[0]!;
-  console.log(
-    `${"system".padEnd(22)} ${"released/s".padStart(11)} ${"× QEMU".padStart(7)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"p99 × QEMU".padStart(10)}`,
-  );
-  for (const r of rows) {
+  for (const payload of PAYLOADS) {
+    PAYLOAD = payload;
+    const big = buildTraffic(THROUGHPUT_FRAMES);
+    const small = buildTraffic(LATENCY_FRAMES);
     console.log(
-      `${r.name.padEnd(22)} ${r.fps.toFixed(0).padStart(11)} ${(r.fps / base.fps).toFixed(2).padStart(7)} ${r.p50.toFixed(3).padStart(8)} ${r.p99.toFixed(3).padStart(8)} ${(r.p99 / base.p99).toFixed(2).padStart(10)}${r.released < THROUGHPUT_FRAMES ? `  (only ${r.released} released)` : ""}`,
+      `\n${FLOWS} TCP flows, ${PAYLOAD}-byte payloads (${big[0]!.length}-byte frames), identical on primary and secondary; ` +
+        `throughput ${THROUGHPUT_FRAMES} frames, latency ${LATENCY_FRAMES} frames at ${(LATENCY_BATCH / LATENCY_GAP_MS) * 1000}/s; best of ${ROUNDS}`,
     );
+    const rows = new Map<string, { name: string; fps: number; released: number; p50: number; p99: number }>();
+    for (let round = 0; round < ROUNDS; round++) {
+      // Interleave systems round by round so load swings hit them alike.
+      for (const sys of systems) {
+        const tp = await throughput(sys, big);
+        const lt = await latency(sys, small);
+        const prev = rows.get(sys.name);
+        rows.set(sys.name, {
+          name: sys.name,
+          fps: Math.max(prev?.fps ?? 0, tp.fps),
+          released: Math.min(prev?.released ?? tp.released, tp.released),
+          p50: Math.min(prev?.p50 ?? Number.POSITIVE_INFINITY, lt.p50),
+          p99: Math.min(prev?.p99 ?? Number.POSITIVE_INFINITY, lt.p99),
+        });
+      }
+    }
+    const list = [...rows.values()];
+    const base = rows.get(qemu.name) ?? list[0]!;
+    console.log(
+      `${"system".padEnd(22)} ${"released/s".padStart(11)} ${"× QEMU".padStart(7)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"p99 × QEMU".padStart(10)}`,
+    );
+    for (const r of list) {
+      console.log(
+        `${r.name.padEnd(22)} ${r.fps.toFixed(0).padStart(11)} ${(r.fps / base.fps).toFixed(2).padStart(7)} ${r.p50.toFixed(3).padStart(8)} ${r.p99.toFixed(3).padStart(8)} ${(r.p99 / base.p99).toFixed(2).padStart(10)}${r.released < THROUGHPUT_FRAMES ? `  (only ${r.released} released)` : ""}`,
+      );
+    }
   }
 }
 
