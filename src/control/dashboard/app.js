@@ -84,15 +84,20 @@ function renderConnections(rows, totalCount) {
   const body = $("connections").tBodies[0];
   body.replaceChildren();
   for (const c of rows) {
-    const tr = el("tr", c.primaryQueue > 0 ? "held" : "");
+    const tr = el("tr", c.primaryQueued > 0 ? "held" : "");
     tr.append(
       el("td", "", c.flow),
       el("td", "", c.state),
-      el("td", "num", fmt(c.primaryQueue)),
-      el("td", "num", fmt(c.secondaryQueue)),
-      el("td", "num", c.oldestHeldMs === null ? "–" : `${fmt(c.oldestHeldMs)} ms`),
+      el("td", "num", fmt(c.primaryQueued)),
+      el("td", "num", fmt(c.secondaryQueued)),
+      el(
+        "td",
+        "num",
+        c.oldestHeldMs === null || c.primaryQueued + c.secondaryQueued === 0
+          ? "–"
+          : `${fmt(c.oldestHeldMs)} ms`,
+      ),
       el("td", "num", fmt(c.bytesCompared)),
-      el("td", "", c.passthrough ? "passthrough" : ""),
     );
     body.append(tr);
   }
