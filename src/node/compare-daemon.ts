@@ -14,7 +14,6 @@ import {
   ColoStats,
   type ConnectionInfo,
   type Control,
-  type ControlParamName,
   type ControlParams,
   type ControlTarget,
   type DaemonStatus,
@@ -298,11 +297,10 @@ export class CompareDaemon implements ControlTarget {
       flow: c.flow,
       protocol: c.protocol,
       state: c.state,
-      primaryQueue: c.primaryQueued,
-      secondaryQueue: c.secondaryQueued,
+      primaryQueued: c.primaryQueued,
+      secondaryQueued: c.secondaryQueued,
       oldestHeldMs: c.primaryQueued + c.secondaryQueued > 0 ? c.oldestHeldMs : null,
       bytesCompared: c.bytesCompared,
-      passthrough: c.state === "passthrough",
     }));
   }
 
@@ -315,13 +313,15 @@ export class CompareDaemon implements ControlTarget {
     };
   }
 
-  setParam(name: ControlParamName, value: number): void {
-    this.engine.setParam(name, value);
-    if (name === "expired_scan_cycle" && this.#timer !== null) {
+  setParam(name: string, value: number | boolean | string): number | boolean {
+    // The engine validates the name and value (COLO_ERR_COMPARE_PARAM) and returns the value set.
+    const v = this.engine.setParam(name, value);
+    if ((name === "expired_scan_cycle" || name === "expiredScanCycle") && this.#timer !== null) {
       clearInterval(this.#timer);
-      this.#timer = setInterval(this.#tick, value);
+      this.#timer = setInterval(this.#tick, v as number);
     }
-    this.#log.info({ name, value }, "parameter changed");
+    this.#log.info({ name, value: v }, "parameter changed");
+    return v;
   }
 
   failover(): void {
