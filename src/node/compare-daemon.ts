@@ -9,11 +9,13 @@
 import { performance } from "node:perf_hooks";
 import { CompareEngine } from "../compare/engine.ts";
 import type { CheckpointRequest, CompareSink, DiscardReason, ReleaseReason, Side } from "../compare/types.ts";
+import { checkpointEventData } from "../control/compare-adapter.ts";
 import {
   type CheckpointDoneResult,
   ColoStats,
   type ConnectionInfo,
   type Control,
+  type ControlOptions,
   type ControlParams,
   type ControlTarget,
   type DaemonStatus,
@@ -38,6 +40,8 @@ export interface CompareDaemonOptions {
   /** Control socket: undefined = the role's default path (warning if unavailable), null = none. */
   controlSocket?: string | null;
   controlTcp?: { host: string; port: number } | null;
+  /** Prometheus endpoint, dashboard and --on-checkpoint hook (see src/control/index.ts). */
+  controlExtra?: Pick<ControlOptions, "metrics" | "dashboard" | "onCheckpoint">;
   /** Monotonic clock in ms for the engine (default performance.now). */
   now?: () => number;
 }
@@ -155,6 +159,7 @@ export class CompareDaemon implements ControlTarget {
           role: "compare",
           ...(opts.controlSocket === undefined ? {} : { socket: opts.controlSocket }),
           tcp: opts.controlTcp ?? null,
+          ...opts.controlExtra,
           logger: d.#log,
         });
       }
@@ -230,23 +235,12 @@ export class CompareDaemon implements ControlTarget {
     if (req.reason === "payload-differs" || req.reason === "size-differs" || req.reason === "seq-mismatch") {
       this.counters.miscompare(req.reason, req.protocol ?? "other");
     }
-    if (!req.repeat) this.#log.warn({ reason: req.reason, flow: req.flow, epoch: this.epoch }, req.message);
     if (this.notify !== undefined) {
       if (this.notify.connected) this.notify.send(notifyPayload(DO_CHECKPOINT));
       else this.#notifyOwed = true;
     }
-    const data: Record<string, unknown> & { reason: string; explanation: string; epoch: number } = {
-      reason: req.reason,
-      explanation: req.message,
-      epoch: this.epoch,
-    };
-    if (req.flow !== undefined) data.flow = req.flow;
-    if (req.protocol !== undefined) data.protocol = req.protocol;
-    const off = req.streamOffset ?? req.offset;
-    if (off !== undefined) data.offset = off;
-    if (req.primaryHex !== undefined) data.primary = { offset: req.hexOffset ?? 0, hex: req.primaryHex };
-    if (req.secondaryHex !== undefined)
-      data.secondary = { offset: req.hexOffset ?? 0, hex: req.secondaryHex };
+    // Explanation, offset, hex windows and every engine detail (seq, side, repeat, ...).
+    const data = checkpointEventData(req, this.epoch);
     this.control?.emit("CHECKPOINT_REQUEST", data);
   }
 

@@ -133,8 +133,9 @@ function onTick(t) {
 /** Hexdump of one side as 16-byte rows; bytes that differ from `other` get class "d". */
 function hexdump(win, other) {
   const pre = el("pre");
-  const bytes = win.hex.match(/../g) || [];
-  const otherBytes = other ? other.hex.match(/../g) || [] : [];
+  const bytesOf = (w) => w.hex.replace(/\s+/g, "").match(/../g) || [];
+  const bytes = bytesOf(win);
+  const otherBytes = other ? bytesOf(other) : [];
   const shift = other ? win.offset - other.offset : 0;
   for (let row = 0; row < bytes.length; row += 16) {
     pre.append(`${String(win.offset + row).padStart(8, "0")}  `);
