@@ -26,6 +26,8 @@ export interface CompareSnapshotExtra {
   links?: Record<string, boolean>;
   /** Bad input seen outside the engine (framing errors ...), by code; added to the engine's. */
   badInput?: Record<string, number>;
+  /** Frames lost outside the engine (e.g. an output queue overflow), by reason. */
+  dropped?: Record<string, number>;
   holdTime?: Histogram;
   checkpointInterval?: Histogram;
 }
@@ -73,7 +75,7 @@ export function compareSnapshot(cs: Readonly<CompareStats>, extra: CompareSnapsh
     endpoints,
     released: { ...cs.releasedBy },
     discarded: { ...cs.discardedBy },
-    dropped: { "empty-frame": cs.primaryDropped },
+    dropped: { ...extra.dropped, "empty-frame": cs.primaryDropped },
     miscompares,
     checkpointRequests: { ...cs.checkpointRequests },
     checkpoints: cs.checkpoints,

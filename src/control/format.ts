@@ -80,7 +80,7 @@ export function formatConnections(rows: ConnectionInfo[]): string {
       c.secondaryQueued,
       c.oldestHeldMs === null || (c.oldestHeldMs === 0 && c.primaryQueued + c.secondaryQueued === 0)
         ? "-"
-        : `${c.oldestHeldMs} ms`,
+        : `${Math.round(c.oldestHeldMs)} ms`,
       c.bytesCompared,
     ]),
     [false, false, true, true, true, true],

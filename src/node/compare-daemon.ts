@@ -8,8 +8,8 @@
  */
 import { performance } from "node:perf_hooks";
 import { CompareEngine } from "../compare/engine.ts";
-import type { CheckpointRequest, CompareSink, DiscardReason, ReleaseReason, Side } from "../compare/types.ts";
-import { checkpointEventData } from "../control/compare-adapter.ts";
+import type { CheckpointRequest, CompareSink, Side } from "../compare/types.ts";
+import { checkpointEventData, compareSnapshot } from "../control/compare-adapter.ts";
 import {
   type CheckpointDoneResult,
   ColoStats,
@@ -19,6 +19,7 @@ import {
   type ControlParams,
   type ControlTarget,
   type DaemonStatus,
+  type PassthroughEntry,
   type StatsSnapshot,
   startControl,
 } from "../control/index.ts";
@@ -76,10 +77,10 @@ export class CompareDaemon implements ControlTarget {
     this.#now = opts.now ?? (() => performance.now());
     const sink: CompareSink = {
       release: (frame, vnetLen) => this.outdev.send(frame, vnetLen),
-      discard: (_frame, _vnetLen, side, reason) => this.#onDiscard(side, reason),
+      discard: () => undefined,
       checkpointRequest: (req) => this.#onCheckpointRequest(req),
       backpressure: (side, paused) => this.#onBackpressure(side, paused),
-      holdTime: (ms, reason) => this.#onHold(ms, reason),
+      holdTime: (ms) => this.#onHold(ms),
     };
     this.engine = new CompareEngine(
       {
@@ -221,20 +222,13 @@ export class CompareDaemon implements ControlTarget {
     this.control?.emit("BAD_INPUT", { code: err.code, source, desc: err.message, count });
   }
 
-  #onDiscard(side: Side, reason: DiscardReason): void {
-    this.counters.drop(side === "secondary" ? `secondary-${reason}` : `primary-${reason}`);
-  }
-
-  #onHold(ms: number, reason: ReleaseReason): void {
-    this.counters.release(reason);
+  // Releases, discards, miscompares and requests are counted by the engine (compareSnapshot);
+  // the daemon keeps only what the engine cannot see: endpoints, links, framing errors, hold times.
+  #onHold(ms: number): void {
     this.counters.observeHold(ms);
   }
 
   #onCheckpointRequest(req: CheckpointRequest): void {
-    this.counters.checkpointRequest(req.reason);
-    if (req.reason === "payload-differs" || req.reason === "size-differs" || req.reason === "seq-mismatch") {
-      this.counters.miscompare(req.reason, req.protocol ?? "other");
-    }
     if (this.notify !== undefined) {
       if (this.notify.connected) this.notify.send(notifyPayload(DO_CHECKPOINT));
       else this.#notifyOwed = true;
@@ -275,15 +269,12 @@ export class CompareDaemon implements ControlTarget {
   }
 
   #releasedTotal(): number {
-    let n = 0;
-    for (const v of Object.values(this.counters.released)) n += v;
-    return n;
+    return this.engine.liveStats.released;
   }
 
+  /** Secondary frames discarded (a checkpoint flush drops the secondary's queue). */
   #droppedTotal(): number {
-    let n = 0;
-    for (const v of Object.values(this.counters.dropped)) n += v;
-    return n;
+    return this.engine.liveStats.discarded;
   }
 
   connections(): ConnectionInfo[] {
@@ -296,6 +287,23 @@ export class CompareDaemon implements ControlTarget {
       oldestHeldMs: c.primaryQueued + c.secondaryQueued > 0 ? c.oldestHeldMs : null,
       bytesCompared: c.bytesCompared,
     }));
+  }
+
+  /** Passthrough rules in the engine's grammar (docs/compare.md); it validates them. */
+  passthroughAdd(rule: string): PassthroughEntry {
+    const r = this.engine.addPassthrough(rule, this.#now());
+    this.#log.info({ rule: r.rule, id: r.id }, "passthrough rule added");
+    return r;
+  }
+
+  passthroughDel(idOrRule: number | string): string {
+    const removed = this.engine.removePassthrough(idOrRule, this.#now());
+    this.#log.info({ rule: removed }, "passthrough rule removed");
+    return removed;
+  }
+
+  passthroughList(): PassthroughEntry[] {
+    return this.engine.listPassthrough();
   }
 
   params(): ControlParams {
@@ -355,7 +363,15 @@ export class CompareDaemon implements ControlTarget {
       e.framesOut = c.framesOut;
       e.bytesOut = c.bytesOut;
     }
-    return this.counters.snapshot();
+    const own = this.counters.snapshot();
+    return compareSnapshot(this.engine.liveStats, {
+      endpoints: own.endpoints,
+      links: own.links,
+      badInput: own.badInput,
+      dropped: own.dropped,
+      holdTime: this.counters.holdTime,
+      checkpointInterval: this.counters.checkpointInterval,
+    });
   }
 
   async close(): Promise<void> {
