@@ -14,6 +14,8 @@ const commands: Record<string, () => Promise<Command>> = {
   // One line per command; keep sorted.
   compare: () => import("./commands/compare.ts"),
   ctl: () => import("./commands/ctl.ts"),
+  "pcap-inspect": () => import("./commands/pcap-inspect.ts"),
+  replay: () => import("./commands/replay.ts"),
   rewrite: () => import("./commands/rewrite.ts"),
 };
 
