@@ -42,10 +42,25 @@ export const codes = {
   COLO_ERR_PKT_EXT_CHAIN: "IPv6 extension header chain loops or overruns",
 
   // --- compare / conntrack ---------------------------------------------------------------
+  COLO_ERR_COMPARE_RULE: "invalid passthrough rule",
+  COLO_ERR_COMPARE_RULE_NOT_FOUND: "no such passthrough rule",
+  COLO_ERR_COMPARE_PARAM: "invalid compare parameter",
+  COLO_ERR_COMPARE_INVARIANT: "compare engine accounting invariant violated",
 
   // --- rewrite ---------------------------------------------------------------------------
+  COLO_ERR_REWRITE_OBJECT: "invalid filter-rewriter object specification",
+  COLO_ERR_REWRITE_UNEXPECTED_FRAME: "frame received on a rewriter output chardev (ignored)",
 
   // --- node (primary/secondary link) ------------------------------------------------------
+  COLO_ERR_LINK_PROTOCOL: "malformed or unexpected message on the primary/secondary link",
+  COLO_ERR_LINK_VERSION: "link protocol version mismatch",
+  COLO_ERR_LINK_ROLE: "link peer has the wrong role",
+  COLO_ERR_LINK_SETTINGS: "link peer's settings differ from ours",
+  COLO_ERR_LINK_AUTH: "link peer failed authentication",
+  COLO_ERR_LINK_TIMEOUT: "link peer lost (no heartbeat)",
+  COLO_ERR_LINK_PEER_ERROR: "link peer reported an error and closed",
+  COLO_ERR_LINK_CLOSED: "link closed",
+  COLO_ERR_LINK_LISTEN: "cannot listen on the link address",
 
   // --- node/guest (QEMU control, checkpoint executor) --------------------------------------
   COLO_ERR_QMP: "QMP command failed or QMP connection lost",

@@ -12,6 +12,8 @@ interface Command {
 /** Subcommands, loaded lazily so that `colo-proxy pcap-inspect` does not load the daemon code. */
 const commands: Record<string, () => Promise<Command>> = {
   // One line per command; keep sorted.
+  ctl: () => import("./commands/ctl.ts"),
+  rewrite: () => import("./commands/rewrite.ts"),
 };
 
 function usage(): string {

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { ColoError } from "../errors.ts";
+import type { OnCheckpointStats } from "./on-checkpoint.ts";
 import { normalizeRule, PASSTHROUGH_PROTOCOLS } from "./passthrough.ts";
 import type { ControlServer, ControlServerStats } from "./server.ts";
 import type { StatsSnapshot } from "./stats.ts";
@@ -27,7 +28,8 @@ export interface StatusReply extends DaemonStatus {
 }
 
 export interface StatsReply extends StatsSnapshot {
-  control: ControlServerStats;
+  /** The operator interface's own counters. */
+  control: ControlServerStats & { onCheckpoint?: OnCheckpointStats };
 }
 
 const ruleArgs = z
@@ -57,6 +59,8 @@ export interface StandardCommandOptions {
   /** Monotonic-ish ms clock and the start time on it, for `uptime`. */
   now: () => number;
   startMs: number;
+  /** The full stats reply; defaults to the target's stats plus the server's own counters. */
+  stats?: () => StatsReply;
 }
 
 export function registerStandardCommands(
@@ -64,6 +68,7 @@ export function registerStandardCommands(
   target: ControlTarget,
   opts: StandardCommandOptions,
 ): void {
+  const stats = opts.stats ?? ((): StatsReply => ({ ...target.stats(), control: server.stats }));
   server.register("query-status", {
     help: "Role, mode, peers, uptime and checkpoint epoch.",
     handler: (): StatusReply => ({
@@ -75,7 +80,7 @@ export function registerStandardCommands(
   });
   server.register("query-stats", {
     help: "Counters: frames/bytes per endpoint, releases, miscompares, checkpoints, hold times, bad input.",
-    handler: (): StatsReply => ({ ...target.stats(), control: server.stats }),
+    handler: stats,
   });
   const t = target;
   if (t.connections !== undefined) {

@@ -7,8 +7,9 @@
  * await control.close();
  * ```
  *
- * It starts the control socket (UNIX, optional loopback TCP) with the standard commands, and
- * logs events. Daemons add their own commands with `control.server.register(...)`.
+ * It starts the control socket (UNIX, optional loopback TCP) with the standard commands, the
+ * optional Prometheus endpoint, dashboard and --on-checkpoint hook, and logs events (one line
+ * per miscompare). Daemons add their own commands with `control.server.register(...)`.
  */
 import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,9 +17,18 @@ import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { ColoError, ConfigError, isColoError } from "../errors.ts";
 import { isLogLevel, LOG_LEVELS, type Logger, logMiscompare, silentLogger } from "../log.ts";
-import { registerStandardCommands } from "./commands.ts";
+import { registerStandardCommands, type StatsReply, type StatusReply } from "./commands.ts";
+import { type Dashboard, startDashboard } from "./dashboard.ts";
+import { createMetricsRegistry, type HttpEndpoint, startMetricsServer } from "./metrics.ts";
+import { OnCheckpointRunner } from "./on-checkpoint.ts";
 import { ControlServer, type ControlServerOptions } from "./server.ts";
-import type { ControlEventMap, ControlEventName, ControlTarget, DaemonRole } from "./target.ts";
+import type {
+  CheckpointRequestData,
+  ControlEventMap,
+  ControlEventName,
+  ControlTarget,
+  DaemonRole,
+} from "./target.ts";
 
 export type { CommandContext, CommandSpec } from "./server.ts";
 export { ControlServer } from "./server.ts";
@@ -40,6 +50,14 @@ export interface ControlOptions {
   socket?: string | null;
   /** Also listen on TCP (loopback unless a host is given explicitly). */
   tcp?: HostPort | null;
+  /** Prometheus endpoint (GET /metrics). */
+  metrics?: HostPort | null;
+  /** Live dashboard. */
+  dashboard?: HostPort | null;
+  /** Dashboard tick period in ms (default 1000). */
+  dashboardTickMs?: number;
+  /** Shell command run on checkpoint requests (rate-limited). */
+  onCheckpoint?: { command: string; minIntervalMs?: number; timeoutMs?: number } | null;
   logger?: Logger;
   /** Wall clock in ms (event timestamps, uptime). */
   now?: () => number;
@@ -51,6 +69,12 @@ export interface Control {
   /** Bound socket path, or null. */
   readonly socketPath: string | null;
   readonly tcpAddress: HostPort | null;
+  /** Bound /metrics endpoint, or null. */
+  readonly metrics: HttpEndpoint | null;
+  readonly dashboard: Dashboard | null;
+  readonly onCheckpoint: OnCheckpointRunner | null;
+  /** The query-stats reply (target stats + control counters): the source of /metrics too. */
+  stats(): StatsReply;
   emit<K extends ControlEventName>(event: K, data: ControlEventMap[K]): void;
   close(): Promise<void>;
 }
@@ -143,20 +167,47 @@ export function controlOptionsFromArgs(v: ControlArgValues): ControlCliConfig {
   };
 }
 
-/** Starts the control socket(s) for `target` and wires event logging. */
+/** Starts the control socket(s), metrics, dashboard and hook for `target`, and wires event logging. */
 export async function startControl(target: ControlTarget, opts: ControlOptions): Promise<Control> {
   const log = opts.logger ?? silentLogger();
   const now = opts.now ?? Date.now;
+  const startMs = now();
   const server = new ControlServer({ ...opts.server, version: VERSION, now, logger: log });
-  registerStandardCommands(server, target, { version: VERSION, now, startMs: now() });
+  const hook =
+    opts.onCheckpoint == null
+      ? null
+      : new OnCheckpointRunner({ ...opts.onCheckpoint, role: opts.role, logger: log, now });
+  const stats = (): StatsReply => {
+    const control: StatsReply["control"] = server.stats;
+    if (hook !== null) control.onCheckpoint = hook.stats;
+    return { ...target.stats(), control };
+  };
+  const status = (): StatusReply => ({
+    ...target.status(),
+    version: VERSION,
+    pid: process.pid,
+    uptime: Math.max(0, Math.floor((now() - startMs) / 1000)),
+  });
+  registerStandardCommands(server, target, { version: VERSION, now, startMs, stats });
   server.subscribe((e) => {
-    if (e.event === "CHECKPOINT_REQUEST") logMiscompare(log, e.data as ControlEventMap["CHECKPOINT_REQUEST"]);
-    else if (e.event === "BAD_INPUT") log.warn({ event: e.event, ...e.data }, "bad input");
+    if (e.event === "CHECKPOINT_REQUEST") {
+      const d = e.data as CheckpointRequestData;
+      logMiscompare(log, d);
+      hook?.request(d, e.timeMs);
+    } else if (e.event === "BAD_INPUT") log.warn({ event: e.event, ...e.data }, "bad input");
     else log.info({ event: e.event, ...e.data }, e.event.toLowerCase().replace("_", " "));
   });
 
   let socketPath: string | null = null;
   let tcpAddress: HostPort | null = null;
+  let metrics: HttpEndpoint | null = null;
+  let dashboard: Dashboard | null = null;
+  const closeAll = async (): Promise<void> => {
+    hook?.close();
+    await dashboard?.close();
+    await metrics?.close();
+    await server.close();
+  };
   try {
     if (opts.socket !== null) {
       const path = opts.socket ?? defaultSocketPath(opts.role);
@@ -179,14 +230,35 @@ export async function startControl(target: ControlTarget, opts: ControlOptions):
       tcpAddress = { host: a.address, port: a.port };
       log.info(tcpAddress, "control TCP listening");
     }
+    if (opts.metrics != null) {
+      const registry = createMetricsRegistry({ stats, status }, { version: VERSION });
+      metrics = await startMetricsServer(registry, opts.metrics.host, opts.metrics.port, log);
+      log.info({ host: metrics.host, port: metrics.port }, "metrics listening on /metrics");
+    }
+    if (opts.dashboard != null) {
+      const connections = target.connections?.bind(target) ?? (() => []);
+      const dashOpts: Parameters<typeof startDashboard>[0] = {
+        host: opts.dashboard.host,
+        port: opts.dashboard.port,
+        source: { stats, status, connections },
+        server,
+        logger: log,
+        now,
+      };
+      if (opts.dashboardTickMs !== undefined) dashOpts.tickMs = opts.dashboardTickMs;
+      dashboard = await startDashboard(dashOpts);
+      log.info({ url: dashboard.url }, "dashboard listening");
+    }
   } catch (e) {
-    await server.close();
+    await closeAll();
     if (isColoError(e)) throw e;
     throw new ColoError(
       "COLO_ERR_CONFIG",
-      `cannot start control socket: ${(e as Error).message}`,
+      `cannot start control interface: ${(e as Error).message}`,
       undefined,
-      { cause: e },
+      {
+        cause: e,
+      },
     );
   }
 
@@ -194,7 +266,11 @@ export async function startControl(target: ControlTarget, opts: ControlOptions):
     server,
     socketPath,
     tcpAddress,
+    metrics,
+    dashboard,
+    onCheckpoint: hook,
+    stats,
     emit: (event, data) => server.emit(event, data),
-    close: () => server.close(),
+    close: closeAll,
   };
 }

@@ -18,26 +18,34 @@ export interface QemuRewriter {
   checkpoint(): Promise<void>;
 }
 
-export async function startQemuRewriter(t: TestCtx, opts: { vnet?: boolean } = {}): Promise<QemuRewriter> {
-  const dir = tempDir(t, "colo-qrw-");
-  const vh = opts.vnet ? ",vnet_hdr_support=on" : "";
+/**
+ * `-netdev` arguments for a guestless filter host: dgram netdev n0 (the filters' netdev) on hub 0
+ * with a second dgram netdev n1, UNIX sockets in `dir` (without a second port tx frames stall).
+ */
+export function hubNetdevArgs(dir: string): string[] {
   const dgram = (id: string) =>
     `dgram,id=${id},local.type=unix,local.path=${path.join(dir, `${id}l.sock`)},` +
     `remote.type=unix,remote.path=${path.join(dir, `${id}r.sock`)}`;
+  return [
+    "-netdev",
+    dgram("n0"),
+    "-netdev",
+    "hubport,id=hp0,hubid=0,netdev=n0",
+    "-netdev",
+    dgram("n1"),
+    "-netdev",
+    "hubport,id=hp1,hubid=0,netdev=n1",
+  ];
+}
+
+export async function startQemuRewriter(t: TestCtx, opts: { vnet?: boolean } = {}): Promise<QemuRewriter> {
+  const dir = tempDir(t, "colo-qrw-");
+  const vh = opts.vnet ? ",vnet_hdr_support=on" : "";
   const qemu = await startQemu(
     {
       dir,
       chardevs: ["rin_tx", "rin_rx", "rout_tx", "rout_rx"],
-      args: [
-        "-netdev",
-        dgram("n0"),
-        "-netdev",
-        "hubport,id=hp0,hubid=0,netdev=n0",
-        "-netdev",
-        dgram("n1"),
-        "-netdev",
-        "hubport,id=hp1,hubid=0,netdev=n1",
-      ],
+      args: hubNetdevArgs(dir),
       objects: [
         `filter-redirector,id=f_in_tx,netdev=n0,queue=tx,indev=rin_tx${vh}`,
         `filter-redirector,id=f_out_rx,netdev=n0,queue=rx,outdev=rout_rx${vh}`,

@@ -1,0 +1,906 @@
+/**
+ * @module The compare engine: COLO's primary-side comparison of PVM and SVM output, sans-IO.
+ *
+ * Pure and synchronous: frames and the current time (`now`, ms) come in as arguments, decisions go
+ * out through a CompareSink. No sockets, timers or logging. Frames are zero-copy views owned by
+ * the engine from push until they are released (primary) or discarded (secondary).
+ *
+ * Semantics, and every deliberate difference from QEMU's colo-compare, are in docs/compare.md.
+ */
+
+import { extractFlow, formatFlow, type ProtocolName, protocolName } from "../conntrack/flow.ts";
+import { ConnTable } from "../conntrack/table.ts";
+import { ColoError } from "../errors.ts";
+import { type FrameMeta, newFrameMeta, ParseStatus, TcpFlag } from "../packet/meta.ts";
+import { parseFrame } from "../packet/parse.ts";
+import { checkParam, resolveConfig } from "./config.ts";
+import { CompareConn } from "./conn.ts";
+import { dumpAround, firstDifference } from "./explain.ts";
+import { type Held, HeldSide, HeldStore } from "./held.ts";
+import { type PassthroughRule, PassthroughRules } from "./passthrough.ts";
+import { type BadInputCode, type CompareStats, newStats, snapshotStats } from "./stats.ts";
+import type {
+  CheckpointReason,
+  CheckpointRequest,
+  CompareConfig,
+  CompareSink,
+  ConnectionInfo,
+  DiscardReason,
+  MiscompareReason,
+  ReleaseReason,
+  Side,
+} from "./types.ts";
+
+const STATUS_CODES: Record<number, BadInputCode> = {
+  [ParseStatus.Truncated]: "COLO_ERR_PKT_TRUNCATED",
+  [ParseStatus.BadLength]: "COLO_ERR_PKT_BAD_LENGTH",
+  [ParseStatus.BadHeader]: "COLO_ERR_PKT_BAD_HEADER",
+  [ParseStatus.ExtChain]: "COLO_ERR_PKT_EXT_CHAIN",
+};
+
+/** a is after b in 32-bit sequence space. */
+function seqAfter(a: number, b: number): boolean {
+  return ((a - b) | 0) > 0;
+}
+
+const ETHERTYPE_IPV4 = 0x0800;
+
+export class CompareEngine {
+  readonly #cfg: CompareConfig;
+  readonly #sink: CompareSink;
+  readonly #table = new ConnTable<CompareConn>();
+  readonly #held = new HeldStore();
+  readonly #rules = new PassthroughRules();
+  readonly #meta: FrameMeta = newFrameMeta();
+  readonly #stats: CompareStats = newStats();
+  /** A checkpoint request is outstanding (sent, no checkpointDone yet). */
+  #pending = false;
+  #lastRequest: CheckpointRequest | null = null;
+  #lastRequestAt = 0;
+  readonly #paused = { primary: false, secondary: false };
+  #failover = false;
+  #flushEpoch = 0;
+  readonly #flushMark = new WeakMap<CompareConn, number>();
+
+  constructor(config: Partial<CompareConfig>, sink: CompareSink) {
+    this.#cfg = resolveConfig(config);
+    this.#sink = sink;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Inputs
+
+  /** A frame the primary guest sent. */
+  pushPrimary(frame: Buffer, vnetLen: number, now: number): void {
+    const st = this.#stats;
+    st.primaryFrames++;
+    st.primaryBytes += frame.length;
+    if (this.#failover) {
+      this.#releaseNow(frame, vnetLen, "failover");
+      return;
+    }
+    if (frame.length <= vnetLen) {
+      // Nothing to output: the one explicit primary drop, counted.
+      st.badInput.primary.COLO_ERR_FRAME_EMPTY++;
+      st.primaryDropped++;
+      this.#sink.discard(frame, vnetLen, "primary", "malformed");
+      return;
+    }
+    const m = this.#meta;
+    const status = parseFrame(frame, vnetLen, m);
+    if (status !== ParseStatus.Ok) {
+      st.badInput.primary[STATUS_CODES[status] ?? "COLO_ERR_PKT_BAD_HEADER"]++;
+      this.#releaseNow(frame, vnetLen, "malformed");
+      return;
+    }
+    if (this.#cfg.compatPassthrough && (m.etherType !== ETHERTYPE_IPV4 || m.vlanOuter >= 0)) {
+      this.#releaseNow(frame, vnetLen, "compat");
+      return;
+    }
+    const c = this.#lookup(m, frame, now, "primary");
+    if (c.passthrough) {
+      this.#releaseNow(frame, vnetLen, "passthrough");
+      this.#table.idle(c, now);
+      return;
+    }
+    if (c.stream) this.#tcpPrimary(c, m, frame, vnetLen, now);
+    else this.#datagramPrimary(c, m, frame, vnetLen, now);
+    this.#settle(c, now);
+  }
+
+  /** A frame the secondary guest sent. */
+  pushSecondary(frame: Buffer, vnetLen: number, now: number): void {
+    const st = this.#stats;
+    st.secondaryFrames++;
+    st.secondaryBytes += frame.length;
+    if (this.#failover) {
+      this.#discardNow(frame, vnetLen, "failover");
+      return;
+    }
+    if (frame.length <= vnetLen) {
+      st.badInput.secondary.COLO_ERR_FRAME_EMPTY++;
+      this.#discardNow(frame, vnetLen, "malformed");
+      return;
+    }
+    const m = this.#meta;
+    const status = parseFrame(frame, vnetLen, m);
+    if (status !== ParseStatus.Ok) {
+      st.badInput.secondary[STATUS_CODES[status] ?? "COLO_ERR_PKT_BAD_HEADER"]++;
+      this.#discardNow(frame, vnetLen, "malformed");
+      return;
+    }
+    if (this.#cfg.compatPassthrough && (m.etherType !== ETHERTYPE_IPV4 || m.vlanOuter >= 0)) {
+      this.#discardNow(frame, vnetLen, "compat");
+      return;
+    }
+    const c = this.#lookup(m, frame, now, "secondary");
+    if (c.passthrough) {
+      this.#discardNow(frame, vnetLen, "passthrough");
+      this.#table.idle(c, now);
+      return;
+    }
+    if (c.stream) this.#tcpSecondary(c, m, frame, vnetLen, now);
+    else this.#datagramSecondary(c, m, frame, vnetLen, now);
+    this.#settle(c, now);
+  }
+
+  /**
+   * Periodic scan (the shell calls it every expired_scan_cycle ms): a held packet older than
+   * compare_timeout raises a checkpoint request; pending requests are retried; idle and closed
+   * connections holding nothing expire.
+   */
+  tick(now: number): void {
+    if (this.#failover) return;
+    const oldest = this.#held.head;
+    if (oldest !== null && now - oldest.arrival > this.#cfg.compareTimeout) {
+      const c = oldest.conn as CompareConn;
+      const side: Side = oldest.side === HeldSide.Primary ? "primary" : "secondary";
+      const age = now - oldest.arrival;
+      this.#trigger(now, "timeout", c, () => ({
+        side,
+        ageMs: age,
+        message: `${side} packet held ${age} ms (compare_timeout ${this.#cfg.compareTimeout} ms) on ${c.flowText}`,
+      }));
+    } else if (
+      this.#pending &&
+      !this.#cfg.renotify &&
+      this.#cfg.checkpointRetry > 0 &&
+      this.#held.count > 0 &&
+      this.#lastRequest !== null &&
+      now - this.#lastRequestAt >= this.#cfg.checkpointRetry
+    ) {
+      this.#emit({ ...this.#lastRequest, time: now, repeat: true });
+    }
+    this.#table.expire(now, this.#cfg.idleTimeout, this.#cfg.closedTimeout, () => {
+      this.#stats.connectionsExpired++;
+    });
+    this.#stats.connections = this.#table.size;
+  }
+
+  /**
+   * A checkpoint completed (COLO CHECKPOINT event / Xen COLO_CHECKPOINT): release every held
+   * primary frame (connections in first-seen order; TCP in sequence order, datagrams FIFO),
+   * discard every held secondary frame, keep the connection state, lift backpressure.
+   */
+  checkpointDone(now: number): void {
+    this.#stats.checkpoints++;
+    this.#flushAll(now, "flush", "flush");
+    this.#pending = false;
+    this.#lastRequest = null;
+    this.#unpause();
+    while (this.#table.size > this.#cfg.maxConnections && this.#table.evictOne() !== undefined) {
+      this.#stats.connectionsEvicted++;
+    }
+    this.#stats.connections = this.#table.size;
+  }
+
+  /** Failover: release everything held, then pass primary frames straight through for good. */
+  failover(now: number): void {
+    if (this.#failover) return;
+    this.#flushAll(now, "failover", "failover");
+    this.#failover = true;
+    this.#stats.failover = true;
+    this.#pending = false;
+    this.#lastRequest = null;
+    this.#unpause();
+    this.#table.clear();
+    this.#stats.connections = 0;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Run-time control
+
+  /** Sets compare_timeout / expired_scan_cycle / max_queue_size (or another CompareConfig field). */
+  setParam(name: string, value: unknown): number | boolean {
+    const { field, value: v } = checkParam(name, value);
+    (this.#cfg as unknown as Record<string, number | boolean>)[field] = v;
+    return v;
+  }
+
+  get config(): Readonly<CompareConfig> {
+    return { ...this.#cfg };
+  }
+
+  /**
+   * Adds a passthrough rule (see passthrough.ts for the syntax); returns its id. Connections that
+   * now match are flushed at once (held primary released in order, held secondary discarded).
+   * Throws COLO_ERR_COMPARE_RULE on a bad rule.
+   */
+  addPassthrough(rule: string | PassthroughRule, now: number): { id: number; rule: string } {
+    const r = this.#rules.add(rule);
+    if (r.added) this.#reapplyRules(now);
+    return { id: r.id, rule: r.rule.text };
+  }
+
+  /** Removes a rule by id or text; throws COLO_ERR_COMPARE_RULE_NOT_FOUND. */
+  removePassthrough(idOrText: number | string, now: number): string {
+    const r = this.#rules.remove(idOrText);
+    this.#reapplyRules(now);
+    return r.text;
+  }
+
+  listPassthrough(): { id: number; rule: string }[] {
+    return this.#rules.list();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Introspection
+
+  /** A deep copy of the counters. */
+  stats(): CompareStats {
+    this.#stats.connections = this.#table.size;
+    return snapshotStats(this.#stats);
+  }
+
+  /** The live counters object (no copy; for a metrics exporter that reads on scrape). */
+  get liveStats(): Readonly<CompareStats> {
+    return this.#stats;
+  }
+
+  get checkpointPending(): boolean {
+    return this.#pending;
+  }
+
+  get inFailover(): boolean {
+    return this.#failover;
+  }
+
+  isPaused(side: Side): boolean {
+    return this.#paused[side];
+  }
+
+  /** Per-flow table in first-seen order (at most `limit` rows). */
+  connections(now: number, limit = Number.POSITIVE_INFINITY): ConnectionInfo[] {
+    const rows: ConnectionInfo[] = [];
+    for (const c of this.#table.values()) {
+      if (rows.length >= limit) break;
+      let oldest = Number.POSITIVE_INFINITY;
+      for (let h = c.primary.head; h !== null; h = h.next) oldest = Math.min(oldest, h.arrival);
+      for (let h = c.secondary.head; h !== null; h = h.next) oldest = Math.min(oldest, h.arrival);
+      let state = "open";
+      if (c.passthrough) state = "passthrough";
+      else if (c.miscompared) state = "miscompared";
+      else if (c.closed) state = "closed";
+      else if (c.primaryFin || c.secondaryFin) state = "closing";
+      rows.push({
+        key: c.key,
+        flow: c.flowText,
+        protocol: c.protocol,
+        state,
+        primaryQueued: c.primary.count,
+        secondaryQueued: c.secondary.count,
+        oldestHeldMs: oldest === Number.POSITIVE_INFINITY ? 0 : now - oldest,
+        bytesCompared: c.bytesCompared,
+        packetsCompared: c.packetsCompared,
+        createdAt: c.createdAt,
+        lastActive: c.lastActive,
+      });
+    }
+    return rows;
+  }
+
+  /**
+   * Checks the accounting invariants (primary in = released + held + dropped; secondary in =
+   * discarded + held) and the internal structures; throws COLO_ERR_COMPARE_INVARIANT if broken.
+   */
+  checkInvariant(): void {
+    const st = this.#stats;
+    const problems: string[] = [];
+    if (st.primaryFrames !== st.released + st.heldPrimary + st.primaryDropped) {
+      problems.push(
+        `primary in ${st.primaryFrames} != released ${st.released} + held ${st.heldPrimary} + dropped ${st.primaryDropped}`,
+      );
+    }
+    if (st.secondaryFrames !== st.discarded + st.heldSecondary) {
+      problems.push(
+        `secondary in ${st.secondaryFrames} != discarded ${st.discarded} + held ${st.heldSecondary}`,
+      );
+    }
+    const sumBy = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+    if (sumBy(st.releasedBy) !== st.released) problems.push("releasedBy does not sum to released");
+    if (sumBy(st.discardedBy) !== st.discarded) problems.push("discardedBy does not sum to discarded");
+    if (this.#held.count !== st.heldPrimary + st.heldSecondary) {
+      problems.push(`held list ${this.#held.count} != ${st.heldPrimary} + ${st.heldSecondary}`);
+    }
+    let p = 0;
+    let s = 0;
+    let bytes = 0;
+    for (const c of this.#table.values()) {
+      for (const [q, side] of [
+        [c.primary, HeldSide.Primary],
+        [c.secondary, HeldSide.Secondary],
+      ] as const) {
+        let n = 0;
+        for (let h = q.head; h !== null; h = h.next) {
+          n++;
+          if (h.conn !== c || h.side !== side) problems.push(`record in wrong queue on ${c.flowText}`);
+          if (c.stream && h.next !== null && seqAfter(h.seq, h.next.seq)) {
+            problems.push(`TCP queue out of order on ${c.flowText}`);
+          }
+          if (side === HeldSide.Primary) bytes += h.frame.length;
+        }
+        if (n !== q.count) problems.push(`queue count ${q.count} != ${n} on ${c.flowText}`);
+        if (side === HeldSide.Primary) p += n;
+        else s += n;
+      }
+      if ((c.primary.count + c.secondary.count === 0) === this.#table.isBusy(c)) {
+        problems.push(`LRU membership wrong on ${c.flowText}`);
+      }
+    }
+    if (p !== st.heldPrimary || s !== st.heldSecondary) {
+      problems.push(`queues hold ${p}/${s}, counters say ${st.heldPrimary}/${st.heldSecondary}`);
+    }
+    if (bytes !== st.heldPrimaryBytes) problems.push(`held bytes ${bytes} != ${st.heldPrimaryBytes}`);
+    let n = 0;
+    for (let h = this.#held.head; h !== null; h = h.gNext) {
+      n++;
+      if (h.gNext !== null && h.gNext.arrival < h.arrival) problems.push("held list not in arrival order");
+    }
+    if (n !== this.#held.count) problems.push(`held list length ${n} != ${this.#held.count}`);
+    if (problems.length > 0) {
+      throw new ColoError("COLO_ERR_COMPARE_INVARIANT", problems.join("; "), { problems });
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Connection table
+
+  #lookup(m: FrameMeta, frame: Buffer, now: number, side: Side): CompareConn {
+    // Fragments have their own (protocol-only) key, so they are compared as datagrams.
+    const key = m.key;
+    const found = this.#table.get(key);
+    if (found !== undefined) return found;
+    const t = this.#table;
+    let overLimit = false;
+    if (t.size >= this.#cfg.maxConnections) {
+      if (t.evictOne() !== undefined) this.#stats.connectionsEvicted++;
+      else overLimit = true;
+    }
+    const flow = extractFlow(m, frame);
+    const c = new CompareConn(key, t.nextSerial(), flow, now, protocolName(m), formatFlow(flow));
+    c.passthrough = this.#rules.size > 0 && this.#rules.matches(flow);
+    t.add(c);
+    t.idle(c, now);
+    this.#stats.connectionsCreated++;
+    this.#stats.connections = t.size;
+    if (overLimit) {
+      // Nothing evictable: every connection holds packets. Admit it anyway (never lose a packet),
+      // ask for the checkpoint that empties the queues, and stop that input until then.
+      this.#stats.connectionsOverLimit++;
+      const size = t.size;
+      this.#trigger(now, "table-full", c, () => ({
+        depth: size,
+        side,
+        message: `connection table full (${size} connections, none evictable) at new flow ${c.flowText}`,
+      }));
+      this.#pause(side);
+    }
+    return c;
+  }
+
+  #settle(c: CompareConn, now: number): void {
+    if (c.primary.count + c.secondary.count === 0) this.#table.idle(c, now);
+    else this.#table.busy(c);
+  }
+
+  #reapplyRules(now: number): void {
+    for (const c of this.#table.values()) {
+      const pt = this.#rules.size > 0 && this.#rules.matches(c.flow);
+      if (pt === c.passthrough) continue;
+      c.passthrough = pt;
+      if (pt) this.#flushConn(c, now, "passthrough", "passthrough");
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Holding, releasing, discarding
+
+  #hold(c: CompareConn, side: HeldSide, frame: Buffer, vnetLen: number, now: number): Held {
+    const h = this.#held.alloc();
+    h.frame = frame;
+    h.vnetLen = vnetLen;
+    h.arrival = now;
+    h.side = side;
+    h.conn = c;
+    h.off = 0;
+    this.#held.link(h);
+    if (side === HeldSide.Primary) {
+      this.#stats.heldPrimary++;
+      this.#stats.heldPrimaryBytes += frame.length;
+    } else this.#stats.heldSecondary++;
+    return h;
+  }
+
+  #release(c: CompareConn, h: Held, reason: ReleaseReason, now: number): void {
+    c.primary.remove(h);
+    const frame = h.frame;
+    const vnetLen = h.vnetLen;
+    const age = now - h.arrival;
+    const st = this.#stats;
+    st.heldPrimary--;
+    st.heldPrimaryBytes -= frame.length;
+    this.#held.free(h);
+    st.released++;
+    st.releasedBytes += frame.length;
+    st.releasedBy[reason]++;
+    if (reason === "matched") st.matched++;
+    this.#sink.release(frame, vnetLen);
+    this.#sink.holdTime?.(age, reason);
+  }
+
+  #discard(c: CompareConn, h: Held, reason: DiscardReason): void {
+    c.secondary.remove(h);
+    const frame = h.frame;
+    const vnetLen = h.vnetLen;
+    this.#stats.heldSecondary--;
+    this.#held.free(h);
+    this.#stats.discarded++;
+    this.#stats.discardedBy[reason]++;
+    this.#sink.discard(frame, vnetLen, "secondary", reason);
+  }
+
+  #releaseNow(frame: Buffer, vnetLen: number, reason: ReleaseReason): void {
+    const st = this.#stats;
+    st.released++;
+    st.releasedBytes += frame.length;
+    st.releasedBy[reason]++;
+    this.#sink.release(frame, vnetLen);
+    this.#sink.holdTime?.(0, reason);
+  }
+
+  #discardNow(frame: Buffer, vnetLen: number, reason: DiscardReason): void {
+    this.#stats.discarded++;
+    this.#stats.discardedBy[reason]++;
+    this.#sink.discard(frame, vnetLen, "secondary", reason);
+  }
+
+  /** Flushes one connection: primary in queue order (TCP: sequence order), secondary discarded. */
+  #flushConn(c: CompareConn, now: number, rr: ReleaseReason, dr: DiscardReason): void {
+    for (let h = c.primary.head; h !== null; h = c.primary.head) {
+      if (c.stream && h.len > 0 && (!c.flushedEndSet || seqAfter(h.end, c.flushedEnd))) {
+        c.flushedEnd = h.end;
+        c.flushedEndSet = true;
+      }
+      this.#release(c, h, rr, now);
+    }
+    for (let h = c.secondary.head; h !== null; h = c.secondary.head) this.#discard(c, h, dr);
+    // Bytes released uncompared count as compared: after a checkpoint the SVM is a copy of the
+    // PVM, so anything the secondary still sends below this point is stale or a retransmission.
+    if (c.flushedEndSet && (!c.compareSeqSet || seqAfter(c.flushedEnd, c.compareSeq))) {
+      c.compareSeq = c.flushedEnd;
+      c.compareSeqSet = true;
+    }
+    c.flushedEndSet = false;
+    c.miscompared = false;
+    c.queueFullRaised = false;
+    this.#settle(c, now);
+  }
+
+  /** Flushes every connection that holds packets, in first-seen order; O(held + k log k). */
+  #flushAll(now: number, rr: ReleaseReason, dr: DiscardReason): void {
+    const epoch = ++this.#flushEpoch;
+    const conns: CompareConn[] = [];
+    for (let h = this.#held.head; h !== null; h = h.gNext) {
+      const c = h.conn as CompareConn;
+      if (this.#flushMark.get(c) !== epoch) {
+        this.#flushMark.set(c, epoch);
+        conns.push(c);
+      }
+    }
+    conns.sort((a, b) => a.serial - b.serial);
+    for (const c of conns) this.#flushConn(c, now, rr, dr);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Checkpoint requests and backpressure
+
+  /** A reason to checkpoint: emitted, or coalesced into the pending request (see docs/compare.md). */
+  #trigger(
+    now: number,
+    reason: CheckpointReason,
+    c: CompareConn | null,
+    detail: () => Partial<CheckpointRequest> & { message: string },
+  ): void {
+    if (this.#pending && !this.#cfg.renotify) {
+      this.#stats.checkpointCoalesced++;
+      return;
+    }
+    const req: CheckpointRequest = { reason, time: now, repeat: this.#pending, ...detail() };
+    if (c !== null) {
+      req.key = c.key;
+      req.flow = c.flowText;
+      req.protocol = c.protocol;
+    }
+    this.#pending = true;
+    this.#emit(req);
+  }
+
+  #emit(req: CheckpointRequest): void {
+    this.#lastRequest = req;
+    this.#lastRequestAt = req.time;
+    this.#stats.checkpointRequests[req.reason]++;
+    this.#sink.checkpointRequest(req);
+  }
+
+  #pause(side: Side): void {
+    if (this.#paused[side]) return;
+    this.#paused[side] = true;
+    this.#stats.backpressureEvents++;
+    this.#sink.backpressure(side, true);
+  }
+
+  #unpause(): void {
+    for (const side of ["primary", "secondary"] as const) {
+      if (!this.#paused[side]) continue;
+      this.#paused[side] = false;
+      this.#sink.backpressure(side, false);
+    }
+  }
+
+  /** After a pass: a queue at max_queue_size asks for a checkpoint and pauses that input. */
+  #checkQueue(c: CompareConn, side: HeldSide, now: number): void {
+    const q = side === HeldSide.Primary ? c.primary : c.secondary;
+    const max = this.#cfg.maxQueueSize;
+    if (q.count < max) return;
+    const name: Side = side === HeldSide.Primary ? "primary" : "secondary";
+    if (side === HeldSide.Primary && q.count > max) this.#stats.overQueueLimit++;
+    if (!c.queueFullRaised) {
+      c.queueFullRaised = true;
+      const depth = q.count;
+      this.#trigger(now, "queue-full", c, () => ({
+        side: name,
+        depth,
+        message: `${name} queue of ${c.flowText} reached max_queue_size ${max}`,
+      }));
+    }
+    this.#pause(name);
+  }
+
+  #miscompare(
+    c: CompareConn,
+    now: number,
+    reason: MiscompareReason,
+    detail: () => Partial<CheckpointRequest> & { message: string },
+  ): void {
+    c.miscompared = true;
+    c.miscompareReason = reason;
+    this.#stats.miscompares[c.protocol as ProtocolName][reason]++;
+    this.#stats.miscomparesTotal++;
+    this.#trigger(now, reason, c, detail);
+  }
+
+  /** A packet arrived on a connection whose comparison is suspended by a miscompare. */
+  #renotifyMiscompare(c: CompareConn, now: number): void {
+    if (!this.#cfg.renotify) return;
+    this.#trigger(now, c.miscompareReason, c, () => ({
+      message: `${c.flowText} is still miscompared (${c.miscompareReason})`,
+    }));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // TCP
+
+  #onSyn(c: CompareConn, side: HeldSide, seq: number): void {
+    const known = side === HeldSide.Primary ? c.primaryIsnSet : c.secondarySyn;
+    const isn = side === HeldSide.Primary ? c.primaryIsn : c.secondaryIsn;
+    // A SYN after close, or with a new ISN, starts a new connection on the same 4-tuple. Only
+    // reset when nothing is held: held segments belong to the old sequence space.
+    if ((c.closed || (known && isn !== seq)) && c.primary.count + c.secondary.count === 0) c.resetStream();
+    if (side === HeldSide.Primary) {
+      if (!c.primaryIsnSet) {
+        c.primaryIsnSet = true;
+        c.primaryIsn = seq;
+        c.base = (seq + 1) >>> 0;
+        c.baseSet = true;
+      }
+    } else if (!c.secondarySyn) {
+      c.secondarySyn = true;
+      c.secondaryIsn = seq;
+    }
+  }
+
+  #tcpPrimary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
+    const flags = m.tcpFlags;
+    if (flags & TcpFlag.SYN) this.#onSyn(c, HeldSide.Primary, m.tcpSeq);
+    if (flags & TcpFlag.ACK && (!c.primaryAckSet || seqAfter(m.tcpAck, c.primaryAck))) {
+      c.primaryAck = m.tcpAck;
+      c.primaryAckSet = true;
+    }
+    if (flags & TcpFlag.RST) {
+      c.primaryRst = true;
+      c.closed = true;
+    }
+    if (flags & TcpFlag.FIN) {
+      c.primaryFin = true;
+      if (c.secondaryFin || c.secondaryRst) c.closed = true;
+    }
+    const seq = flags & TcpFlag.SYN ? (m.tcpSeq + 1) >>> 0 : m.tcpSeq;
+    const len = m.payloadLen;
+    if (len > 0 && !c.baseSet) {
+      c.base = seq;
+      c.baseSet = true;
+    }
+    const h = this.#hold(c, HeldSide.Primary, frame, vnetLen, now);
+    h.seq = seq;
+    h.end = (seq + len) >>> 0;
+    h.len = len;
+    h.dataOff = m.payloadOffset;
+    h.ack = m.tcpAck;
+    h.flags = flags;
+    c.primary.insertBySeq(h);
+    if (c.miscompared) this.#renotifyMiscompare(c, now);
+    else this.#runTcp(c, now);
+    this.#checkQueue(c, HeldSide.Primary, now);
+  }
+
+  #tcpSecondary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
+    const flags = m.tcpFlags;
+    if (flags & TcpFlag.SYN) this.#onSyn(c, HeldSide.Secondary, m.tcpSeq);
+    if (flags & TcpFlag.ACK && (!c.secondaryAckSet || seqAfter(m.tcpAck, c.secondaryAck))) {
+      c.secondaryAck = m.tcpAck;
+      c.secondaryAckSet = true;
+    }
+    if (flags & TcpFlag.RST) {
+      c.secondaryRst = true;
+      if (c.primaryFin || c.primaryRst) c.closed = true;
+    }
+    if (flags & TcpFlag.FIN) {
+      c.secondaryFin = true;
+      if (c.primaryFin) c.closed = true;
+    }
+    const seq = flags & TcpFlag.SYN ? (m.tcpSeq + 1) >>> 0 : m.tcpSeq;
+    const len = m.payloadLen;
+    const end = (seq + len) >>> 0;
+    // Segments without payload are never compared: their ack/flags were recorded above (that is
+    // all ack gating needs), so drop them now instead of letting a lone one age into a timeout.
+    let reason: DiscardReason | null = null;
+    if (len === 0) reason = "no-payload";
+    else if (c.compareSeqSet && !seqAfter(end, c.compareSeq)) reason = "already-compared";
+    else if (c.secondary.count >= this.#cfg.maxQueueSize) reason = "queue-full";
+    if (reason !== null) {
+      this.#discardNow(frame, vnetLen, reason);
+      if (reason === "queue-full") this.#checkQueue(c, HeldSide.Secondary, now);
+      else if (!c.miscompared && c.primary.count > 0) this.#runTcp(c, now);
+      return;
+    }
+    const h = this.#hold(c, HeldSide.Secondary, frame, vnetLen, now);
+    h.seq = seq;
+    h.end = end;
+    h.len = len;
+    h.dataOff = m.payloadOffset;
+    h.ack = m.tcpAck;
+    h.flags = flags;
+    c.secondary.insertBySeq(h);
+    if (c.miscompared) this.#renotifyMiscompare(c, now);
+    else this.#runTcp(c, now);
+    this.#checkQueue(c, HeldSide.Secondary, now);
+  }
+
+  /** Primary segment without payload: has the secondary caught up with it? */
+  #covered(c: CompareConn, p: Held): boolean {
+    if (p.flags & TcpFlag.ACK) return c.secondaryAckSet && !seqAfter(p.ack, c.secondaryAck);
+    if (p.flags & TcpFlag.SYN) return c.secondarySyn;
+    if (p.flags & TcpFlag.RST) return c.secondaryRst;
+    return false;
+  }
+
+  /** Ack gating (QEMU rule B): a compared segment is released only if its ack <= min(pack, sack). */
+  #ackOk(c: CompareConn, p: Held): boolean {
+    if (!(p.flags & TcpFlag.ACK)) return true;
+    if (!c.secondaryAckSet) return false;
+    const min = c.primaryAckSet && seqAfter(c.secondaryAck, c.primaryAck) ? c.primaryAck : c.secondaryAck;
+    return !seqAfter(p.ack, min);
+  }
+
+  /** Compares the connection's queues in sequence space as far as both sides allow. */
+  #runTcp(c: CompareConn, now: number): void {
+    const P = c.primary;
+    const S = c.secondary;
+    for (;;) {
+      const p = P.head;
+      if (p === null) return;
+      if (p.len === 0) {
+        // QEMU releases these whenever a secondary packet is queued; we also release them when
+        // the secondary has already acked (or SYN'd / RST'd) as far, so a lone pure ACK never waits.
+        if (S.count > 0 || this.#covered(c, p)) {
+          this.#release(c, p, "no-payload", now);
+          continue;
+        }
+        return;
+      }
+      if (p.off === p.len) {
+        // Fully compared earlier, held by ack gating.
+        if (this.#ackOk(c, p)) {
+          this.#release(c, p, "matched", now);
+          continue;
+        }
+        return;
+      }
+      let pStart = (p.seq + p.off) >>> 0;
+      if (c.compareSeqSet && seqAfter(c.compareSeq, pStart)) {
+        if (!seqAfter(p.end, c.compareSeq)) {
+          this.#release(c, p, "retransmit", now);
+          continue;
+        }
+        p.off = (c.compareSeq - p.seq) >>> 0;
+        pStart = c.compareSeq;
+      }
+      let s = S.head;
+      while (s !== null && c.compareSeqSet && !seqAfter(s.end, c.compareSeq)) {
+        this.#discard(c, s, "already-compared");
+        s = S.head;
+      }
+      if (s === null) return;
+      let sStart = (s.seq + s.off) >>> 0;
+      if (c.compareSeqSet && seqAfter(c.compareSeq, sStart)) {
+        s.off = (c.compareSeq - s.seq) >>> 0;
+        sStart = c.compareSeq;
+      }
+      if (pStart !== sStart) {
+        if (!c.compareSeqSet && !c.primaryIsnSet && seqAfter(pStart, sStart)) {
+          // Picked up mid-stream (no SYN seen): the secondary's earlier bytes went out before we
+          // were tracking; start comparing at the primary's first byte.
+          c.compareSeq = pStart;
+          c.compareSeqSet = true;
+          continue;
+        }
+        const ps = pStart;
+        const ss = sStart;
+        this.#miscompare(c, now, "seq-mismatch", () => ({
+          seq: ps,
+          ...(c.baseSet ? { streamOffset: (ps - c.base) >>> 0 } : {}),
+          primarySeq: ps,
+          secondarySeq: ss,
+          message: `sequence mismatch on ${c.flowText}: primary next byte at seq ${ps}, secondary at seq ${ss}`,
+        }));
+        return;
+      }
+      const pRem = (p.end - pStart) >>> 0;
+      const sRem = (s.end - sStart) >>> 0;
+      const n = pRem < sRem ? pRem : sRem;
+      const pOff = p.dataOff + p.off;
+      const sOff = s.dataOff + s.off;
+      if (p.frame.compare(s.frame, sOff, sOff + n, pOff, pOff + n) !== 0) {
+        const pf = p.frame;
+        const sf = s.frame;
+        this.#miscompare(c, now, "payload-differs", () => {
+          const i = firstDifference(pf, pOff, sf, sOff, n);
+          const seq = (pStart + i) >>> 0;
+          const dump = dumpAround(pf, pOff, pRem, sf, sOff, sRem, i);
+          const rel = c.baseSet ? (seq - c.base) >>> 0 : undefined;
+          return {
+            seq,
+            ...(rel !== undefined ? { streamOffset: rel, hexOffset: rel - (i - dump.from) } : {}),
+            primaryHex: dump.primaryHex,
+            secondaryHex: dump.secondaryHex,
+            message: `payload differs on ${c.flowText} at ${rel !== undefined ? `stream offset ${rel}` : "byte"} (seq ${seq})`,
+          };
+        });
+        return;
+      }
+      const exact = p.off === 0 && s.off === 0 && p.len === s.len && p.seq === s.seq;
+      p.off += n;
+      s.off += n;
+      c.compareSeq = (pStart + n) >>> 0;
+      c.compareSeqSet = true;
+      c.bytesCompared += n;
+      if (s.off === s.len) this.#discard(c, s, "matched");
+      if (p.off === p.len) {
+        // QEMU rule A (identical segment) releases without ack gating; otherwise gate on acks.
+        if (exact || this.#ackOk(c, p)) {
+          c.packetsCompared++;
+          this.#release(c, p, "matched", now);
+        } else return;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Datagrams (UDP, ICMP, ICMPv6, other IP protocols, fragments, ARP and other L2)
+
+  /** Frame range compared: L4 header + payload for IP (L3 payload when no L4 header), L2 payload otherwise. */
+  #region(h: Held, m: FrameMeta): void {
+    if (m.ipVersion !== 0) {
+      const start = m.l4Offset >= 0 ? m.l4Offset : m.payloadOffset;
+      h.dataOff = start;
+      h.len = m.ipEnd > start ? m.ipEnd - start : 0;
+    } else {
+      h.dataOff = m.payloadOffset;
+      h.len = m.payloadLen;
+    }
+  }
+
+  #datagramPrimary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
+    const h = this.#hold(c, HeldSide.Primary, frame, vnetLen, now);
+    this.#region(h, m);
+    c.primary.push(h);
+    if (c.miscompared) this.#renotifyMiscompare(c, now);
+    else this.#runDatagram(c, now);
+    this.#checkQueue(c, HeldSide.Primary, now);
+  }
+
+  #datagramSecondary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
+    if (c.secondary.count >= this.#cfg.maxQueueSize) {
+      this.#discardNow(frame, vnetLen, "queue-full");
+      this.#checkQueue(c, HeldSide.Secondary, now);
+      return;
+    }
+    const h = this.#hold(c, HeldSide.Secondary, frame, vnetLen, now);
+    this.#region(h, m);
+    c.secondary.push(h);
+    if (c.miscompared) this.#renotifyMiscompare(c, now);
+    else this.#runDatagram(c, now);
+    this.#checkQueue(c, HeldSide.Secondary, now);
+  }
+
+  /** FIFO: the oldest primary is matched against the oldest equal secondary. */
+  #runDatagram(c: CompareConn, now: number): void {
+    for (let p = c.primary.head; p !== null && c.secondary.head !== null; p = c.primary.head) {
+      let s: Held | null = c.secondary.head;
+      while (s !== null) {
+        if (
+          s.len === p.len &&
+          p.frame.compare(s.frame, s.dataOff, s.dataOff + s.len, p.dataOff, p.dataOff + p.len) === 0
+        ) {
+          break;
+        }
+        s = s.next;
+      }
+      if (s === null) {
+        this.#datagramMiscompare(c, p, c.secondary.head!, now);
+        return;
+      }
+      c.bytesCompared += p.len;
+      c.packetsCompared++;
+      this.#release(c, p, "matched", now);
+      this.#discard(c, s, "matched");
+    }
+  }
+
+  #datagramMiscompare(c: CompareConn, p: Held, s: Held, now: number): void {
+    const pf = p.frame;
+    const sf = s.frame;
+    const pOff = p.dataOff;
+    const sOff = s.dataOff;
+    const pLen = p.len;
+    const sLen = s.len;
+    const reason: MiscompareReason = pLen === sLen ? "payload-differs" : "size-differs";
+    this.#miscompare(c, now, reason, () => {
+      let i = firstDifference(pf, pOff, sf, sOff, Math.min(pLen, sLen));
+      if (i < 0) i = Math.min(pLen, sLen);
+      const dump = dumpAround(pf, pOff, pLen, sf, sOff, sLen, i);
+      return {
+        offset: i,
+        primaryLength: pLen,
+        secondaryLength: sLen,
+        primaryHex: dump.primaryHex,
+        secondaryHex: dump.secondaryHex,
+        hexOffset: dump.from,
+        message:
+          reason === "size-differs"
+            ? `size differs on ${c.flowText}: primary ${pLen} bytes, secondary ${sLen} bytes (first difference at byte ${i})`
+            : `payload differs on ${c.flowText} at byte ${i} of ${pLen}`,
+      };
+    });
+  }
+}

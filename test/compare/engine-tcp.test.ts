@@ -1,0 +1,299 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { setup, stream, tcp } from "./harness.ts";
+
+const ISN = 1_000_000;
+
+test("identical segments: primary released when the secondary copy arrives, secondary discarded", () => {
+  const { engine, sink } = setup();
+  const p = tcp("primary", { seq: ISN, payload: "hello world" });
+  const s = tcp("secondary", { seq: ISN, payload: "hello world" });
+  engine.pushPrimary(p, 0, 0);
+  assert.equal(sink.released.length, 0);
+  engine.pushSecondary(s, 0, 5);
+  assert.deepEqual(sink.released, [p]);
+  assert.equal(sink.released[0], p, "the very same buffer is released (zero-copy)");
+  assert.deepEqual(sink.discardReasons(), ["matched"]);
+  assert.equal(sink.requests.length, 0);
+  assert.deepEqual(sink.holds, [{ ms: 5, reason: "matched" }]);
+  const st = engine.stats();
+  assert.equal(st.matched, 1);
+  assert.equal(st.heldPrimary, 0);
+  engine.checkInvariant();
+});
+
+test("secondary first: primary released immediately on arrival", () => {
+  const { engine, sink } = setup();
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "abc" }), 0, 0);
+  const p = tcp("primary", { seq: ISN, payload: "abc" });
+  engine.pushPrimary(p, 0, 1);
+  assert.deepEqual(sink.released, [p]);
+  engine.checkInvariant();
+});
+
+test("headers that legitimately differ (IP id, TTL, MAC, window, timestamps, checksums) never miscompare", () => {
+  const { engine, sink } = setup();
+  for (let i = 0; i < 20; i++) {
+    const payload = stream(100, i + 1);
+    engine.pushPrimary(tcp("primary", { seq: ISN + i * 100, payload }), 0, i);
+    engine.pushSecondary(tcp("secondary", { seq: ISN + i * 100, payload, window: 100 + i }), 0, i);
+  }
+  assert.equal(sink.released.length, 20);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
+
+test("Ethernet padding is not payload", () => {
+  const { engine, sink } = setup();
+  engine.pushPrimary(tcp("primary", { seq: ISN, payload: "x", padTo: 60 }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "x", options: [] }), 0, 0);
+  assert.equal(sink.released.length, 1);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
+
+test("different segmentation of the same byte stream matches (primary coarse, secondary fine)", () => {
+  const { engine, sink } = setup();
+  const data = stream(3000, 7);
+  const p = tcp("primary", { seq: ISN, payload: data });
+  engine.pushPrimary(p, 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: data.subarray(0, 1000) }), 0, 1);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 1000, payload: data.subarray(1000, 1448) }), 0, 2);
+  assert.equal(sink.released.length, 0, "not all bytes compared yet");
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 1448, payload: data.subarray(1448) }), 0, 3);
+  assert.deepEqual(sink.released, [p]);
+  assert.deepEqual(sink.discardReasons(), ["matched", "matched", "matched"]);
+  assert.equal(engine.stats().heldSecondary, 0);
+  engine.checkInvariant();
+});
+
+test("different segmentation (primary fine, secondary coarse), secondary first", () => {
+  const { engine, sink } = setup();
+  const data = stream(2000, 9);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: data }), 0, 0);
+  const ps = [0, 500, 1200].map((o, i, a) =>
+    tcp("primary", { seq: ISN + o, payload: data.subarray(o, a[i + 1] ?? 2000) }),
+  );
+  for (const p of ps) engine.pushPrimary(p, 0, 1);
+  assert.deepEqual(sink.released, ps);
+  assert.deepEqual(sink.discardReasons(), ["matched"], "secondary dropped once fully consumed");
+  engine.checkInvariant();
+});
+
+test("payload difference: checkpoint request with stream offset and hexdump; primary held until flush", () => {
+  const { engine, sink } = setup();
+  const data = stream(300, 3);
+  const bad = Buffer.from(data);
+  bad[217] = (bad[217] ?? 0) ^ 0x55;
+  // SYN-ACK from both sides fixes the stream base at ISN+1.
+  engine.pushPrimary(tcp("primary", { seq: ISN, flags: "SA", ack: 5000 }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, flags: "SA", ack: 5000 }), 0, 0);
+  assert.equal(sink.released.length, 1);
+  const p1 = tcp("primary", { seq: ISN + 1, payload: data.subarray(0, 200) });
+  const p2 = tcp("primary", { seq: ISN + 201, payload: data.subarray(200) });
+  engine.pushPrimary(p1, 0, 1);
+  engine.pushPrimary(p2, 0, 1);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 1, payload: bad }), 0, 2);
+  assert.deepEqual(sink.released.slice(1), [p1], "the matching first segment goes out");
+  assert.equal(sink.requests.length, 1);
+  const r = sink.requests[0]!;
+  assert.equal(r.reason, "payload-differs");
+  assert.equal(r.streamOffset, 217);
+  assert.equal(r.seq, ISN + 1 + 217);
+  assert.equal(r.protocol, "tcp");
+  assert.equal(r.flow, "tcp 10.0.0.1:80 > 10.0.0.2:40000");
+  assert.equal(r.hexOffset, 209);
+  assert.equal(r.primaryHex?.split(" ")[8], (data[217] ?? 0).toString(16).padStart(2, "0"));
+  assert.equal(r.secondaryHex?.split(" ")[8], (bad[217] ?? 0).toString(16).padStart(2, "0"));
+  assert.match(r.message, /stream offset 217/);
+  assert.equal(engine.stats().miscompares.tcp["payload-differs"], 1);
+  // More traffic on the miscompared connection is held, not compared, and not re-requested.
+  engine.pushPrimary(tcp("primary", { seq: ISN + 301, payload: "more" }), 0, 3);
+  assert.equal(sink.requests.length, 1);
+  engine.checkInvariant();
+  engine.checkpointDone(10);
+  assert.equal(sink.released.length, 4, "flush released the held primaries in sequence order");
+  assert.equal(sink.released[2], p2);
+  assert.equal(engine.stats().heldSecondary, 0);
+  assert.equal(engine.connections(10)[0]?.state, "open");
+  engine.checkInvariant();
+});
+
+test("retransmission of an already compared range is released without comparison", () => {
+  const { engine, sink } = setup();
+  engine.pushPrimary(tcp("primary", { seq: ISN, payload: "0123456789" }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "0123456789" }), 0, 0);
+  const rtx = tcp("primary", { seq: ISN + 2, payload: "23456" });
+  engine.pushPrimary(rtx, 0, 1);
+  assert.equal(sink.released.at(-1), rtx);
+  assert.equal(engine.stats().releasedBy.retransmit, 1);
+  // A secondary retransmission is dropped as already compared and never times out.
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "0123456789" }), 0, 1);
+  assert.equal(sink.discarded.at(-1)?.reason, "already-compared");
+  engine.tick(100_000);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
+
+test("partially overlapping retransmission compares only the new bytes, aligned by sequence", () => {
+  const { engine, sink } = setup();
+  engine.pushPrimary(tcp("primary", { seq: ISN, payload: "abcdef" }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "abcdef" }), 0, 0);
+  const p = tcp("primary", { seq: ISN + 3, payload: "defGHI" });
+  engine.pushPrimary(p, 0, 1);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 6, payload: "GHI" }), 0, 2);
+  assert.equal(sink.released.at(-1), p);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
+
+test("a lone primary pure ACK is released at once when the secondary has acked as far", () => {
+  const { engine, sink } = setup();
+  engine.pushSecondary(tcp("secondary", { seq: ISN, ack: 7000 }), 0, 0);
+  assert.deepEqual(sink.discardReasons(), ["no-payload"], "secondary pure ACK dropped at once");
+  const ack = tcp("primary", { seq: ISN, ack: 7000 });
+  engine.pushPrimary(ack, 0, 1);
+  assert.deepEqual(sink.released, [ack]);
+  engine.checkInvariant();
+});
+
+test("a primary pure ACK ahead of the secondary's ack waits for the secondary, then goes", () => {
+  const { engine, sink } = setup();
+  const ack = tcp("primary", { seq: ISN, ack: 7000 });
+  engine.pushPrimary(ack, 0, 0);
+  assert.equal(sink.released.length, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, ack: 6000 }), 0, 1);
+  assert.equal(sink.released.length, 0, "secondary has not acked 7000 yet");
+  engine.pushSecondary(tcp("secondary", { seq: ISN, ack: 7000 }), 0, 2);
+  assert.deepEqual(sink.released, [ack]);
+  assert.equal(engine.stats().releasedBy["no-payload"], 1);
+  engine.checkInvariant();
+});
+
+test("ack gating: a re-segmented primary whose ack is ahead waits (no checkpoint) until the secondary acks", () => {
+  const { engine, sink } = setup();
+  const p = tcp("primary", { seq: ISN, payload: "abcd", ack: 9000 });
+  engine.pushPrimary(p, 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "abcdefgh", ack: 8000 }), 0, 1);
+  assert.equal(sink.released.length, 0, "compared equal but ack 9000 > secondary ack 8000");
+  assert.equal(sink.requests.length, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 8, ack: 9000 }), 0, 2);
+  assert.deepEqual(sink.released, [p]);
+  engine.checkInvariant();
+});
+
+test("identical segments (QEMU rule A) are released even when the primary's ack is ahead", () => {
+  const { engine, sink } = setup();
+  const p = tcp("primary", { seq: ISN, payload: "abcd", ack: 9000 });
+  engine.pushPrimary(p, 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "abcd", ack: 8000 }), 0, 1);
+  assert.deepEqual(sink.released, [p]);
+  engine.checkInvariant();
+});
+
+test("close sequences that differ (FIN then ACK vs FIN+ACK) and a secondary-only RST after close", () => {
+  const { engine, sink } = setup();
+  const data = "HTTP/1.0 200 OK\r\n\r\nbody";
+  const end = ISN + data.length;
+  engine.pushPrimary(tcp("primary", { seq: ISN, payload: data, ack: 100 }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: data, ack: 100 }), 0, 1);
+  // Primary: FIN (ack 100), later a separate ACK of the client's FIN (ack 101).
+  const fin = tcp("primary", { seq: end, flags: "FA", ack: 100 });
+  const lastAck = tcp("primary", { seq: end + 1, flags: "A", ack: 101 });
+  engine.pushPrimary(fin, 0, 2);
+  // Secondary, lagging: one FIN+ACK that already acks the client's FIN, then an RST.
+  engine.pushSecondary(tcp("secondary", { seq: end, flags: "FA", ack: 101 }), 0, 3);
+  engine.pushPrimary(lastAck, 0, 4);
+  engine.pushSecondary(tcp("secondary", { seq: end + 1, flags: "R", ack: 0 }), 0, 5);
+  assert.deepEqual(sink.released.slice(1), [fin, lastAck]);
+  assert.equal(sink.requests.length, 0);
+  assert.equal(engine.connections(5)[0]?.state, "closed");
+  engine.tick(60_000);
+  assert.equal(sink.requests.length, 0, "nothing left to time out");
+  assert.equal(engine.connections(60_000).length, 0, "closed connection expired");
+  assert.equal(engine.stats().connectionsExpired, 1);
+  engine.checkInvariant();
+});
+
+test("FIN position differences alone never miscompare (FIN carried with data vs bare FIN)", () => {
+  const { engine, sink } = setup();
+  engine.pushPrimary(tcp("primary", { seq: ISN, payload: "bye", flags: "FPA" }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "bye", flags: "PA" }), 0, 1);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 3, flags: "FA" }), 0, 2);
+  assert.equal(sink.released.length, 1);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
+
+test("32-bit sequence wraparound: a stream crossing 2^32 compares and orders correctly", () => {
+  const { engine, sink } = setup();
+  const start = 0xffffff00;
+  const data = stream(1024, 5);
+  // Primary segments arrive out of order around the wrap; queue must sort by serial arithmetic.
+  const p2 = tcp("primary", { seq: (start + 512) >>> 0, payload: data.subarray(512) });
+  const p1 = tcp("primary", { seq: start, payload: data.subarray(0, 512) });
+  engine.pushPrimary(p2, 0, 0);
+  engine.pushPrimary(p1, 0, 0);
+  engine.checkInvariant();
+  for (let o = 0; o < 1024; o += 100) {
+    engine.pushSecondary(
+      tcp("secondary", { seq: (start + o) >>> 0, payload: data.subarray(o, o + 100) }),
+      0,
+      1,
+    );
+  }
+  assert.deepEqual(sink.released, [p1, p2]);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
+
+test("a gap between the two streams is a seq-mismatch", () => {
+  const { engine, sink } = setup();
+  engine.pushPrimary(tcp("primary", { seq: ISN, flags: "SA" }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, flags: "SA" }), 0, 0);
+  engine.pushPrimary(tcp("primary", { seq: ISN + 1, payload: "abc" }), 0, 1);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 11, payload: "abc" }), 0, 1);
+  assert.equal(sink.requests[0]?.reason, "seq-mismatch");
+  assert.equal(sink.requests[0]?.primarySeq, ISN + 1);
+  assert.equal(sink.requests[0]?.secondarySeq, ISN + 11);
+  engine.checkInvariant();
+});
+
+test("picked up mid-stream (no SYN seen): secondary bytes before the primary's first byte are skipped", () => {
+  const { engine, sink } = setup();
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "0123456789" }), 0, 0);
+  const p = tcp("primary", { seq: ISN + 5, payload: "56789" });
+  engine.pushPrimary(p, 0, 1);
+  assert.deepEqual(sink.released, [p]);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
+
+test("a primary SYN waits for the secondary's SYN; SYN-ACKs wait for a covering secondary ack", () => {
+  const { engine, sink } = setup();
+  const syn = tcp("primary", { seq: ISN, flags: "S", ack: 0 });
+  engine.pushPrimary(syn, 0, 0);
+  assert.equal(sink.released.length, 0);
+  engine.pushSecondary(tcp("secondary", { seq: 777, flags: "S", ack: 0 }), 0, 1);
+  assert.deepEqual(sink.released, [syn]);
+  engine.checkInvariant();
+});
+
+test("reusing a closed 4-tuple with a new ISN starts a fresh stream", () => {
+  const { engine, sink } = setup();
+  const run = (isn: number, t: number) => {
+    engine.pushPrimary(tcp("primary", { seq: isn, flags: "SA", ack: 1 }), 0, t);
+    engine.pushSecondary(tcp("secondary", { seq: isn, flags: "SA", ack: 1 }), 0, t);
+    engine.pushPrimary(tcp("primary", { seq: isn + 1, payload: "data", ack: 1 }), 0, t);
+    engine.pushSecondary(tcp("secondary", { seq: isn + 1, payload: "data", ack: 1 }), 0, t);
+    engine.pushPrimary(tcp("primary", { seq: isn + 5, flags: "R", ack: 0 }), 0, t);
+    engine.pushSecondary(tcp("secondary", { seq: isn + 5, flags: "R", ack: 0 }), 0, t);
+  };
+  run(ISN, 0);
+  // New ISN "behind" the old one in sequence space: without a reset its data would look retransmitted.
+  run(ISN - 100_000, 10);
+  assert.equal(engine.stats().releasedBy.matched, 2);
+  assert.equal(engine.stats().releasedBy.retransmit, 0);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
