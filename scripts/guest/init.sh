@@ -45,11 +45,12 @@ done
 
 ip link set lo up
 ip link set eth0 up
-# Packets sent before carrier are lost; and an address added before carrier comes up gets its
-# MLD join reported again when it does, a timing-dependent difference between the replicas.
-# So: carrier first (bounded wait), then addresses.
+# Packets sent before carrier are lost; and an IPv6 address added before the kernel has
+# processed the carrier change (linkwatch, deferred; visible as operstate "up") gets its MLD join
+# reported again then, a timing-dependent difference between the replicas. So wait for
+# operstate up (bounded), then add the addresses.
 n=0
-while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $n -lt 500 ]; do
+while [ "$(cat /sys/class/net/eth0/operstate 2>/dev/null)" != up ] && [ $n -lt 500 ]; do
   usleep 10000; n=$((n + 1))
 done
 ip addr add "$ip4" dev eth0
