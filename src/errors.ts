@@ -62,6 +62,14 @@ export const codes = {
   COLO_ERR_LINK_CLOSED: "link closed",
   COLO_ERR_LINK_LISTEN: "cannot listen on the link address",
 
+  // --- node/compare daemon (colo-proxy compare) --------------------------------------------
+  COLO_ERR_CONFIG_SYNTAX: "malformed QEMU-style option string",
+  COLO_ERR_CONFIG_VALUE: "invalid configuration value",
+  COLO_ERR_CONFIG_MISSING: "required configuration missing",
+  COLO_ERR_CONFIG_REF: "reference to an undefined chardev",
+  COLO_ERR_CONFIG_FILE: "unreadable or invalid config file",
+  COLO_ERR_CONFIG_UNSUPPORTED: "unsupported chardev, object or option",
+
   // --- node/guest (QEMU control, checkpoint executor) --------------------------------------
   COLO_ERR_QMP: "QMP command failed or QMP connection lost",
   COLO_ERR_QEMU_EXITED: "a QEMU process exited unexpectedly",

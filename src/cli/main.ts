@@ -12,6 +12,7 @@ interface Command {
 /** Subcommands, loaded lazily so that `colo-proxy pcap-inspect` does not load the daemon code. */
 const commands: Record<string, () => Promise<Command>> = {
   // One line per command; keep sorted.
+  compare: () => import("./commands/compare.ts"),
   ctl: () => import("./commands/ctl.ts"),
   rewrite: () => import("./commands/rewrite.ts"),
 };

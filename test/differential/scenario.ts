@@ -106,8 +106,11 @@ export async function runScenario(target: Target, sc: Scenario, t: TestCtx): Pro
   const ids = ["pri", "sec", "out", ...(withNotify ? ["nfy"] : [])];
   const running = await target.start({ chardevs: ids, objects: ["iothread,id=iot", compareObject(cfg)] }, t);
   const vnet = cfg.vnet_hdr_support === true;
+  // First connections wait for the target's sockets to appear (a process may take a while to
+  // start); reconnects after a crash give up quickly.
+  let connectTimeout = 15_000;
   const connect = (id: "pri" | "sec" | "out" | "nfy") =>
-    FramedPeer.connect(running.sock(id), { vnetHdr: vnet && id !== "nfy", timeoutMs: 1000 }, t);
+    FramedPeer.connect(running.sock(id), { vnetHdr: vnet && id !== "nfy", timeoutMs: connectTimeout }, t);
   const peers: Record<Input, FramedPeer | undefined> = {
     primary: await connect("pri"),
     secondary: await connect("sec"),
@@ -115,6 +118,7 @@ export async function runScenario(target: Target, sc: Scenario, t: TestCtx): Pro
   };
   const out = await connect("out");
   await running.waitConnected(ids);
+  connectTimeout = 1000;
   const peer = (on: Input): FramedPeer => {
     const p = peers[on];
     if (p === undefined) throw new Error(`scenario ${sc.name}: no ${on} input configured`);

@@ -35,7 +35,12 @@ export const DIFF = {
     "no silent drop on a full queue: colo-proxy keeps the frame, applies backpressure and asks for a checkpoint",
   survive: "bad input: colo-proxy resets that stream and keeps running; QEMU aborts or the input goes deaf",
   padding: "Ethernet padding is not TCP payload for colo-proxy; QEMU counts it",
-  vnetNotify: "notify_dev never carries the vnet word in colo-proxy (Xen cannot send it); QEMU expects it",
+  otherIp:
+    "other IP protocols: colo-proxy compares the L3 payload only; QEMU compares the whole frame incl. IP header",
+  ackGate:
+    "ack gating: colo-proxy holds a primary acking ahead of the secondary until it catches up; QEMU requests a checkpoint",
+  pureAck:
+    "payload-less secondary segments are recorded, never queued: they cannot time out (QEMU queues them)",
 } as const;
 
 // --- TCP -------------------------------------------------------------------------------------------
@@ -156,6 +161,37 @@ export const scenarios: Scenario[] = [
     qemu: { out: [tcp({ sport: 2, payload: "b" }), tcp({ sport: 1, payload: "a" })] },
   },
   {
+    name: "tcp: re-segmented stream whose primary acks ahead, then the secondary's ACK catches up",
+    steps: [
+      P(tcp({ seq: 1000, ack: 6000, payload: "hello " })),
+      P(tcp({ seq: 1006, ack: 6000, payload: "world" })),
+      S(tcp({ seq: 1000, ack: 5000, payload: "hello world" })),
+      { sleep: 30 },
+      S(tcp({ seq: 1011, ack: 6000 })),
+    ],
+    qemu: {
+      out: [
+        tcp({ seq: 1000, ack: 6000, payload: "hello " }),
+        tcp({ seq: 1006, ack: 6000, payload: "world" }),
+      ],
+      notify: [DO],
+    },
+    ours: {
+      differs: DIFF.ackGate,
+      out: [
+        tcp({ seq: 1000, ack: 6000, payload: "hello " }),
+        tcp({ seq: 1006, ack: 6000, payload: "world" }),
+      ],
+    },
+  },
+  {
+    name: "tcp: a lone secondary pure ACK",
+    config: FAST,
+    steps: [S(tcp({ seq: 1000, ack: 7000 })), { sleep: 150 }],
+    qemu: { out: [], notify: [DO] },
+    ours: { differs: DIFF.pureAck, out: [] },
+  },
+  {
     name: "tcp: FIN with data compared as data",
     steps: [P(tcp({ payload: "bye", flags: "FA" })), S(tcp({ payload: "bye", flags: "FA" }))],
     qemu: { out: [tcp({ payload: "bye", flags: "FA" })] },
@@ -230,12 +266,18 @@ export const scenarios: Scenario[] = [
     qemu: { out: [ipv4Raw(47, { payload: "gre!" })] },
   },
   {
-    name: "ipv4 other protocol (GRE): TTL difference is a mismatch (IP header compared)",
+    name: "ipv4 other protocol (GRE): TTL difference",
     steps: [
       P(ipv4Raw(47, { payload: "gre!" })),
       S(ipv4Raw(47, { payload: "gre!", ttl: 5 })),
       { notifyCount: 1 },
     ],
+    qemu: { out: [], notify: [DO] },
+    ours: { differs: DIFF.otherIp, out: [ipv4Raw(47, { payload: "gre!" })] },
+  },
+  {
+    name: "ipv4 other protocol (GRE): payload difference is a mismatch",
+    steps: [P(ipv4Raw(47, { payload: "gre!" })), S(ipv4Raw(47, { payload: "GRE!" })), { notifyCount: 1 }],
     qemu: { out: [], notify: [DO] },
   },
   // --- frames QEMU does not compare --------------------------------------------------------------
@@ -293,8 +335,9 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "timeout: matched traffic never times out",
-    config: FAST,
-    steps: [P(udp({ payload: "x" })), S(udp({ payload: "x" })), { sleep: 150 }],
+    // generous timeout: QEMU under parallel test load can take tens of ms to read the twin
+    config: { compare_timeout: 400, expired_scan_cycle: 20 },
+    steps: [P(udp({ payload: "x" })), S(udp({ payload: "x" })), { sleep: 600 }],
     qemu: { out: [udp({ payload: "x" })] },
   },
   // --- checkpoints and Xen notify ------------------------------------------------------------------
@@ -342,7 +385,15 @@ export const scenarios: Scenario[] = [
   {
     name: "queue: max_queue_size=2 with five unanswered datagrams, then checkpoint",
     config: { max_queue_size: 2 },
-    steps: [...[1, 2, 3, 4, 5].map((i) => P(udp({ payload: `d${i}` }))), CKPT],
+    // colo-proxy pauses primary_in at the limit and asks for a checkpoint each time it fills up
+    steps: [
+      ...[1, 2, 3, 4, 5].map((i) => P(udp({ payload: `d${i}` }))),
+      CKPT,
+      { sleep: 40 },
+      CKPT,
+      { sleep: 40 },
+      CKPT,
+    ],
     qemu: { out: [udp({ payload: "d3" }), udp({ payload: "d2" }), udp({ payload: "d1" })] },
     ours: { differs: DIFF.noDrop, out: [1, 2, 3, 4, 5].map((i) => udp({ payload: `d${i}` })), notify: [DO] },
   },

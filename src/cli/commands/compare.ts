@@ -1,0 +1,223 @@
+/**
+ * @module `colo-proxy compare`: QEMU's colo-compare as a standalone daemon. Accepts QEMU's own
+ * `-chardev socket,...` / `-object colo-compare,...` lines unchanged, friendly flags, or a JSON
+ * config file (all with one meaning); runs until SIGINT/SIGTERM.
+ */
+import { ConfigError } from "../../errors.ts";
+import { createLogger, isLogLevel, LOG_LEVELS } from "../../log.ts";
+import {
+  emptyRawOptions,
+  loadConfigFile,
+  mergeConfigFile,
+  type RawCompareOptions,
+  resolveCompareConfig,
+} from "../../node/config.ts";
+import { parsePositiveU32 } from "../../node/config-qemu.ts";
+
+export const summary = "colo-compare replacement: compare primary and secondary output, release matches";
+
+export const help = `Usage: colo-proxy compare [options]
+
+Drop-in replacement for QEMU's '-object colo-compare'. Move your QEMU lines over unchanged
+(one or two leading dashes both work):
+
+  colo-proxy compare \\
+    -chardev socket,id=compare0-0,host=127.0.0.1,port=9001,server=on,wait=off \\
+    -chardev socket,id=compare1,host=0.0.0.0,port=9004,server=on,wait=on \\
+    -chardev socket,id=compare_out0,host=127.0.0.1,port=9005 \\
+    -object iothread,id=iothread1 \\
+    -object colo-compare,id=comp0,primary_in=compare0-0,secondary_in=compare1,outdev=compare_out0,iothread=iothread1
+
+QEMU syntax:
+  --chardev socket,id=ID,host=H,port=P[,server=on|off][,wait=on|off][,reconnect=S]
+  --chardev socket,id=ID,path=/unix/socket[,server=on|off]
+      Socket chardevs only. server=on listens (one client at a time, like QEMU); without it
+      colo-proxy connects and reconnects every reconnect= seconds (default 1). A server with
+      no host= listens on 127.0.0.1 (QEMU: all interfaces) — give host=0.0.0.0 to listen on all.
+  --object colo-compare,id=ID,primary_in=ID,secondary_in=ID,outdev=ID[,notify_dev=ID]
+          [,compare_timeout=MS][,expired_scan_cycle=MS][,max_queue_size=N][,vnet_hdr_support=on]
+          [,iothread=ID]
+      compare_timeout (default 3000 ms): a packet waiting this long for its twin requests a
+      checkpoint. expired_scan_cycle (default 1000 ms): how often that is checked.
+      max_queue_size (default 1024): frames per connection and side; on reaching it the input
+      is paused and a checkpoint requested (QEMU drops the frame). vnet_hdr_support=on: frames
+      carry the vnet-header length word on primary_in, secondary_in and outdev.
+      iothread= is accepted and ignored; '--object iothread,...' is accepted and ignored.
+  notify_dev (Xen COLO): COLO_USERSPACE_PROXY_INIT is answered with COLO_COMPARE_GET_XEN_INIT,
+      every checkpoint request is sent as DO_CHECKPOINT, COLO_CHECKPOINT completes a checkpoint.
+
+Friendly flags (same meaning; override the QEMU strings):
+  --primary-in ADDR   --secondary-in ADDR   --outdev ADDR   --notify-dev ADDR
+      ADDR is HOST:PORT or unix:PATH (listen), or connect:HOST:PORT / connect:unix:PATH (dial).
+      A chardev id defined with --chardev also works.
+  --compare-timeout MS  --expired-scan-cycle MS  --max-queue-size N  --vnet-hdr-support
+  --compat-passthrough   pass IPv6, VLAN-tagged and ARP frames through uncompared, as QEMU does
+  --config FILE          JSON file: { "chardev": ["socket,..."], "object": ["colo-compare,..."] }
+                         or { "primary_in": "127.0.0.1:9001" | {"host","port","path","server","reconnect"},
+                         "secondary_in", "outdev", "notify_dev", "compare_timeout",
+                         "expired_scan_cycle", "max_queue_size", "vnet_hdr_support",
+                         "compat_passthrough", "control", "log_level" }. Command-line flags win.
+
+Checkpoints without notify_dev (QEMU COLO with colo-proxy outside QEMU):
+  --control PATH         control socket (default $RUNDIR/colo-proxy-compare.sock, 'none' disables).
+                         Checkpoint requests are CHECKPOINT_REQUEST events there; answer with the
+                         'checkpoint-done' command (colo-proxy ctl checkpoint-done) after each
+                         checkpoint, and 'failover' on failover.
+  --control-tcp HOST:PORT   also accept control connections on TCP
+  --log-level LEVEL      ${LOG_LEVELS.join("|")} (default info); logs are JSON lines on stderr
+
+Bad input (zero or oversized lengths, garbage) on any socket is logged with its code, counted,
+and only that connection is reset; everything held stays held.
+Exit status: 0 on SIGINT/SIGTERM, 2 on bad configuration (message names a COLO_ERR_CONFIG_* code).
+`;
+
+const VALUE_FLAGS = new Set([
+  "chardev",
+  "object",
+  "config",
+  "primary-in",
+  "secondary-in",
+  "outdev",
+  "notify-dev",
+  "compare-timeout",
+  "expired-scan-cycle",
+  "max-queue-size",
+  "control",
+  "control-tcp",
+  "log-level",
+]);
+const BOOL_FLAGS = new Set(["vnet-hdr-support", "vnet-hdr", "compat-passthrough", "help"]);
+
+export interface ParsedCompareArgs {
+  raw: RawCompareOptions;
+  help: boolean;
+  control: string | undefined;
+  controlTcp: string | undefined;
+}
+
+/** Parses argv (QEMU `-chardev`/`-object` single-dash forms included). */
+export function parseCompareArgs(argv: string[]): ParsedCompareArgs {
+  const raw = emptyRawOptions();
+  let help = false;
+  let configFile: string | undefined;
+  let control: string | undefined;
+  let controlTcp: string | undefined;
+  const usage = (msg: string) => new ConfigError(msg, undefined, "COLO_ERR_USAGE");
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "-h") {
+      help = true;
+      continue;
+    }
+    const m = /^--?([a-z][a-z0-9_-]*)(?:=(.*))?$/s.exec(arg);
+    if (m === null) throw usage(`unexpected argument '${arg}' (see --help)`);
+    const name = m[1]!.replaceAll("_", "-");
+    let value = m[2];
+    if (BOOL_FLAGS.has(name)) {
+      if (value !== undefined) throw usage(`--${name} takes no value`);
+      if (name === "help") help = true;
+      else if (name === "compat-passthrough") raw.compat_passthrough = true;
+      else raw.vnet_hdr_support = true;
+      continue;
+    }
+    if (!VALUE_FLAGS.has(name)) throw usage(`unknown option '${arg}' (see --help)`);
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw usage(`--${name} needs a value`);
+    }
+    switch (name) {
+      case "chardev":
+        raw.chardevs.push(value);
+        break;
+      case "object":
+        raw.objects.push(value);
+        break;
+      case "config":
+        configFile = value;
+        break;
+      case "primary-in":
+      case "secondary-in":
+      case "outdev":
+      case "notify-dev":
+        raw.endpoints[name.replace("-", "_") as "primary_in"] = value;
+        break;
+      case "compare-timeout":
+      case "expired-scan-cycle":
+      case "max-queue-size": {
+        const key = name.replaceAll("-", "_") as "compare_timeout";
+        raw[key] = parsePositiveU32(value, key, `--${name}`);
+        break;
+      }
+      case "control":
+        control = value;
+        break;
+      case "control-tcp":
+        controlTcp = value;
+        break;
+      case "log-level":
+        if (!isLogLevel(value))
+          throw new ConfigError(
+            `--log-level must be one of ${LOG_LEVELS.join(", ")}`,
+            undefined,
+            "COLO_ERR_CONFIG_VALUE",
+          );
+        raw.log_level = value;
+        break;
+    }
+  }
+  if (configFile !== undefined) {
+    const file = loadConfigFile(configFile);
+    mergeConfigFile(raw, file);
+    control ??= file.control;
+  }
+  return { raw, help, control, controlTcp };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let parsed: ParsedCompareArgs;
+  try {
+    parsed = parseCompareArgs(argv);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`colo-proxy compare: ${e.message} (code ${e.code})\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (parsed.help) {
+    process.stdout.write(help);
+    return 0;
+  }
+  let config: ReturnType<typeof resolveCompareConfig>;
+  let controlTcp: { host: string; port: number } | null = null;
+  try {
+    config = resolveCompareConfig(parsed.raw);
+    if (parsed.controlTcp !== undefined) {
+      const { parseHostPort } = await import("../../control/index.ts");
+      controlTcp = parseHostPort(parsed.controlTcp, "--control-tcp");
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`colo-proxy compare: ${e.message} (code ${e.code})\n`);
+      return 2;
+    }
+    throw e;
+  }
+  const logger = createLogger({ level: config.logLevel, name: "compare" });
+  const { CompareDaemon } = await import("../../node/compare-daemon.ts");
+  const daemon = await CompareDaemon.start(config, {
+    logger,
+    controlSocket: parsed.control === "none" ? null : parsed.control,
+    controlTcp,
+  });
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      logger.info({ signal: sig }, "stopping");
+      resolve();
+    };
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+  });
+  await daemon.close();
+  return 0;
+}

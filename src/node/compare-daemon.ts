@@ -1,0 +1,382 @@
+/**
+ * @module `colo-proxy compare`: the drop-in replacement for QEMU's `-object colo-compare`. A thin
+ * shell around the sans-IO CompareEngine: framed chardev sockets for primary_in / secondary_in /
+ * outdev (and Xen's notify_dev), a timer calling tick() every expired_scan_cycle, released frames
+ * written to outdev in order and batched, engine and outdev backpressure applied by pausing
+ * input, checkpoint requests sent as DO_CHECKPOINT on notify_dev or as CHECKPOINT_REQUEST events
+ * on the control socket, and bad input on any socket reset without disturbing the others.
+ */
+import { performance } from "node:perf_hooks";
+import { CompareEngine } from "../compare/engine.ts";
+import type { CheckpointRequest, CompareSink, DiscardReason, ReleaseReason, Side } from "../compare/types.ts";
+import {
+  type CheckpointDoneResult,
+  ColoStats,
+  type ConnectionInfo,
+  type Control,
+  type ControlParamName,
+  type ControlParams,
+  type ControlTarget,
+  type DaemonStatus,
+  type StatsSnapshot,
+  startControl,
+} from "../control/index.ts";
+import type { ColoError } from "../errors.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import { ChardevEndpoint } from "../wire/chardev.ts";
+import {
+  CHECKPOINT,
+  DO_CHECKPOINT,
+  NotifyDecoder,
+  notifyPayload,
+  PROXY_INIT,
+  XEN_INIT_REPLY,
+} from "../wire/notify.ts";
+import type { CompareDaemonConfig, EndpointConfig } from "./config.ts";
+
+export interface CompareDaemonOptions {
+  logger?: Logger;
+  /** Control socket: undefined = the role's default path (warning if unavailable), null = none. */
+  controlSocket?: string | null;
+  controlTcp?: { host: string; port: number } | null;
+  /** Monotonic clock in ms for the engine (default performance.now). */
+  now?: () => number;
+}
+
+type PortName = "primary_in" | "secondary_in" | "outdev" | "notify_dev";
+
+export class CompareDaemon implements ControlTarget {
+  readonly config: CompareDaemonConfig;
+  readonly counters = new ColoStats();
+  readonly engine: CompareEngine;
+  readonly primary: ChardevEndpoint;
+  readonly secondary: ChardevEndpoint;
+  readonly outdev: ChardevEndpoint;
+  readonly notify: ChardevEndpoint | undefined;
+  control: Control | undefined;
+  epoch = 0;
+
+  readonly #log: Logger;
+  readonly #now: () => number;
+  #timer: NodeJS.Timeout | null = null;
+  #mode: "colo" | "failover" = "colo";
+  /** Pause reasons per input: the engine's backpressure and outdev congestion. */
+  #enginePaused = { primary: false, secondary: false };
+  #outCongested = false;
+  /** A DO_CHECKPOINT owed to a notify_dev peer that was not connected when it was raised. */
+  #notifyOwed = false;
+  #closed = false;
+
+  private constructor(config: CompareDaemonConfig, opts: CompareDaemonOptions) {
+    this.config = config;
+    this.#log = opts.logger ?? silentLogger();
+    this.#now = opts.now ?? (() => performance.now());
+    const sink: CompareSink = {
+      release: (frame, vnetLen) => this.outdev.send(frame, vnetLen),
+      discard: (_frame, _vnetLen, side, reason) => this.#onDiscard(side, reason),
+      checkpointRequest: (req) => this.#onCheckpointRequest(req),
+      backpressure: (side, paused) => this.#onBackpressure(side, paused),
+      holdTime: (ms, reason) => this.#onHold(ms, reason),
+    };
+    this.engine = new CompareEngine(
+      {
+        compareTimeout: config.compareTimeout,
+        expiredScanCycle: config.expiredScanCycle,
+        maxQueueSize: config.maxQueueSize,
+        compatPassthrough: config.compatPassthrough,
+      },
+      sink,
+    );
+    const vnetHdr = config.vnetHdr;
+    const pri = this.counters.endpoint("primary_in");
+    const sec = this.counters.endpoint("secondary_in");
+    this.primary = new ChardevEndpoint({
+      spec: config.primaryIn,
+      vnetHdr,
+      onFrame: (frame, vnetLen) => {
+        pri.framesIn++;
+        pri.bytesIn += frame.length;
+        this.engine.pushPrimary(frame, vnetLen, this.#now());
+      },
+    });
+    this.secondary = new ChardevEndpoint({
+      spec: config.secondaryIn,
+      vnetHdr,
+      onFrame: (frame, vnetLen) => {
+        sec.framesIn++;
+        sec.bytesIn += frame.length;
+        this.engine.pushSecondary(frame, vnetLen, this.#now());
+      },
+    });
+    // outdev: released frames only; anything the peer sends us is ignored.
+    this.outdev = new ChardevEndpoint({ spec: config.outdev, vnetHdr, onFrame: () => {} });
+    this.outdev.on("congestion", (c) => {
+      this.#outCongested = c;
+      this.#applyPause("primary");
+      this.#applyPause("secondary");
+    });
+    this.#watch("primary_in", this.primary);
+    this.#watch("secondary_in", this.secondary);
+    this.#watch("outdev", this.outdev);
+    if (config.notifyDev !== undefined) {
+      const decoder = new NotifyDecoder({
+        role: "proxy",
+        onMessage: (msg) => {
+          if (msg === PROXY_INIT) this.notify?.send(notifyPayload(XEN_INIT_REPLY));
+          else if (msg === CHECKPOINT) this.checkpointDone();
+        },
+        onUnknown: (err) => this.#badInput("notify_dev", err, false),
+      });
+      // notify_dev never carries the vnet word here: Xen cannot send it (QEMU expects it).
+      const notify = new ChardevEndpoint({
+        spec: config.notifyDev,
+        vnetHdr: false,
+        maxFrameLength: 4096,
+        onFrame: decoder.handleFrame,
+      });
+      this.notify = notify;
+      this.#watch("notify_dev", notify);
+      notify.on("connect", () => {
+        if (this.#notifyOwed) {
+          this.#notifyOwed = false;
+          notify.send(notifyPayload(DO_CHECKPOINT));
+        }
+      });
+    }
+  }
+
+  /** Binds/connects every socket and starts the scan timer (and the control socket). */
+  static async start(config: CompareDaemonConfig, opts: CompareDaemonOptions = {}): Promise<CompareDaemon> {
+    const d = new CompareDaemon(config, opts);
+    try {
+      // Listen everywhere first: a wait=on server blocks until its peer connects, as in QEMU.
+      await Promise.all(d.#ports().map((p) => p.start()));
+      if (opts.controlSocket !== null || opts.controlTcp != null) {
+        d.control = await startControl(d, {
+          role: "compare",
+          ...(opts.controlSocket === undefined ? {} : { socket: opts.controlSocket }),
+          tcp: opts.controlTcp ?? null,
+          logger: d.#log,
+        });
+      }
+    } catch (e) {
+      await d.close();
+      throw e;
+    }
+    d.#timer = setInterval(d.#tick, config.expiredScanCycle);
+    d.#log.info(
+      {
+        id: config.id,
+        primary_in: endpointText(config.primaryIn),
+        secondary_in: endpointText(config.secondaryIn),
+        outdev: endpointText(config.outdev),
+        notify_dev: config.notifyDev && endpointText(config.notifyDev),
+        compare_timeout: config.compareTimeout,
+        expired_scan_cycle: config.expiredScanCycle,
+        max_queue_size: config.maxQueueSize,
+        vnet_hdr_support: config.vnetHdr,
+      },
+      "compare running",
+    );
+    return d;
+  }
+
+  readonly #tick = (): void => this.engine.tick(this.#now());
+
+  #ports(): ChardevEndpoint[] {
+    return [this.primary, this.secondary, this.outdev, ...(this.notify ? [this.notify] : [])];
+  }
+
+  #watch(name: PortName, ep: ChardevEndpoint): void {
+    ep.on("framing-error", (err) => this.#badInput(name, err, true));
+    ep.on("io-error", (err) => this.#log.warn({ code: err.code, peer: name }, err.message));
+    ep.on("drop", (err) => {
+      this.counters.drop(`${name}-queue-full`);
+      this.#log.error({ code: err.code, peer: name }, err.message);
+    });
+    ep.on("connect", (peer) => {
+      this.counters.setLink(name, true);
+      this.#log.info({ peer: name, address: peer }, "peer connected");
+      this.control?.emit("PEER_UP", { peer: name, address: peer });
+    });
+    ep.on("disconnect", (peer, reason) => {
+      this.counters.setLink(name, false);
+      if (this.#closed) return;
+      this.#log.warn({ peer: name, address: peer, reason }, "peer disconnected");
+      this.control?.emit("PEER_LOST", { peer: name, address: peer, reason });
+    });
+  }
+
+  #badInput(source: PortName, err: ColoError, reset: boolean): void {
+    this.counters.badInputSeen(err.code);
+    const count = this.counters.badInput[err.code] ?? 0;
+    this.#log.error(
+      { code: err.code, source, count, ...err.details },
+      `bad input on ${source}: ${err.message}${reset ? "; stream reset, waiting for the peer to reconnect" : "; ignored"}`,
+    );
+    this.control?.emit("BAD_INPUT", { code: err.code, source, desc: err.message, count });
+  }
+
+  #onDiscard(side: Side, reason: DiscardReason): void {
+    this.counters.drop(side === "secondary" ? `secondary-${reason}` : `primary-${reason}`);
+  }
+
+  #onHold(ms: number, reason: ReleaseReason): void {
+    this.counters.release(reason);
+    this.counters.observeHold(ms);
+  }
+
+  #onCheckpointRequest(req: CheckpointRequest): void {
+    this.counters.checkpointRequest(req.reason);
+    if (req.reason === "payload-differs" || req.reason === "size-differs" || req.reason === "seq-mismatch") {
+      this.counters.miscompare(req.reason, req.protocol ?? "other");
+    }
+    if (!req.repeat) this.#log.warn({ reason: req.reason, flow: req.flow, epoch: this.epoch }, req.message);
+    if (this.notify !== undefined) {
+      if (this.notify.connected) this.notify.send(notifyPayload(DO_CHECKPOINT));
+      else this.#notifyOwed = true;
+    }
+    const data: Record<string, unknown> & { reason: string; explanation: string; epoch: number } = {
+      reason: req.reason,
+      explanation: req.message,
+      epoch: this.epoch,
+    };
+    if (req.flow !== undefined) data.flow = req.flow;
+    if (req.protocol !== undefined) data.protocol = req.protocol;
+    const off = req.streamOffset ?? req.offset;
+    if (off !== undefined) data.offset = off;
+    if (req.primaryHex !== undefined) data.primary = { offset: req.hexOffset ?? 0, hex: req.primaryHex };
+    if (req.secondaryHex !== undefined)
+      data.secondary = { offset: req.hexOffset ?? 0, hex: req.secondaryHex };
+    this.control?.emit("CHECKPOINT_REQUEST", data);
+  }
+
+  #onBackpressure(side: Side, paused: boolean): void {
+    this.#enginePaused[side] = paused;
+    this.#applyPause(side);
+  }
+
+  #applyPause(side: Side): void {
+    const port = side === "primary" ? this.primary : this.secondary;
+    const want = this.#enginePaused[side] || this.#outCongested;
+    if (want && !port.paused) port.pause();
+    else if (!want && port.paused) port.resume();
+  }
+
+  // --- ControlTarget ------------------------------------------------------------------------------
+
+  /** COLO_CHECKPOINT on notify_dev, or `checkpoint-done` on the control socket. */
+  checkpointDone(): CheckpointDoneResult {
+    const before = this.#releasedTotal();
+    const droppedBefore = this.#droppedTotal();
+    this.engine.checkpointDone(this.#now());
+    this.epoch++;
+    this.counters.checkpointDone(Date.now());
+    const result = {
+      epoch: this.epoch,
+      released: this.#releasedTotal() - before,
+      dropped: this.#droppedTotal() - droppedBefore,
+    };
+    this.control?.emit("CHECKPOINT_DONE", result);
+    return result;
+  }
+
+  #releasedTotal(): number {
+    let n = 0;
+    for (const v of Object.values(this.counters.released)) n += v;
+    return n;
+  }
+
+  #droppedTotal(): number {
+    let n = 0;
+    for (const v of Object.values(this.counters.dropped)) n += v;
+    return n;
+  }
+
+  connections(): ConnectionInfo[] {
+    return this.engine.connections(this.#now(), 10_000).map((c) => ({
+      flow: c.flow,
+      protocol: c.protocol,
+      state: c.state,
+      primaryQueue: c.primaryQueued,
+      secondaryQueue: c.secondaryQueued,
+      oldestHeldMs: c.primaryQueued + c.secondaryQueued > 0 ? c.oldestHeldMs : null,
+      bytesCompared: c.bytesCompared,
+      passthrough: c.state === "passthrough",
+    }));
+  }
+
+  params(): ControlParams {
+    const c = this.engine.config;
+    return {
+      compare_timeout: c.compareTimeout,
+      expired_scan_cycle: c.expiredScanCycle,
+      max_queue_size: c.maxQueueSize,
+    };
+  }
+
+  setParam(name: ControlParamName, value: number): void {
+    this.engine.setParam(name, value);
+    if (name === "expired_scan_cycle" && this.#timer !== null) {
+      clearInterval(this.#timer);
+      this.#timer = setInterval(this.#tick, value);
+    }
+    this.#log.info({ name, value }, "parameter changed");
+  }
+
+  failover(): void {
+    if (this.#mode === "failover") return;
+    this.#mode = "failover";
+    this.engine.failover(this.#now());
+    this.#log.warn({}, "failover: passing everything through");
+    this.control?.emit("FAILOVER", { reason: "command" });
+  }
+
+  status(): DaemonStatus {
+    const peers = (
+      [
+        ["primary_in", this.primary, this.config.primaryIn],
+        ["secondary_in", this.secondary, this.config.secondaryIn],
+        ["outdev", this.outdev, this.config.outdev],
+        ...(this.notify ? [["notify_dev", this.notify, this.config.notifyDev!] as const] : []),
+      ] as const
+    ).map(([name, port, ep]) => ({
+      name,
+      state: port.connected ? ("up" as const) : ("down" as const),
+      address: endpointText(ep),
+    }));
+    return { role: "compare", mode: this.#mode, peers, checkpointEpoch: this.epoch };
+  }
+
+  stats(): StatsSnapshot {
+    for (const [name, ep] of [
+      ["primary_in", this.primary],
+      ["secondary_in", this.secondary],
+      ["outdev", this.outdev],
+      ["notify_dev", this.notify],
+    ] as const) {
+      if (ep === undefined) continue;
+      const c = ep.counters;
+      const e = this.counters.endpoint(name);
+      e.framesOut = c.framesOut;
+      e.bytesOut = c.bytesOut;
+    }
+    return this.counters.snapshot();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    await this.control?.close();
+    for (const p of this.#ports()) await p.close();
+  }
+}
+
+export function endpointText(ep: EndpointConfig): string {
+  const where =
+    ep.transport === "unix"
+      ? `unix:${ep.path}`
+      : `${ep.host.includes(":") ? `[${ep.host}]` : ep.host}:${ep.port}`;
+  return ep.server ? where : `connect:${where}`;
+}

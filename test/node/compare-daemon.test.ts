@@ -1,0 +1,158 @@
+/**
+ * @module `colo-proxy compare` daemon wiring tests (in process, real sockets): checkpoint requests
+ * on the control socket when there is no notify_dev, checkpoint-done flushing, bad input counted
+ * and reset without losing held frames, outdev as a reconnecting client, and the Xen handshake.
+ */
+import assert from "node:assert/strict";
+import net from "node:net";
+import path from "node:path";
+import { test } from "node:test";
+import { ControlClient } from "../../src/control/client.ts";
+import type { EventMessage } from "../../src/control/protocol.ts";
+import { CompareDaemon } from "../../src/node/compare-daemon.ts";
+import { emptyRawOptions, resolveCompareConfig } from "../../src/node/config.ts";
+import { tcp, udp } from "../support/frames.ts";
+import { FramedPeer, sleep, type TestCtx, tempDir, waitUntil } from "../support/qemu.ts";
+
+async function daemon(t: TestCtx, extra: string[] = [], opts: { notify?: boolean; outClient?: string } = {}) {
+  const dir = tempDir(t);
+  const sock = (id: string) => path.join(dir, `${id}.sock`);
+  const raw = emptyRawOptions();
+  for (const id of ["pri", "sec", ...(opts.outClient ? [] : ["out"]), ...(opts.notify ? ["nfy"] : [])]) {
+    raw.chardevs.push(`socket,id=${id},path=${sock(id)},server=on,wait=off`);
+  }
+  if (opts.outClient) raw.chardevs.push(`socket,id=out,path=${opts.outClient},reconnect-ms=20`);
+  raw.objects.push(
+    `colo-compare,id=c,primary_in=pri,secondary_in=sec,outdev=out${opts.notify ? ",notify_dev=nfy" : ""}${extra.map((e) => `,${e}`).join("")}`,
+  );
+  const ctl = sock("ctl");
+  const d = await CompareDaemon.start(resolveCompareConfig(raw), { controlSocket: ctl });
+  t.after(() => d.close());
+  const pri = await FramedPeer.connect(sock("pri"), {}, t);
+  const sec = await FramedPeer.connect(sock("sec"), {}, t);
+  const out = opts.outClient ? undefined : await FramedPeer.connect(sock("out"), {}, t);
+  const client = await ControlClient.connect({ path: ctl });
+  t.after(() => client.close());
+  await client.execute("qmp_capabilities");
+  const events: EventMessage[] = [];
+  client.onEvent((e) => events.push(e));
+  return { d, dir, sock, pri, sec, out, client, events };
+}
+
+test("without notify_dev a miscompare is a CHECKPOINT_REQUEST event; checkpoint-done releases", async (t) => {
+  const { pri, sec, out, client, events } = await daemon(t);
+  const p = tcp({ payload: "hello" });
+  pri.send(p);
+  sec.send(tcp({ payload: "HELLO" }));
+  assert.ok(await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 3000));
+  const req = events.find((e) => e.event === "CHECKPOINT_REQUEST")!;
+  assert.equal(req.data.reason, "payload-differs");
+  assert.match(String(req.data.explanation), /differ/);
+  assert.equal(out!.frames.length, 0, "held until the checkpoint");
+  const done = await client.execute<{ epoch: number; released: number; dropped: number }>("checkpoint-done");
+  assert.deepEqual(done, { epoch: 1, released: 1, dropped: 1 });
+  assert.ok(await out!.waitFrames(1, 3000));
+  assert.deepEqual(out!.frames[0]!.data, p);
+  const status = await client.execute<{
+    role: string;
+    checkpointEpoch: number;
+    peers: { name: string; state: string }[];
+  }>("query-status");
+  assert.equal(status.role, "compare");
+  assert.equal(status.checkpointEpoch, 1);
+  assert.deepEqual(
+    status.peers.map((x) => [x.name, x.state]),
+    [
+      ["primary_in", "up"],
+      ["secondary_in", "up"],
+      ["outdev", "up"],
+    ],
+  );
+});
+
+test("bad input on primary_in is counted and reset; frames held before it survive", async (t) => {
+  const { sock, pri, sec, out, client, events } = await daemon(t);
+  const held = udp({ payload: "held" });
+  pri.send(held);
+  await pri.flush();
+  const huge = Buffer.alloc(4);
+  huge.writeUInt32BE(1_000_000);
+  pri.sendRaw(huge);
+  assert.ok(await waitUntil(() => pri.closed, 3000), "the bad stream is closed");
+  assert.ok(await waitUntil(() => events.some((e) => e.event === "BAD_INPUT"), 3000));
+  const bad = events.find((e) => e.event === "BAD_INPUT")!;
+  assert.equal(bad.data.code, "COLO_ERR_FRAME_TOO_LARGE");
+  assert.equal(bad.data.source, "primary_in");
+  // secondary and outdev were not disturbed; a reconnected primary works again
+  sec.send(held);
+  assert.ok(await out!.waitFrames(1, 3000), "the frame held before the bad input is released");
+  assert.deepEqual(out!.frames[0]!.data, held);
+  const pri2 = await FramedPeer.connect(sock("pri"), {}, t);
+  const next = udp({ payload: "next" });
+  pri2.send(next);
+  sec.send(next);
+  assert.ok(await out!.waitFrames(2, 3000));
+  assert.deepEqual(out!.frames[1]!.data, next);
+  const stats = await client.execute<{ badInput: Record<string, number>; released: Record<string, number> }>(
+    "query-stats",
+  );
+  assert.equal(stats.badInput.COLO_ERR_FRAME_TOO_LARGE, 1);
+  assert.equal(stats.released.matched, 2);
+});
+
+test("outdev as a client (QEMU's compare_out0) connects, reconnects, and nothing released meanwhile is lost", async (t) => {
+  const dir = tempDir(t);
+  const outPath = path.join(dir, "redirector.sock");
+  const received: FramedPeer[] = [];
+  const server = net.createServer((s) => received.push(new FramedPeer(s, false)));
+  await new Promise<void>((r) => server.listen(outPath, r));
+  t.after(() => server.close());
+  const { pri, sec } = await daemon(t, [], { outClient: outPath });
+  const f1 = udp({ payload: "one" });
+  pri.send(f1);
+  sec.send(f1);
+  assert.ok(await waitUntil(() => received[0] !== undefined && received[0].frames.length === 1, 3000));
+  assert.deepEqual(received[0]!.frames[0]!.data, f1);
+  received[0]!.close();
+  await sleep(20);
+  const f2 = udp({ payload: "two" });
+  pri.send(f2);
+  sec.send(f2);
+  assert.ok(
+    await waitUntil(() => received[1] !== undefined && received[1].frames.length === 1, 3000),
+    "reconnected",
+  );
+  assert.deepEqual(received[1]!.frames[0]!.data, f2);
+});
+
+test("notify_dev: INIT answered, DO_CHECKPOINT owed while Xen is away is sent when it connects", async (t) => {
+  const { sock, pri, sec, out } = await daemon(t, [], { notify: true });
+  pri.send(tcp({ payload: "a" }));
+  sec.send(tcp({ payload: "b" }));
+  await sleep(50);
+  const nfy = await FramedPeer.connect(sock("nfy"), {}, t);
+  assert.ok(await nfy.waitFrames(1, 3000));
+  assert.equal(nfy.frames[0]!.data.toString(), "DO_CHECKPOINT");
+  nfy.send(Buffer.from("COLO_USERSPACE_PROXY_INIT"));
+  assert.ok(await nfy.waitFrames(2, 3000));
+  assert.equal(nfy.frames[1]!.data.toString(), "COLO_COMPARE_GET_XEN_INIT");
+  nfy.send(Buffer.from("COLO_CHECKPOINT"));
+  assert.ok(await out!.waitFrames(1, 3000));
+  assert.deepEqual(out!.frames[0]!.data, tcp({ payload: "a" }));
+});
+
+test("set-param changes compare_timeout at run time; query-params reports it", async (t) => {
+  const { client } = await daemon(t, ["compare_timeout=100"]);
+  assert.deepEqual(await client.execute("query-params"), {
+    compare_timeout: 100,
+    expired_scan_cycle: 1000,
+    max_queue_size: 1024,
+  });
+  await client.execute("set-param", { name: "expired_scan_cycle", value: 10 });
+  await client.execute("set-param", { name: "compare_timeout", value: 50 });
+  assert.deepEqual(await client.execute("query-params"), {
+    compare_timeout: 50,
+    expired_scan_cycle: 10,
+    max_queue_size: 1024,
+  });
+});
