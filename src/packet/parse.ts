@@ -548,8 +548,12 @@ export function reverseKey(key: string): string {
   const dst = key.slice(4 + n, 4 + 2 * n);
   let tail = key.slice(4 + 2 * n);
   if (kind === FlowKind.Ports4 || kind === FlowKind.Ports6) tail = tail.charAt(1) + tail.charAt(0);
-  // Flatten the rope once so Map lookups hash a flat string.
-  return fcc(...Array.from(head + dst + src + tail, (c) => c.charCodeAt(0)));
+  // Flatten the rope once so Map lookups hash a flat string. Index by code unit: iterating the
+  // string would walk code points and merge an address word pair like d800 dc00 into one.
+  const joined = head + dst + src + tail;
+  const units = new Array<number>(joined.length);
+  for (let i = 0; i < joined.length; i++) units[i] = joined.charCodeAt(i);
+  return fcc(...units);
 }
 
 /** The key of the frame's opposite direction (for the rewriter: guest->client vs client->guest). */

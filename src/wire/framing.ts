@@ -80,9 +80,11 @@ export class FrameDecoder {
   /** Stream bytes consumed before the current chunk (for error offsets). */
   #streamOffset = 0;
   #error: FramingError | null = null;
+  readonly #hdrLen: number;
 
   constructor(options: FrameDecoderOptions = {}) {
     this.vnetHdr = options.vnetHdr ?? false;
+    this.#hdrLen = this.vnetHdr ? 8 : 4;
     this.maxFrameLength = validateMax(options.maxFrameLength ?? DEFAULT_MAX_FRAME_LENGTH);
   }
 
@@ -124,6 +126,33 @@ export class FrameDecoder {
     let off = 0;
     try {
       while (off < end) {
+        if (this.#state === State.Length && this.#wordHave === 0) {
+          // Hot path: whole prefixes (and usually whole frames) inside this chunk; locals only.
+          const hdr = this.#hdrLen;
+          const max = this.maxFrameLength;
+          const vnet = this.vnetHdr;
+          while (end - off >= hdr) {
+            const len = chunk.readUInt32BE(off);
+            if (len === 0) this.#fail("COLO_ERR_FRAME_EMPTY", len, 0, off);
+            if (len > max) this.#fail("COLO_ERR_FRAME_TOO_LARGE", len, 0, off);
+            let v = 0;
+            if (vnet) {
+              v = chunk.readUInt32BE(off + 4);
+              if (v > len) this.#fail("COLO_ERR_VNET_HDR_TOO_LARGE", len, v, off);
+            }
+            off += hdr;
+            if (end - off < len) {
+              this.#len = len;
+              this.#vnet = v;
+              this.#state = State.Data;
+              break;
+            }
+            const frame = chunk.subarray(off, off + len);
+            off += len;
+            onFrame(frame, v);
+          }
+          if (off >= end || this.#state === State.Data) continue;
+        }
         const state = this.#state;
         if (state === State.Data) {
           const partial = this.#partial;

@@ -136,33 +136,50 @@ export interface ReadCaptureOptions {
  * stays bounded by the chunk size plus one record (at most MAX_BLOCK_LEN) whatever the file's
  * size. Throws PcapError on a bad or truncated file; closes the file however iteration ends.
  */
-export async function* readCapture(
-  path: string,
-  opts: ReadCaptureOptions = {},
-): AsyncGenerator<CapturePacket> {
-  const chunkSize = opts.chunkSize ?? 65_536;
-  const dec = new CaptureDecoder();
+export function readCapture(path: string, opts: ReadCaptureOptions = {}): AsyncGenerator<CapturePacket> {
+  return readCaptureStream(fileChunks(path, opts.chunkSize ?? 65_536), opts);
+}
+
+/** A file's bytes in fresh chunks (fresh, because yielded frames are views of them). */
+async function* fileChunks(path: string, chunkSize: number): AsyncGenerator<Buffer> {
   const fh = await open(path, "r");
-  let announced = false;
   try {
     for (;;) {
       const buf = Buffer.allocUnsafe(chunkSize);
       const { bytesRead } = await fh.read(buf, 0, chunkSize, null);
-      if (bytesRead === 0) break;
-      dec.push(bytesRead === chunkSize ? buf : buf.subarray(0, bytesRead));
-      for (let p = dec.next(); p !== null; p = dec.next()) {
-        if (!announced) {
-          announced = true;
-          opts.onHeader?.(dec);
-        }
-        yield p;
-      }
+      if (bytesRead === 0) return;
+      yield bytesRead === chunkSize ? buf : buf.subarray(0, bytesRead);
     }
-    dec.end();
-    if (!announced) opts.onHeader?.(dec);
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Streams the packets of a capture arriving on a readable stream (stdin, a pipe, a socket).
+ * Memory is bounded as for readCapture, as long as the stream honours backpressure.
+ */
+export async function* readCaptureStream(
+  stream: AsyncIterable<Buffer | string>,
+  opts: Pick<ReadCaptureOptions, "onHeader"> = {},
+): AsyncGenerator<CapturePacket> {
+  const dec = new CaptureDecoder();
+  let announced = false;
+  for await (const chunk of stream) {
+    if (typeof chunk === "string") {
+      throw new PcapError("COLO_ERR_PCAP_BAD_MAGIC", "capture stream is in text mode (set no encoding)");
+    }
+    dec.push(chunk);
+    for (let p = dec.next(); p !== null; p = dec.next()) {
+      if (!announced) {
+        announced = true;
+        opts.onHeader?.(dec);
+      }
+      yield p;
+    }
+  }
+  dec.end();
+  if (!announced) opts.onHeader?.(dec);
 }
 
 export interface DecodedCapture {

@@ -195,8 +195,11 @@ export class PcapngDecoder {
     if (capLen > block.length - 32 || capLen > MAX_PACKET_LEN) {
       throw badRecord(at, `captured length ${capLen} does not fit the block`, { capLen });
     }
-    const units = (BigInt(hi) << 32n) | BigInt(lo);
-    const timestampNs = (units * iface.tsMul) / iface.tsDiv + iface.tsOffsetSec * 1_000_000_000n;
+    // One bigint conversion when hi·2^32 + lo is exact as a double (until year 2255 in µs).
+    const units = hi < 0x200000 ? BigInt(hi * 4294967296 + lo) : (BigInt(hi) << 32n) | BigInt(lo);
+    let timestampNs = units * iface.tsMul;
+    if (iface.tsDiv !== 1n) timestampNs /= iface.tsDiv;
+    if (iface.tsOffsetSec !== 0n) timestampNs += iface.tsOffsetSec * 1_000_000_000n;
     this.#lastTs = timestampNs;
     let comment: string | undefined;
     this.#forEachOption(block, 28 + ((capLen + 3) & ~3), at, (code, vo, vl) => {

@@ -357,3 +357,24 @@ describe("ChardevEndpoint server wait=on", () => {
     await assert.rejects(ep.start(), { code: "COLO_ERR_CHARDEV_IO" });
   });
 });
+
+test("IPv6 loopback server and client (host=::1)", async (t) => {
+  const probe = net.createServer();
+  const ok = await new Promise<boolean>((resolve) => {
+    probe.once("error", () => resolve(false));
+    probe.listen(0, "::1", () => resolve(true));
+  });
+  probe.close();
+  if (!ok) {
+    t.skip("no IPv6 loopback (::1) on this host");
+    return;
+  }
+  const { ep: srv, got } = await endpoint(t, "socket,id=s6,host=::1,port=0,server=on,wait=off");
+  assert.match(srv.address, /^\[::1\]:\d+$/);
+  const { ep: cli } = await endpoint(t, `socket,id=c6,host=::1,port=${srv.port},ipv6=on,reconnect=1`);
+  await cli.waitConnected(WAIT);
+  cli.send(frame(6));
+  await until("frame over IPv6", () => got.length === 1);
+  assert.equal(ids(got)[0], 6);
+  assert.match(srv.peer, /^\[::1\]:\d+$/);
+});

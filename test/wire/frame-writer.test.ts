@@ -47,6 +47,24 @@ describe("FrameWriter (in memory)", () => {
     assert.equal(w.queuedBytes, 0);
   });
 
+  test("large frames go by reference inside one cork, small ones are copied; bytes identical", async () => {
+    const sink = new RecordingSink();
+    const w = new FrameWriter({ vnetHdr: true, zeroCopyMin: 1000 });
+    w.attach(sink);
+    const frames = [frame(0, 60), frame(1, 1500), frame(2, 999), frame(3, 1000), frame(4, 70)];
+    for (const [i, f] of frames.entries()) w.send(f, i);
+    await turn();
+    const expected = Buffer.concat(frames.map((f, i) => encodeFrame(f, i, true)));
+    assert.ok(Buffer.concat(sink.writes).equals(expected));
+    // The two frames of >= 1000 bytes are handed over as the very same buffers.
+    assert.ok(sink.writes.includes(frames[1]!));
+    assert.ok(sink.writes.includes(frames[3]!));
+    assert.ok(!sink.writes.includes(frames[2]!));
+    assert.equal(w.framesOut, 5);
+    assert.equal(w.bytesOut, expected.length);
+    assert.equal(w.queuedBytes, 0);
+  });
+
   test("without vnet headers V is not written", async () => {
     const sink = new RecordingSink();
     const w = new FrameWriter();

@@ -7,11 +7,12 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import fc from "fast-check";
 import { PcapError } from "../../src/errors.ts";
 import type { CapturePacket } from "../../src/wire/pcap-format.ts";
-import { CaptureDecoder, decodeCapture, readCapture } from "../../src/wire/pcap-reader.ts";
+import { CaptureDecoder, decodeCapture, readCapture, readCaptureStream } from "../../src/wire/pcap-reader.ts";
 import { encodePcap } from "../../src/wire/pcap-writer.ts";
 import { encodePcapng } from "../../src/wire/pcapng-writer.ts";
 import { endOfOpt, epb, frameOf, idb, option, shb, spb } from "./pcap-craft.ts";
@@ -200,6 +201,22 @@ describe("readCapture over files", () => {
       { code: "COLO_ERR_PCAP_BAD_RECORD" },
     );
     assert.equal(reads, 0);
+  });
+
+  test("readCaptureStream reads a capture from a stream in arbitrary chunks", async () => {
+    const bytes = encodePcap(packets, { resolution: "ns" });
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < bytes.length; i += 7) chunks.push(bytes.subarray(i, i + 7));
+    const got: CapturePacket[] = [];
+    for await (const p of readCaptureStream(Readable.from(chunks))) got.push(p);
+    assert.deepEqual(view(got), view(decodeCapture(bytes).packets));
+    await assert.rejects(
+      (async () => {
+        for await (const _ of readCaptureStream(Readable.from([bytes.subarray(0, 30)]))) {
+        }
+      })(),
+      { code: "COLO_ERR_PCAP_TRUNCATED" },
+    );
   });
 
   test("a missing file rejects with the fs error (ENOENT)", async () => {
