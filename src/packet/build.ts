@@ -8,6 +8,10 @@
  */
 import { parseIpv4, parseIpv6, parseMac } from "./addr.ts";
 import { internetChecksum, sum16 } from "./checksum.ts";
+import { type TcpOption, tcpOptionBytes } from "./tcp.ts";
+
+export type { TcpOption };
+export { tcpOptionBytes };
 
 export const ETHERTYPE_IPV4 = 0x0800;
 export const ETHERTYPE_ARP = 0x0806;
@@ -83,20 +87,6 @@ export interface IpOptions extends L2Options {
   /** IPv6 extension headers, in order, between the fixed header and the upper layer. */
   extHeaders?: Ipv6ExtHeader[];
 }
-
-export type TcpOption =
-  | { kind: "eol" }
-  | { kind: "nop" }
-  | { kind: "mss"; value: number }
-  | { kind: "wscale"; shift: number }
-  | { kind: "sackPermitted" }
-  /** SACK blocks as [left, right) edges. */
-  | { kind: "sack"; blocks: ReadonlyArray<readonly [number, number]> }
-  | { kind: "timestamps"; tsval: number; tsecr: number }
-  /** An option emitted as kind, length (2 + data length), data. */
-  | { kind: "raw"; type: number; data?: Uint8Array }
-  /** Bytes copied verbatim (for malformed-option tests). */
-  | { kind: "bytes"; bytes: Uint8Array };
 
 export interface TcpBuild extends IpOptions {
   sport: number;
@@ -398,55 +388,6 @@ export function tcpFlags(f: number | string): number {
     v |= 1 << i;
   }
   return v;
-}
-
-/** Serialises TCP options, padded with EOL to a multiple of 4. */
-export function tcpOptionBytes(options: readonly TcpOption[]): Uint8Array {
-  const out: number[] = [];
-  for (const o of options) {
-    switch (o.kind) {
-      case "eol":
-        out.push(0);
-        break;
-      case "nop":
-        out.push(1);
-        break;
-      case "mss":
-        out.push(2, 4, (o.value >> 8) & 0xff, o.value & 0xff);
-        break;
-      case "wscale":
-        out.push(3, 3, o.shift & 0xff);
-        break;
-      case "sackPermitted":
-        out.push(4, 2);
-        break;
-      case "sack": {
-        out.push(5, 2 + 8 * o.blocks.length);
-        for (const [l, r] of o.blocks) {
-          out.push(l >>> 24, (l >>> 16) & 0xff, (l >>> 8) & 0xff, l & 0xff);
-          out.push(r >>> 24, (r >>> 16) & 0xff, (r >>> 8) & 0xff, r & 0xff);
-        }
-        break;
-      }
-      case "timestamps": {
-        const a = o.tsval;
-        const b = o.tsecr;
-        out.push(8, 10, a >>> 24, (a >>> 16) & 0xff, (a >>> 8) & 0xff, a & 0xff);
-        out.push(b >>> 24, (b >>> 16) & 0xff, (b >>> 8) & 0xff, b & 0xff);
-        break;
-      }
-      case "raw": {
-        const d = o.data ?? new Uint8Array(0);
-        out.push(o.type, 2 + d.length, ...d);
-        break;
-      }
-      case "bytes":
-        out.push(...o.bytes);
-        break;
-    }
-  }
-  while (out.length % 4 !== 0) out.push(0);
-  return Uint8Array.from(out);
 }
 
 /** A TCP segment in an IP datagram in an Ethernet frame. */

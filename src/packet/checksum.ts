@@ -97,13 +97,27 @@ export function ipv6PseudoSum(
  * when every covered word becomes zero (0x0000 here, 0xffff recomputed); no IP, TCP, UDP or
  * ICMP header can be all zero (version, protocol and length are in the sum).
  */
-export function checksumUpdate16(hc: number, oldWord: number, newWord: number): number {
+export function checksumUpdate16(hc: number, oldWord: number, newWord: number, odd = false): number {
+  if (odd) {
+    // A field at an odd offset from the checksummed region's start contributes its bytes
+    // swapped; ones'-complement sums commute with byte swapping (RFC 1071 2(B)).
+    oldWord = swap16(oldWord);
+    newWord = swap16(newWord);
+  }
   const s = (~hc & 0xffff) + (~oldWord & 0xffff) + (newWord & 0xffff);
   return ~fold(s) & 0xffff;
 }
 
-/** RFC 1624 update for a 32-bit field (e.g. TCP seq/ack, an IPv4 address) at an even offset. */
-export function checksumUpdate32(hc: number, oldValue: number, newValue: number): number {
+/**
+ * RFC 1624 update for a 32-bit field (e.g. TCP seq/ack, an IPv4 address). Pass `odd` when the
+ * field sits at an odd offset from the start of the checksummed region (e.g. a SACK block after
+ * a single NOP).
+ */
+export function checksumUpdate32(hc: number, oldValue: number, newValue: number, odd = false): number {
+  if (odd) {
+    oldValue = swapHalves(oldValue);
+    newValue = swapHalves(newValue);
+  }
   const s =
     (~hc & 0xffff) +
     (~(oldValue >>> 16) & 0xffff) +
@@ -111,4 +125,13 @@ export function checksumUpdate32(hc: number, oldValue: number, newValue: number)
     ((newValue >>> 16) & 0xffff) +
     (newValue & 0xffff);
   return ~fold(s) & 0xffff;
+}
+
+function swap16(v: number): number {
+  return ((v & 0xff) << 8) | ((v >> 8) & 0xff);
+}
+
+/** Swaps the bytes inside each 16-bit half of a 32-bit value. */
+function swapHalves(v: number): number {
+  return (((v & 0x00ff00ff) << 8) | ((v >>> 8) & 0x00ff00ff)) >>> 0;
 }

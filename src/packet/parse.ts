@@ -41,6 +41,7 @@
 
 import type { ErrorCode } from "../errors.ts";
 import { formatIpv4, formatIpv6 } from "./addr.ts";
+import { newIpv6Walk, walkIpv6Ext } from "./ipv6.ts";
 import { type FrameMeta, ParseStatus } from "./meta.ts";
 
 /** The third code unit of a flow key. */
@@ -57,8 +58,9 @@ export const enum FlowKind {
   Ether = 10,
 }
 
-/** Upper bound on IPv6 extension headers walked before declaring ExtChain. */
-export const MAX_EXT_HEADERS = 8;
+export { MAX_EXT_HEADERS } from "./ipv6.ts";
+
+const walk6 = newIpv6Walk();
 
 const fcc = String.fromCharCode;
 
@@ -179,40 +181,12 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
     if (end > len) return fail(m, ParseStatus.BadLength);
     m.ipVersion = 6;
     m.ipEnd = end;
-    let next = f[p + 6]!;
-    let q = p + 40;
-    let count = 0;
-    let dstOpts = 0;
-    let seenRouting = false;
-    let nonFirstFragment = false;
-    walk: for (;;) {
-      switch (next) {
-        case 0:
-          if (q !== p + 40) return fail(m, ParseStatus.ExtChain);
-          break;
-        case 43:
-          if (seenRouting) return fail(m, ParseStatus.ExtChain);
-          seenRouting = true;
-          break;
-        case 60:
-          if (++dstOpts > 2) return fail(m, ParseStatus.ExtChain);
-          break;
-        case 44:
-          if (m.fragment) return fail(m, ParseStatus.ExtChain);
-          m.fragment = true;
-          break;
-        default:
-          break walk;
-      }
-      if (++count > MAX_EXT_HEADERS || q + 8 > end) return fail(m, ParseStatus.ExtChain);
-      const hl = next === 44 ? 8 : (f[q + 1]! + 1) << 3;
-      if (q + hl > end) return fail(m, ParseStatus.ExtChain);
-      if (next === 44 && (((f[q + 2]! << 8) | f[q + 3]!) & 0xfff8) !== 0) nonFirstFragment = true;
-      next = f[q]!;
-      q += hl;
-      // The rest of a non-first fragment is opaque data, not headers.
-      if (nonFirstFragment) break;
-    }
+    const st6 = walkIpv6Ext(f, p + 40, end, f[p + 6]!, walk6);
+    if (st6 !== ParseStatus.Ok) return fail(m, st6);
+    const next = walk6.proto;
+    const q = walk6.l4Offset;
+    const nonFirstFragment = walk6.fragOffset !== 0;
+    m.fragment = walk6.fragment;
     m.proto = next;
     const a = p + 8;
     const s0 = (f[a]! << 8) | f[a + 1]!;
@@ -543,17 +517,18 @@ export function reverseKey(key: string): string {
   const kind = key.charCodeAt(2);
   const n = addrLen(kind);
   if (n === 0) return key;
-  const head = key.slice(0, 4);
-  const src = key.slice(4, 4 + n);
-  const dst = key.slice(4 + n, 4 + 2 * n);
-  let tail = key.slice(4 + 2 * n);
-  if (kind === FlowKind.Ports4 || kind === FlowKind.Ports6) tail = tail.charAt(1) + tail.charAt(0);
-  // Flatten the rope once so Map lookups hash a flat string. Index by code unit: iterating the
-  // string would walk code points and merge an address word pair like d800 dc00 into one.
-  const joined = head + dst + src + tail;
-  const units = new Array<number>(joined.length);
-  for (let i = 0; i < joined.length; i++) units[i] = joined.charCodeAt(i);
-  return fcc(...units);
+  // Code units, not code points: address words may form surrogate pairs.
+  const u: number[] = new Array(key.length);
+  for (let i = 0; i < key.length; i++) u[i] = key.charCodeAt(i);
+  for (let i = 0; i < n; i++) {
+    u[4 + i] = key.charCodeAt(4 + n + i);
+    u[4 + n + i] = key.charCodeAt(4 + i);
+  }
+  if (kind === FlowKind.Ports4 || kind === FlowKind.Ports6) {
+    u[4 + 2 * n] = key.charCodeAt(5 + 2 * n);
+    u[5 + 2 * n] = key.charCodeAt(4 + 2 * n);
+  }
+  return fcc(...u);
 }
 
 /** The key of the frame's opposite direction (for the rewriter: guest->client vs client->guest). */

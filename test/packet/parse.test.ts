@@ -572,3 +572,12 @@ test("a reply's key is the reverse of the request's key for every TCP/UDP flow",
     }),
   );
 });
+
+test("keys with surrogate-range address words reverse and decode by code unit", () => {
+  const f = b.buildTcp({ src: "d800:dc00::1", dst: "dbff:dfff::2", sport: 0xd800, dport: 0xdc00 });
+  const m = parse(f);
+  const r = reverseFlowKey(m);
+  assert.equal(r.length, m.key.length);
+  assert.equal(reverseKey(r), m.key);
+  assert.equal(formatFlowKey(r), "tcp [dbff:dfff::2]:56320 > [d800:dc00::1]:55296");
+});
