@@ -64,6 +64,10 @@ export class CompareConn extends TrackedConn {
     this.flowText = text;
   }
 
+  override holding(): boolean {
+    return this.primary.count + this.secondary.count > 0;
+  }
+
   /** Forget the TCP stream state (a new connection reusing the 4-tuple). */
   resetStream(): void {
     this.compareSeqSet = false;

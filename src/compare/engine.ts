@@ -11,12 +11,12 @@
 import { extractFlow, formatFlow, type ProtocolName, protocolName } from "../conntrack/flow.ts";
 import { ConnTable } from "../conntrack/table.ts";
 import { ColoError } from "../errors.ts";
-import { type FrameMeta, newFrameMeta, ParseStatus, TcpFlag } from "../packet/meta.ts";
+import { type FrameMeta, newFrameMeta, ParseStatus } from "../packet/meta.ts";
 import { parseFrame } from "../packet/parse.ts";
 import { checkParam, resolveConfig } from "./config.ts";
 import { CompareConn } from "./conn.ts";
 import { dumpAround, firstDifference } from "./explain.ts";
-import { type Held, HeldSide, HeldStore } from "./held.ts";
+import { type Held, type HeldSide, HeldStore } from "./held.ts";
 import { type PassthroughRule, PassthroughRules } from "./passthrough.ts";
 import { type BadInputCode, type CompareStats, newStats, snapshotStats } from "./stats.ts";
 import type {
@@ -37,6 +37,16 @@ const STATUS_CODES: Record<number, BadInputCode> = {
   [ParseStatus.BadHeader]: "COLO_ERR_PKT_BAD_HEADER",
   [ParseStatus.ExtChain]: "COLO_ERR_PKT_EXT_CHAIN",
 };
+
+// Local copies of the const enums: tsx (isolatedModules) does not inline imported const enums,
+// and the property loads showed up in profiles of the per-packet path.
+const OK = 0 as ParseStatus;
+const PRIMARY = 0 as HeldSide;
+const SECONDARY = 1 as HeldSide;
+const FIN = 0x01;
+const SYN = 0x02;
+const RST = 0x04;
+const ACK = 0x10;
 
 /** a is after b in 32-bit sequence space. */
 function seqAfter(a: number, b: number): boolean {
@@ -88,7 +98,7 @@ export class CompareEngine {
     }
     const m = this.#meta;
     const status = parseFrame(frame, vnetLen, m);
-    if (status !== ParseStatus.Ok) {
+    if (status !== OK) {
       st.badInput.primary[STATUS_CODES[status] ?? "COLO_ERR_PKT_BAD_HEADER"]++;
       this.#releaseNow(frame, vnetLen, "malformed");
       return;
@@ -100,7 +110,7 @@ export class CompareEngine {
     const c = this.#lookup(m, frame, now, "primary");
     if (c.passthrough) {
       this.#releaseNow(frame, vnetLen, "passthrough");
-      this.#table.idle(c, now);
+      this.#table.touch(c, now);
       return;
     }
     if (c.stream) this.#tcpPrimary(c, m, frame, vnetLen, now);
@@ -124,7 +134,7 @@ export class CompareEngine {
     }
     const m = this.#meta;
     const status = parseFrame(frame, vnetLen, m);
-    if (status !== ParseStatus.Ok) {
+    if (status !== OK) {
       st.badInput.secondary[STATUS_CODES[status] ?? "COLO_ERR_PKT_BAD_HEADER"]++;
       this.#discardNow(frame, vnetLen, "malformed");
       return;
@@ -136,7 +146,7 @@ export class CompareEngine {
     const c = this.#lookup(m, frame, now, "secondary");
     if (c.passthrough) {
       this.#discardNow(frame, vnetLen, "passthrough");
-      this.#table.idle(c, now);
+      this.#table.touch(c, now);
       return;
     }
     if (c.stream) this.#tcpSecondary(c, m, frame, vnetLen, now);
@@ -154,7 +164,7 @@ export class CompareEngine {
     const oldest = this.#held.head;
     if (oldest !== null && now - oldest.arrival > this.#cfg.compareTimeout) {
       const c = oldest.conn as CompareConn;
-      const side: Side = oldest.side === HeldSide.Primary ? "primary" : "secondary";
+      const side: Side = oldest.side === PRIMARY ? "primary" : "secondary";
       const age = now - oldest.arrival;
       this.#trigger(now, "timeout", c, () => ({
         side,
@@ -327,8 +337,8 @@ export class CompareEngine {
     let bytes = 0;
     for (const c of this.#table.values()) {
       for (const [q, side] of [
-        [c.primary, HeldSide.Primary],
-        [c.secondary, HeldSide.Secondary],
+        [c.primary, PRIMARY],
+        [c.secondary, SECONDARY],
       ] as const) {
         let n = 0;
         for (let h = q.head; h !== null; h = h.next) {
@@ -337,13 +347,13 @@ export class CompareEngine {
           if (c.stream && h.next !== null && seqAfter(h.seq, h.next.seq)) {
             problems.push(`TCP queue out of order on ${c.flowText}`);
           }
-          if (side === HeldSide.Primary) bytes += h.frame.length;
+          if (side === PRIMARY) bytes += h.frame.length;
         }
         if (n !== q.count) problems.push(`queue count ${q.count} != ${n} on ${c.flowText}`);
-        if (side === HeldSide.Primary) p += n;
+        if (side === PRIMARY) p += n;
         else s += n;
       }
-      if ((c.primary.count + c.secondary.count === 0) === this.#table.isBusy(c)) {
+      if (c.primary.count + c.secondary.count === 0 && !this.#table.isListed(c)) {
         problems.push(`LRU membership wrong on ${c.flowText}`);
       }
     }
@@ -379,8 +389,7 @@ export class CompareEngine {
     const flow = extractFlow(m, frame);
     const c = new CompareConn(key, t.nextSerial(), flow, now, protocolName(m), formatFlow(flow));
     c.passthrough = this.#rules.size > 0 && this.#rules.matches(flow);
-    t.add(c);
-    t.idle(c, now);
+    t.add(c, now);
     this.#stats.connectionsCreated++;
     this.#stats.connections = t.size;
     if (overLimit) {
@@ -398,9 +407,9 @@ export class CompareEngine {
     return c;
   }
 
+  /** Records activity; the table's lazy lists handle the rest (see conntrack/table.ts). */
   #settle(c: CompareConn, now: number): void {
-    if (c.primary.count + c.secondary.count === 0) this.#table.idle(c, now);
-    else this.#table.busy(c);
+    this.#table.touch(c, now);
   }
 
   #reapplyRules(now: number): void {
@@ -424,7 +433,7 @@ export class CompareEngine {
     h.conn = c;
     h.off = 0;
     this.#held.link(h);
-    if (side === HeldSide.Primary) {
+    if (side === PRIMARY) {
       this.#stats.heldPrimary++;
       this.#stats.heldPrimaryBytes += frame.length;
     } else this.#stats.heldSecondary++;
@@ -559,11 +568,11 @@ export class CompareEngine {
 
   /** After a pass: a queue at max_queue_size asks for a checkpoint and pauses that input. */
   #checkQueue(c: CompareConn, side: HeldSide, now: number): void {
-    const q = side === HeldSide.Primary ? c.primary : c.secondary;
+    const q = side === PRIMARY ? c.primary : c.secondary;
     const max = this.#cfg.maxQueueSize;
     if (q.count < max) return;
-    const name: Side = side === HeldSide.Primary ? "primary" : "secondary";
-    if (side === HeldSide.Primary && q.count > max) this.#stats.overQueueLimit++;
+    const name: Side = side === PRIMARY ? "primary" : "secondary";
+    if (side === PRIMARY && q.count > max) this.#stats.overQueueLimit++;
     if (!c.queueFullRaised) {
       c.queueFullRaised = true;
       const depth = q.count;
@@ -601,12 +610,12 @@ export class CompareEngine {
   // TCP
 
   #onSyn(c: CompareConn, side: HeldSide, seq: number): void {
-    const known = side === HeldSide.Primary ? c.primaryIsnSet : c.secondarySyn;
-    const isn = side === HeldSide.Primary ? c.primaryIsn : c.secondaryIsn;
+    const known = side === PRIMARY ? c.primaryIsnSet : c.secondarySyn;
+    const isn = side === PRIMARY ? c.primaryIsn : c.secondaryIsn;
     // A SYN after close, or with a new ISN, starts a new connection on the same 4-tuple. Only
     // reset when nothing is held: held segments belong to the old sequence space.
     if ((c.closed || (known && isn !== seq)) && c.primary.count + c.secondary.count === 0) c.resetStream();
-    if (side === HeldSide.Primary) {
+    if (side === PRIMARY) {
       if (!c.primaryIsnSet) {
         c.primaryIsnSet = true;
         c.primaryIsn = seq;
@@ -621,26 +630,26 @@ export class CompareEngine {
 
   #tcpPrimary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
     const flags = m.tcpFlags;
-    if (flags & TcpFlag.SYN) this.#onSyn(c, HeldSide.Primary, m.tcpSeq);
-    if (flags & TcpFlag.ACK && (!c.primaryAckSet || seqAfter(m.tcpAck, c.primaryAck))) {
+    if (flags & SYN) this.#onSyn(c, PRIMARY, m.tcpSeq);
+    if (flags & ACK && (!c.primaryAckSet || seqAfter(m.tcpAck, c.primaryAck))) {
       c.primaryAck = m.tcpAck;
       c.primaryAckSet = true;
     }
-    if (flags & TcpFlag.RST) {
+    if (flags & RST) {
       c.primaryRst = true;
       c.closed = true;
     }
-    if (flags & TcpFlag.FIN) {
+    if (flags & FIN) {
       c.primaryFin = true;
       if (c.secondaryFin || c.secondaryRst) c.closed = true;
     }
-    const seq = flags & TcpFlag.SYN ? (m.tcpSeq + 1) >>> 0 : m.tcpSeq;
+    const seq = flags & SYN ? (m.tcpSeq + 1) >>> 0 : m.tcpSeq;
     const len = m.payloadLen;
     if (len > 0 && !c.baseSet) {
       c.base = seq;
       c.baseSet = true;
     }
-    const h = this.#hold(c, HeldSide.Primary, frame, vnetLen, now);
+    const h = this.#hold(c, PRIMARY, frame, vnetLen, now);
     h.seq = seq;
     h.end = (seq + len) >>> 0;
     h.len = len;
@@ -650,25 +659,25 @@ export class CompareEngine {
     c.primary.insertBySeq(h);
     if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runTcp(c, now);
-    this.#checkQueue(c, HeldSide.Primary, now);
+    this.#checkQueue(c, PRIMARY, now);
   }
 
   #tcpSecondary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
     const flags = m.tcpFlags;
-    if (flags & TcpFlag.SYN) this.#onSyn(c, HeldSide.Secondary, m.tcpSeq);
-    if (flags & TcpFlag.ACK && (!c.secondaryAckSet || seqAfter(m.tcpAck, c.secondaryAck))) {
+    if (flags & SYN) this.#onSyn(c, SECONDARY, m.tcpSeq);
+    if (flags & ACK && (!c.secondaryAckSet || seqAfter(m.tcpAck, c.secondaryAck))) {
       c.secondaryAck = m.tcpAck;
       c.secondaryAckSet = true;
     }
-    if (flags & TcpFlag.RST) {
+    if (flags & RST) {
       c.secondaryRst = true;
       if (c.primaryFin || c.primaryRst) c.closed = true;
     }
-    if (flags & TcpFlag.FIN) {
+    if (flags & FIN) {
       c.secondaryFin = true;
       if (c.primaryFin) c.closed = true;
     }
-    const seq = flags & TcpFlag.SYN ? (m.tcpSeq + 1) >>> 0 : m.tcpSeq;
+    const seq = flags & SYN ? (m.tcpSeq + 1) >>> 0 : m.tcpSeq;
     const len = m.payloadLen;
     const end = (seq + len) >>> 0;
     // Segments without payload are never compared: their ack/flags were recorded above (that is
@@ -679,11 +688,11 @@ export class CompareEngine {
     else if (c.secondary.count >= this.#cfg.maxQueueSize) reason = "queue-full";
     if (reason !== null) {
       this.#discardNow(frame, vnetLen, reason);
-      if (reason === "queue-full") this.#checkQueue(c, HeldSide.Secondary, now);
+      if (reason === "queue-full") this.#checkQueue(c, SECONDARY, now);
       else if (!c.miscompared && c.primary.count > 0) this.#runTcp(c, now);
       return;
     }
-    const h = this.#hold(c, HeldSide.Secondary, frame, vnetLen, now);
+    const h = this.#hold(c, SECONDARY, frame, vnetLen, now);
     h.seq = seq;
     h.end = end;
     h.len = len;
@@ -693,20 +702,20 @@ export class CompareEngine {
     c.secondary.insertBySeq(h);
     if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runTcp(c, now);
-    this.#checkQueue(c, HeldSide.Secondary, now);
+    this.#checkQueue(c, SECONDARY, now);
   }
 
   /** Primary segment without payload: has the secondary caught up with it? */
   #covered(c: CompareConn, p: Held): boolean {
-    if (p.flags & TcpFlag.ACK) return c.secondaryAckSet && !seqAfter(p.ack, c.secondaryAck);
-    if (p.flags & TcpFlag.SYN) return c.secondarySyn;
-    if (p.flags & TcpFlag.RST) return c.secondaryRst;
+    if (p.flags & ACK) return c.secondaryAckSet && !seqAfter(p.ack, c.secondaryAck);
+    if (p.flags & SYN) return c.secondarySyn;
+    if (p.flags & RST) return c.secondaryRst;
     return false;
   }
 
   /** Ack gating (QEMU rule B): a compared segment is released only if its ack <= min(pack, sack). */
   #ackOk(c: CompareConn, p: Held): boolean {
-    if (!(p.flags & TcpFlag.ACK)) return true;
+    if (!(p.flags & ACK)) return true;
     if (!c.secondaryAckSet) return false;
     const min = c.primaryAckSet && seqAfter(c.secondaryAck, c.primaryAck) ? c.primaryAck : c.secondaryAck;
     return !seqAfter(p.ack, min);
@@ -757,27 +766,27 @@ export class CompareEngine {
         sStart = c.compareSeq;
       }
       if (pStart !== sStart) {
-        if (!c.compareSeqSet && !c.primaryIsnSet && seqAfter(pStart, sStart)) {
-          // Picked up mid-stream (no SYN seen): the secondary's earlier bytes went out before we
-          // were tracking; start comparing at the primary's first byte.
-          c.compareSeq = pStart;
-          c.compareSeqSet = true;
-          continue;
+        if (!c.compareSeqSet) {
+          if (!c.primaryIsnSet && seqAfter(pStart, sStart)) {
+            // Picked up mid-stream (no SYN seen): the secondary's earlier bytes went out before
+            // we were tracking; start comparing at the primary's first byte.
+            c.compareSeq = pStart;
+            c.compareSeqSet = true;
+            continue;
+          }
+          if (c.primaryIsnSet && pStart === c.base) {
+            // The primary starts its stream right after its SYN; the secondary's first bytes are
+            // elsewhere: different sequence spaces (e.g. a connection the rewriter did not fix).
+            this.#seqMismatch(c, now, pStart, sStart);
+            return;
+          }
         }
-        const ps = pStart;
-        const ss = sStart;
-        this.#miscompare(c, now, "seq-mismatch", () => ({
-          seq: ps,
-          ...(c.baseSet ? { streamOffset: (ps - c.base) >>> 0 } : {}),
-          primarySeq: ps,
-          secondarySeq: ss,
-          message: `sequence mismatch on ${c.flowText}: primary next byte at seq ${ps}, secondary at seq ${ss}`,
-        }));
+        // A gap on one side: a reordered segment fills it, or the compare timeout ends it.
         return;
       }
       const pRem = (p.end - pStart) >>> 0;
       const sRem = (s.end - sStart) >>> 0;
-      const n = pRem < sRem ? pRem : sRem;
+      const n = Math.min(pRem, sRem);
       const pOff = p.dataOff + p.off;
       const sOff = s.dataOff + s.off;
       if (p.frame.compare(s.frame, sOff, sOff + n, pOff, pOff + n) !== 0) {
@@ -815,6 +824,16 @@ export class CompareEngine {
     }
   }
 
+  #seqMismatch(c: CompareConn, now: number, ps: number, ss: number): void {
+    this.#miscompare(c, now, "seq-mismatch", () => ({
+      seq: ps,
+      ...(c.baseSet ? { streamOffset: (ps - c.base) >>> 0 } : {}),
+      primarySeq: ps,
+      secondarySeq: ss,
+      message: `sequence mismatch on ${c.flowText}: primary stream starts at seq ${ps}, secondary at seq ${ss}`,
+    }));
+  }
+
   // ------------------------------------------------------------------------------------------
   // Datagrams (UDP, ICMP, ICMPv6, other IP protocols, fragments, ARP and other L2)
 
@@ -831,26 +850,26 @@ export class CompareEngine {
   }
 
   #datagramPrimary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
-    const h = this.#hold(c, HeldSide.Primary, frame, vnetLen, now);
+    const h = this.#hold(c, PRIMARY, frame, vnetLen, now);
     this.#region(h, m);
     c.primary.push(h);
     if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runDatagram(c, now);
-    this.#checkQueue(c, HeldSide.Primary, now);
+    this.#checkQueue(c, PRIMARY, now);
   }
 
   #datagramSecondary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
     if (c.secondary.count >= this.#cfg.maxQueueSize) {
       this.#discardNow(frame, vnetLen, "queue-full");
-      this.#checkQueue(c, HeldSide.Secondary, now);
+      this.#checkQueue(c, SECONDARY, now);
       return;
     }
-    const h = this.#hold(c, HeldSide.Secondary, frame, vnetLen, now);
+    const h = this.#hold(c, SECONDARY, frame, vnetLen, now);
     this.#region(h, m);
     c.secondary.push(h);
     if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runDatagram(c, now);
-    this.#checkQueue(c, HeldSide.Secondary, now);
+    this.#checkQueue(c, SECONDARY, now);
   }
 
   /** FIFO: the oldest primary is matched against the oldest equal secondary. */

@@ -3,6 +3,7 @@
  * captured once when the connection is created (never per packet), for human-readable output
  * and passthrough-rule matching. The Map key itself comes from FrameMeta.key.
  */
+import { formatIpv4, formatIpv6 } from "../packet/addr.ts";
 import type { FrameMeta } from "../packet/meta.ts";
 
 const ETHERTYPE_IPV4 = 0x0800;
@@ -93,34 +94,6 @@ export function extractFlow(meta: FrameMeta, frame: Uint8Array): FlowTuple {
     }
   }
   return t;
-}
-
-function formatIpv4(b: Uint8Array): string {
-  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-}
-
-/** RFC 5952 text (zero-run compression, lower case). */
-function formatIpv6(b: Uint8Array): string {
-  const w: number[] = [];
-  for (let i = 0; i < 8; i++) w.push(((b[2 * i] ?? 0) << 8) | (b[2 * i + 1] ?? 0));
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (w[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && w[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(":");
-  if (best < 0) return hex(w);
-  return `${hex(w.slice(0, best))}::${hex(w.slice(best + bestLen))}`;
 }
 
 export function formatAddress(b: Uint8Array): string {

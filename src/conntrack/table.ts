@@ -1,12 +1,15 @@
 /**
  * @module Bounded connection table with O(1) eviction and idle expiry.
  *
- * Connections live in a Map (insertion order = first-seen order, used for flushes). A connection
- * with nothing queued sits on one of two intrusive LRU lists, `closed` or `idle`, ordered by last
- * activity; a connection holding packets ("busy") is on neither, so it can never be evicted or
- * expired and the table never loses a queued packet (unlike QEMU's wipe at 16,384 entries).
- * Eviction takes the least recently active closed connection, then the least recently active idle
- * one. All operations are O(1) except expiry, which is O(expired).
+ * Connections live in a Map (insertion order = first-seen order). Connections sit on one of two
+ * intrusive lists, `closed` or `idle`, ordered by the time they were (re)listed. The lists are
+ * maintained lazily so that the per-packet path only writes `lastActive`: a connection touched
+ * since it was listed is moved to the tail when it reaches the head, and a connection holding
+ * packets (`holding()`) is unlinked when met at the head and relisted when it empties. So a
+ * connection holding packets is never evicted or expired, and the table never loses a queued
+ * packet (unlike QEMU's wipe at 16,384 entries). Eviction takes the least recently active closed
+ * connection, then the least recently active idle one (approximately: second-chance order), and
+ * expiry may find a connection late by at most one timeout in rare orders. Both are amortised O(1).
  */
 import type { FlowTuple } from "./flow.ts";
 
@@ -24,6 +27,8 @@ export class TrackedConn {
   readonly flow: FlowTuple;
   readonly createdAt: number;
   lastActive: number;
+  /** @internal `lastActive` when it was put on its list (a difference means touched since). */
+  listedAt: number;
   /** Set by the owner when the flow has ended (FIN exchange, RST); prefers it for eviction. */
   closed = false;
   /** @internal list links */
@@ -37,6 +42,12 @@ export class TrackedConn {
     this.flow = flow;
     this.createdAt = now;
     this.lastActive = now;
+    this.listedAt = now;
+  }
+
+  /** Whether the connection holds packets (never evicted or expired then). Owners override. */
+  holding(): boolean {
+    return false;
   }
 }
 
@@ -72,27 +83,38 @@ export class ConnTable<C extends TrackedConn> {
   readonly #idle = new ConnList();
   readonly #closed = new ConnList();
   #serial = 0;
+  #lastKey = "";
+  #last: C | undefined = undefined;
 
   get size(): number {
     return this.#map.size;
   }
 
-  /** Connections with nothing queued (evictable). */
-  get evictable(): number {
+  /** Connections on the lists (an upper bound of the evictable ones). */
+  get listed(): number {
     return this.#idle.size + this.#closed.size;
   }
 
   get(key: string): C | undefined {
-    return this.#map.get(key);
+    // One-entry cache: a flow's primary and secondary copies (and bursts) arrive back to back, and
+    // comparing two short strings is much cheaper than hashing a fresh key into a large Map.
+    if (key === this.#lastKey) return this.#last;
+    const c = this.#map.get(key);
+    if (c !== undefined) {
+      this.#lastKey = key;
+      this.#last = c;
+    }
+    return c;
   }
 
   nextSerial(): number {
     return this.#serial++;
   }
 
-  /** Adds a new connection; it starts busy (on no list) until `idle()` is called. */
-  add(conn: C): void {
+  /** Adds a new connection (listed as idle or closed). */
+  add(conn: C, now: number): void {
     this.#map.set(conn.key, conn);
+    this.touch(conn, now);
   }
 
   /** Iterates in first-seen order. */
@@ -100,61 +122,105 @@ export class ConnTable<C extends TrackedConn> {
     return this.#map.values();
   }
 
-  /** The connection now holds packets: take it off the LRU lists. */
-  busy(conn: C): void {
-    if (conn.list === ListId.Idle) this.#idle.remove(conn);
-    else if (conn.list === ListId.Closed) this.#closed.remove(conn);
-    conn.list = ListId.None;
-  }
-
-  /** The connection holds nothing: (re)append it to its LRU list as most recently active. */
-  idle(conn: C, now: number): void {
-    this.busy(conn);
+  /** Records activity; puts the connection on its list if it is not on the right one. O(1). */
+  touch(conn: C, now: number): void {
     conn.lastActive = now;
-    if (conn.closed) {
-      this.#closed.push(conn);
-      conn.list = ListId.Closed;
-    } else {
-      this.#idle.push(conn);
-      conn.list = ListId.Idle;
-    }
+    const want = conn.closed ? ListId.Closed : ListId.Idle;
+    if (conn.list === want) return;
+    this.#unlink(conn);
+    this.#listTail(conn, want);
   }
 
-  isBusy(conn: C): boolean {
-    return conn.list === ListId.None;
+  /** Whether the connection is on one of the lists (a connection holding packets may not be). */
+  isListed(conn: C): boolean {
+    return conn.list !== ListId.None;
   }
 
   delete(conn: C): void {
-    this.busy(conn);
+    if (this.#last === conn) {
+      this.#lastKey = "";
+      this.#last = undefined;
+    }
+    this.#unlink(conn);
     this.#map.delete(conn.key);
   }
 
   /** Removes the best eviction candidate (closed first, then least recently active); undefined if none. */
   evictOne(): C | undefined {
-    const c = (this.#closed.head ?? this.#idle.head) as C | null;
-    if (c === null) return undefined;
+    const c =
+      this.#candidate(this.#closed, Number.NEGATIVE_INFINITY) ??
+      this.#candidate(this.#idle, Number.NEGATIVE_INFINITY);
+    if (c === undefined) return undefined;
     this.delete(c);
     return c;
   }
 
   /**
    * Removes closed connections inactive for more than `closedMs` and idle ones inactive for more
-   * than `idleMs`; calls `onRemove` for each. Lists are ordered by activity, so this stops at the
-   * first survivor.
+   * than `idleMs`; calls `onRemove` for each.
    */
   expire(now: number, idleMs: number, closedMs: number, onRemove: (c: C) => void): void {
-    for (let c = this.#closed.head; c !== null && now - c.lastActive > closedMs; c = this.#closed.head) {
-      this.delete(c as C);
-      onRemove(c as C);
+    for (;;) {
+      const c = this.#candidate(this.#closed, now - closedMs);
+      if (c === undefined) break;
+      this.delete(c);
+      onRemove(c);
     }
-    for (let c = this.#idle.head; c !== null && now - c.lastActive > idleMs; c = this.#idle.head) {
-      this.delete(c as C);
-      onRemove(c as C);
+    for (;;) {
+      const c = this.#candidate(this.#idle, now - idleMs);
+      if (c === undefined) break;
+      this.delete(c);
+      onRemove(c);
     }
+  }
+
+  /**
+   * Normalises the head of `list` (unlinks connections holding packets, requeues ones touched
+   * since listed, moves ones whose closed flag changed) and returns it if it was last active
+   * before `before` (any time when -Infinity), else undefined.
+   */
+  #candidate(list: ConnList, before: number): C | undefined {
+    const any = before === Number.NEGATIVE_INFINITY;
+    for (let c = list.head as C | null; c !== null; c = list.head as C | null) {
+      if (c.holding()) {
+        this.#unlink(c);
+        continue;
+      }
+      const want = c.closed ? ListId.Closed : ListId.Idle;
+      if (c.list !== want) {
+        this.#unlink(c);
+        this.#listTail(c, want);
+        continue;
+      }
+      if (c.lastActive !== c.listedAt) {
+        // Touched since listed: expired anyway (expiry), or a second chance at the tail.
+        if (!any && c.lastActive < before) return c;
+        this.#unlink(c);
+        this.#listTail(c, want);
+        if (list.head === c) return any ? c : undefined;
+        continue;
+      }
+      return any || c.lastActive < before ? c : undefined;
+    }
+    return undefined;
+  }
+
+  #listTail(c: C, id: ListId): void {
+    c.listedAt = c.lastActive;
+    c.list = id;
+    (id === ListId.Closed ? this.#closed : this.#idle).push(c);
+  }
+
+  #unlink(c: C): void {
+    if (c.list === ListId.Idle) this.#idle.remove(c);
+    else if (c.list === ListId.Closed) this.#closed.remove(c);
+    c.list = ListId.None;
   }
 
   clear(): void {
     this.#map.clear();
+    this.#lastKey = "";
+    this.#last = undefined;
     this.#idle.head = this.#idle.tail = null;
     this.#closed.head = this.#closed.tail = null;
     this.#idle.size = this.#closed.size = 0;

@@ -297,3 +297,21 @@ test("reusing a closed 4-tuple with a new ISN starts a fresh stream", () => {
   assert.equal(sink.requests.length, 0);
   engine.checkInvariant();
 });
+
+test("a gap after comparison started waits for the reordered segment instead of miscomparing", () => {
+  const { engine, sink } = setup();
+  engine.pushPrimary(tcp("primary", { seq: ISN, payload: "aaaa" }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "aaaa" }), 0, 0);
+  // Secondary's next segment arrives before the one it follows.
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 8, payload: "cccc" }), 0, 1);
+  const p2 = tcp("primary", { seq: ISN + 4, payload: "bbbb" });
+  const p3 = tcp("primary", { seq: ISN + 8, payload: "cccc" });
+  engine.pushPrimary(p2, 0, 1);
+  engine.pushPrimary(p3, 0, 1);
+  assert.equal(sink.released.length, 1, "waiting for the secondary's bytes 4..8");
+  assert.equal(sink.requests.length, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 4, payload: "bbbb" }), 0, 2);
+  assert.deepEqual(sink.released.slice(1), [p2, p3]);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});

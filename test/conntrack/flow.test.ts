@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { extractFlow, formatFlow, protocolName } from "../../src/conntrack/flow.ts";
+import {
+  buildArp,
+  buildEthernet,
+  buildIcmpEcho,
+  buildIcmpv6,
+  buildIp,
+  buildTcp,
+  buildUdp,
+} from "../../src/packet/build.ts";
+import { newFrameMeta } from "../../src/packet/meta.ts";
+import { parseFrame } from "../../src/packet/parse.ts";
+
+function describe(frame: Buffer): [string, string] {
+  const m = newFrameMeta();
+  assert.equal(parseFrame(frame, 0, m), 0);
+  return [formatFlow(extractFlow(m, frame)), protocolName(m)];
+}
+
+test("human-readable flows for every kind of traffic", () => {
+  const cases: [Buffer, string, string][] = [
+    [
+      buildTcp({ src: "10.0.0.1", dst: "10.0.0.2", sport: 80, dport: 5555 }),
+      "tcp 10.0.0.1:80 > 10.0.0.2:5555",
+      "tcp",
+    ],
+    [
+      buildUdp({ src: "fd00::1", dst: "fd00::2", sport: 53, dport: 4000, vlan: 10, outerVlan: 20 }),
+      "vlan 20.10 udp [fd00::1]:53 > [fd00::2]:4000",
+      "udp",
+    ],
+    [
+      buildUdp({ src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 2, vlan: 7 }),
+      "vlan 7 udp 10.0.0.1:1 > 10.0.0.2:2",
+      "udp",
+    ],
+    [
+      buildIcmpEcho({ src: "10.0.0.1", dst: "10.0.0.2", id: 7, reply: true }),
+      "icmp 10.0.0.1 > 10.0.0.2 id 7",
+      "icmp",
+    ],
+    [
+      buildIcmpv6({ src: "fd00::1", dst: "ff02::1", type: 134, body: Buffer.alloc(12) }),
+      "icmpv6 fd00::1 > ff02::1",
+      "icmpv6",
+    ],
+    [buildIp({ src: "10.0.0.1", dst: "10.0.0.2", proto: 47 }), "gre 10.0.0.1 > 10.0.0.2", "ip"],
+    [buildIp({ src: "10.0.0.1", dst: "10.0.0.2", proto: 200 }), "proto 200 10.0.0.1 > 10.0.0.2", "ip"],
+    [
+      buildUdp({ src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 2, mf: true }),
+      "udp 10.0.0.1 > 10.0.0.2 fragment",
+      "ip",
+    ],
+    [
+      buildArp({ op: "reply", senderMac: "52:54:00:00:00:01", senderIp: "10.0.0.1", targetIp: "10.0.0.2" }),
+      "arp 10.0.0.1 > 10.0.0.2",
+      "arp",
+    ],
+    [buildEthernet({ etherType: 0x88cc, payload: "x" }), "ethertype 0x88cc", "l2"],
+  ];
+  for (const [frame, text, proto] of cases) assert.deepEqual(describe(frame), [text, proto], text);
+});

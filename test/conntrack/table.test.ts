@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { FlowTuple } from "../../src/conntrack/flow.ts";
+import { ConnTable, TrackedConn } from "../../src/conntrack/table.ts";
+
+const tuple: FlowTuple = {
+  vlanOuter: -1,
+  vlanInner: -1,
+  etherType: 0x800,
+  family: 4,
+  proto: 17,
+  src: new Uint8Array(4),
+  dst: new Uint8Array(4),
+  srcPort: 1,
+  dstPort: 2,
+  fragment: false,
+};
+
+/** A connection whose "holding packets" state the test controls. */
+class Conn extends TrackedConn {
+  held = false;
+  override holding(): boolean {
+    return this.held;
+  }
+}
+
+function table(keys: string[], now = 0) {
+  const t = new ConnTable<Conn>();
+  const conns = keys.map((k) => {
+    const c = new Conn(k, t.nextSerial(), tuple, now);
+    t.add(c, now);
+    return c;
+  });
+  return { t, conns };
+}
+
+test("values() iterates in first-seen order; serials increase", () => {
+  const { t, conns } = table(["a", "b", "c"]);
+  assert.deepEqual(
+    [...t.values()].map((c) => c.key),
+    ["a", "b", "c"],
+  );
+  assert.deepEqual(
+    conns.map((c) => c.serial),
+    [0, 1, 2],
+  );
+});
+
+test("eviction: closed before idle, least recently active first; connections holding packets never", () => {
+  const { t, conns } = table(["a", "b", "c", "d"]);
+  const [a, b, , d] = conns as [Conn, Conn, Conn, Conn];
+  t.touch(a, 5); // a is now the most recently active
+  b.held = true; // b holds packets
+  d.closed = true;
+  t.touch(d, 6);
+  assert.equal(t.evictOne()?.key, "d", "closed first");
+  assert.equal(t.evictOne()?.key, "c", "then least recently active idle");
+  assert.equal(t.evictOne()?.key, "a");
+  assert.equal(t.evictOne(), undefined, "b holds packets");
+  assert.equal(t.size, 1);
+  assert.equal(t.get("b"), b);
+  assert.equal(t.isListed(b), false, "unlinked lazily when met");
+  b.held = false;
+  t.touch(b, 7);
+  assert.ok(t.isListed(b));
+  assert.equal(t.evictOne()?.key, "b");
+});
+
+test("touching many times costs nothing but keeps LRU order for eviction", () => {
+  const { t, conns } = table(["a", "b", "c"]);
+  for (let i = 1; i < 100; i++) t.touch(conns[i % 2]!, i); // a and b active, c untouched
+  assert.equal(t.evictOne()?.key, "c");
+  assert.equal(t.evictOne()?.key, "a", "a last touched at 98, b at 99");
+  assert.equal(t.evictOne()?.key, "b");
+});
+
+test("expire: closed and idle timeouts, never a connection holding packets", () => {
+  const { t, conns } = table(["a", "b", "c", "d"], 0);
+  const [a, b, c, d] = conns as [Conn, Conn, Conn, Conn];
+  t.touch(b, 50);
+  c.closed = true;
+  t.touch(c, 60);
+  t.touch(a, 90);
+  d.held = true;
+  const removed: string[] = [];
+  t.expire(100, 45, 30, (x) => removed.push(x.key));
+  assert.deepEqual(removed.sort(), ["b", "c"]);
+  assert.deepEqual(
+    [...t.values()].map((x) => x.key),
+    ["a", "d"],
+  );
+  t.expire(10_000, 1, 1, (x) => removed.push(x.key));
+  assert.deepEqual(
+    [...t.values()].map((x) => x.key),
+    ["d"],
+    "d holds packets",
+  );
+});
+
+test("delete and clear", () => {
+  const { t, conns } = table(["a", "b"]);
+  t.delete(conns[0]!);
+  assert.equal(t.get("a"), undefined);
+  assert.equal(t.listed, 1);
+  t.clear();
+  assert.equal(t.size, 0);
+  assert.equal(t.evictOne(), undefined);
+});
