@@ -37,6 +37,8 @@ export interface CheckpointExecutorOptions {
   /** Start the next SVM QEMU right after a checkpoint, so the next one skips QEMU start-up. */
   prespawn?: boolean;
   migrateTimeoutMs?: number;
+  /** Start SVM QEMUs under `nice -n` (tests and benchmarks on shared machines). */
+  nice?: number;
   /** Clock in milliseconds (injected for tests; performance.now by default). */
   now?: () => number;
 }
@@ -131,6 +133,7 @@ export class CheckpointExecutor extends EventEmitter {
       name,
       runDir: this.#o.runDir,
       args: [...this.#o.secondaryArgs(name), "-incoming", "defer", "-S"],
+      nice: this.#o.nice,
     });
     p.catch(() => {}); // observed when awaited; never an unhandled rejection
     return p;

@@ -24,6 +24,7 @@ import {
   guestSkipReason,
   image,
   makeRunDir,
+  TEST_NICE,
   Teardown,
 } from "../support/guests.ts";
 import { FrameRelay } from "../support/relay.ts";
@@ -56,6 +57,7 @@ describe("checkpoint executor (stock QEMU: stop + full migration)", { skip, time
     pvm = await QemuVm.start({
       name: "pvm",
       runDir,
+      nice: TEST_NICE,
       args: [
         ...machineArgs({ name: "pvm", role: "primary", image, accel, memMb: mem, runDir }),
         ...sinkNetdev(),
@@ -67,6 +69,7 @@ describe("checkpoint executor (stock QEMU: stop + full migration)", { skip, time
     ex = new CheckpointExecutor({
       primary: pvm,
       runDir,
+      nice: TEST_NICE,
       secondaryArgs: (name) => [
         ...machineArgs({ name, role: "secondary", image, accel, memMb: mem, runDir }),
         ...sinkNetdev(),
@@ -129,6 +132,7 @@ describe("checkpoint executor (stock QEMU: stop + full migration)", { skip, time
     const bad = new CheckpointExecutor({
       primary: pvm,
       runDir: dir,
+      nice: TEST_NICE,
       prespawn: false,
       // Twice the RAM: the destination refuses the PVM's RAM block.
       secondaryArgs: (name) => [
