@@ -15,6 +15,7 @@ const commands: Record<string, () => Promise<Command>> = {
   compare: () => import("./commands/compare.ts"),
   ctl: () => import("./commands/ctl.ts"),
   "pcap-inspect": () => import("./commands/pcap-inspect.ts"),
+  replay: () => import("./commands/replay.ts"),
   rewrite: () => import("./commands/rewrite.ts"),
 };
 

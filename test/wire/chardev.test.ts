@@ -3,6 +3,7 @@ import { once } from "node:events";
 import net from "node:net";
 import path from "node:path";
 import { describe, type TestContext, test } from "node:test";
+import fc from "fast-check";
 import type { ColoError, FramingError } from "../../src/errors.ts";
 import { ChardevEndpoint, type ChardevEndpointOptions } from "../../src/wire/chardev.ts";
 import { FrameDecoder, NET_BUFSIZE } from "../../src/wire/framing.ts";
@@ -377,4 +378,68 @@ test("IPv6 loopback server and client (host=::1)", async (t) => {
   await until("frame over IPv6", () => got.length === 1);
   assert.equal(ids(got)[0], 6);
   assert.match(srv.peer, /^\[::1\]:\d+$/);
+});
+
+describe("ChardevEndpoint fuzz (real UNIX socket)", () => {
+  /** Reference model of one stream: the frames before the first bad length, and its code. */
+  function model(bytes: Buffer, max: number): { frames: Buffer[]; code: string | null } {
+    const frames: Buffer[] = [];
+    let off = 0;
+    while (bytes.length - off >= 4) {
+      const n = bytes.readUInt32BE(off);
+      if (n === 0) return { frames, code: "COLO_ERR_FRAME_EMPTY" };
+      if (n > max) return { frames, code: "COLO_ERR_FRAME_TOO_LARGE" };
+      if (bytes.length - off - 4 < n) break;
+      frames.push(bytes.subarray(off + 4, off + 4 + n));
+      off += 4 + n;
+    }
+    return { frames, code: null };
+  }
+
+  test("random streams: same frames and error as the model, and the endpoint keeps serving", async (t) => {
+    const max = 300;
+    const p = path.join(tempDir(t), "fuzz.sock");
+    const { ep, got, framingErrors } = await endpoint(t, `socket,id=fz,path=${p},server=on,wait=off`, {
+      maxFrameLength: max,
+    });
+    // Valid frames and raw noise, concatenated: noise usually breaks the stream, sometimes not.
+    const piece = fc.oneof(
+      fc.uint8Array({ minLength: 1, maxLength: max }).map((d) => enc(d)),
+      fc.uint8Array({ minLength: 1, maxLength: 40 }).map((d) => Buffer.from(d)),
+      fc.integer({ min: 0, max: max + 3 }).map((n) => hdr(n)),
+    );
+    let runs = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(piece, { maxLength: 12 }), async (pieces) => {
+        runs++;
+        const bytes = Buffer.concat(pieces);
+        const want = model(bytes, max);
+        got.length = 0;
+        const errorsBefore = framingErrors.length;
+        const bytesBefore = ep.counters.bytesIn;
+        const peer = await FramedPeer.connect(p, {}, t);
+        await until("connected", () => ep.connected && !peer.closed);
+        peer.sendRaw(bytes);
+        if (want.code !== null) {
+          await until("reset", () => peer.closed && framingErrors.length === errorsBefore + 1);
+          assert.equal(framingErrors.at(-1)!.code, want.code);
+        } else {
+          await until("all bytes read", () => ep.counters.bytesIn === bytesBefore + bytes.length);
+          assert.equal(framingErrors.length, errorsBefore);
+          peer.close();
+          await until("peer gone", () => !ep.connected);
+        }
+        assert.equal(got.length, want.frames.length);
+        for (const [i, f] of want.frames.entries()) assert.ok(got[i]!.data.equals(f), `frame ${i}`);
+      }),
+      { numRuns: 40 },
+    );
+    assert.equal(runs, 40);
+    // Still healthy afterwards.
+    const peer = await FramedPeer.connect(p, {}, t);
+    await ep.waitConnected(WAIT);
+    got.length = 0;
+    peer.send(frame(1, 100));
+    await until("clean frame", () => got.length === 1);
+  });
 });
