@@ -56,7 +56,8 @@ export function sampleCapture(): Buffer {
       side === PVM ? "PVM" : "SVM",
     );
   }
-  // A TCP connection: the SVM picks a different ISN, which the secondary's rewriter hides.
+  // A TCP connection. The SVM picked another ISN, but the secondary's rewriter has mapped its
+  // sequence numbers onto the PVM's before its output reaches the primary, as captured here.
   add(
     buildTcp({
       ...c2g,
@@ -87,13 +88,13 @@ export function sampleCapture(): Buffer {
   add(
     buildTcp({
       ...g2c,
-      seq: 7777,
+      seq: 5000,
       ack: 1001,
       flags: "SA",
       options: [{ kind: "mss", value: 1460 }, ts(9, 1)],
     }),
     SVM,
-    "SVM (ISN differs)",
+    "SVM (seq rewritten)",
   );
   add(
     buildTcp({
@@ -110,7 +111,7 @@ export function sampleCapture(): Buffer {
   const body = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
   add(buildTcp({ ...g2c, seq: 5001, ack: 1001 + req.length, flags: "PA", payload: body }), PVM, "PVM");
   add(
-    buildTcp({ ...g2c, seq: 7778, ack: 1001 + req.length, flags: "PA", payload: body }),
+    buildTcp({ ...g2c, seq: 5001, ack: 1001 + req.length, flags: "PA", payload: body }),
     SVM,
     "SVM: same payload",
   );
@@ -136,7 +137,7 @@ export function sampleCapture(): Buffer {
     "PVM",
   );
   add(
-    buildTcp({ ...g2c, seq: 7778 + body.length, ack: 1001 + 2 * req.length, flags: "PA", payload: "time=2" }),
+    buildTcp({ ...g2c, seq: 5001 + body.length, ack: 1001 + 2 * req.length, flags: "PA", payload: "time=2" }),
     SVM,
     "SVM: payload differs -> checkpoint",
   );

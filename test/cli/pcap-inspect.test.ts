@@ -58,7 +58,7 @@ describe("pcap-inspect", () => {
     );
     assert.match(
       lines[5]!,
-      / svm tcp 192\.168\.122\.10:80 > 192\.168\.122\.1:40000 \[SA\] seq 7777 ack 1001 len 0 # SVM/,
+      / svm tcp 192\.168\.122\.10:80 > 192\.168\.122\.1:40000 \[SA\] seq 5000 ack 1001 len 0 # SVM/,
     );
     assert.match(lines[8]!, / pvm tcp .* \[PA\] seq 5001 ack 1032 len 43 # PVM$/);
     assert.match(lines[15]!, / udp 192\.168\.122\.1:53000 > 192\.168\.122\.10:53 vlan 100 len 5 /);
@@ -96,9 +96,9 @@ describe("pcap-inspect", () => {
       dst: "192.168.122.1",
       srcPort: 80,
       dstPort: 40000,
-      tcp: { flags: "SA", seq: 7777, ack: 1001 },
+      tcp: { flags: "SA", seq: 5000, ack: 1001 },
       payloadLen: 0,
-      comment: "SVM (ISN differs)",
+      comment: "SVM (seq rewritten)",
     });
     assert.deepEqual(objs[23]!.vlan, [200, 100]);
     assert.equal(objs[24]!.fragment, true);

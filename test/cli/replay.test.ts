@@ -286,4 +286,29 @@ describe("colo-proxy replay command", () => {
     assert.equal(h.code, 0);
     assert.match(h.stdout, /Usage: colo-proxy replay/);
   });
+
+  test("one pcapng: the pvm and svm interfaces are the two sides (the bundled sample)", async () => {
+    const sample = new URL("../fixtures/sample.pcapng", import.meta.url).pathname;
+    const r = await cli([sample, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const o = JSON.parse(r.stdout) as {
+      frames: { primary: number; secondary: number };
+      requests: number;
+      requestsAfterEnd: number;
+      events: Array<{ reason: string; flow: string; streamOffset?: number; afterEnd: boolean }>;
+    };
+    assert.deepEqual(o.frames, { primary: 7, secondary: 6 });
+    assert.equal(o.requests, 1);
+    assert.deepEqual(
+      [o.events[0]!.reason, o.events[0]!.flow, o.events[0]!.streamOffset],
+      ["payload-differs", "tcp 192.168.122.10:80 > 192.168.122.1:40000", 48],
+    );
+    // The PVM's neighbour advertisement has no SVM twin: it times out after the capture ends.
+    assert.equal(o.requestsAfterEnd, 1);
+    const byIndex = await cli([sample, "--json", "--primary-if", "1", "--secondary-if", "2"]);
+    assert.equal(byIndex.stdout, r.stdout);
+    const bad = await cli([sample, "--secondary-if", "nope"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /no interface 'nope'; it has 0 \(client\), 1 \(pvm\), 2 \(svm\)/);
+  });
 });

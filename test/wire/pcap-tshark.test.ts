@@ -5,7 +5,9 @@
  * parseFrame() sees the same thing: VLANs, EtherType, addresses, ports, TCP seq/ack/flags/
  * header and payload lengths, UDP lengths, ICMP types and echo ids, ARP addresses, fragments,
  * malformed frames; that tshark finds every checksum the builders wrote good; and that our
- * writers' timestamps, lengths, interfaces and comments read back identically in tshark.
+ * writers' timestamps, lengths, interfaces and comments read back identically in tshark; and,
+ * the other way round, that our reader reads Wireshark's own writers (editcap to pcapng with
+ * comments, µs and ns pcap, snapped frames; mergecap with several interfaces).
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -16,6 +18,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { newFrameMeta, ParseStatus } from "../../src/packet/meta.ts";
 import { decodeFlowKey, parseFrame } from "../../src/packet/parse.ts";
+import { decodeCapture } from "../../src/wire/pcap-reader.ts";
 import { encodePcap } from "../../src/wire/pcap-writer.ts";
 import { encodePcapng } from "../../src/wire/pcapng-writer.ts";
 import { type VariedFrame, variedFrames } from "./pcap-varied.ts";
@@ -343,5 +346,71 @@ describe("tshark cross-check", () => {
       const p = packets[i]!;
       assert.deepEqual(r.slice(1, 4), [epoch(p.timestampNs), String(p.frame.length), String(p.frame.length)]);
     });
+  });
+
+  test("our reader reads what Wireshark's writers (editcap, mergecap) produce", async (t) => {
+    if (missing) return t.skip(missing);
+    const tool = async (name: string, args: string[]) =>
+      run(`/usr/bin/${name}`, args, { maxBuffer: 16 << 20 });
+    const src = join(dir, "src-ns.pcap");
+    await writeFile(src, encodePcap(packets, { resolution: "ns" }));
+    const want = packets.map((p) => [p.timestampNs, p.frame.toString("hex"), p.frame.length]);
+    const got = (bytes: Buffer) =>
+      decodeCapture(bytes).packets.map((p) => [p.timestampNs, p.frame.toString("hex"), p.origLen]);
+    const read = (path: string) => import("node:fs/promises").then((fs) => fs.readFile(path));
+
+    // pcapng with Wireshark's SHB/IDB options, and frame comments added by editcap.
+    const ng = join(dir, "ws.pcapng");
+    await tool("editcap", ["-F", "pcapng", "-a", "2:first comment", "-a", "7:second, ✓", src, ng]);
+    const ngCap = decodeCapture(await read(ng));
+    assert.equal(ngCap.format, "pcapng");
+    assert.deepEqual(got(await read(ng)), want);
+    assert.equal(ngCap.packets[1]!.comment, "first comment");
+    assert.equal(ngCap.packets[6]!.comment, "second, ✓");
+    assert.equal(ngCap.packets.filter((p) => p.comment !== undefined).length, 2);
+
+    // Classic pcap in µs (editcap truncates to the microsecond) and in ns.
+    const us = join(dir, "ws-us.pcap");
+    await tool("editcap", ["-F", "pcap", src, us]);
+    assert.deepEqual(
+      got(await read(us)),
+      want.map(([ts, ...rest]) => [((ts as bigint) / 1000n) * 1000n, ...rest]),
+    );
+    const nsec = join(dir, "ws-ns.pcap");
+    await tool("editcap", ["-F", "nsecpcap", src, nsec]);
+    assert.deepEqual(got(await read(nsec)), want);
+
+    // Snapped to 60 bytes: captured length 60, original length kept.
+    const snapped = join(dir, "ws-snap.pcapng");
+    await tool("editcap", ["-F", "pcapng", "-s", "60", src, snapped]);
+    const sn = decodeCapture(await read(snapped)).packets;
+    sn.forEach((p, i) => {
+      assert.deepEqual(p.frame, packets[i]!.frame.subarray(0, 60));
+      assert.equal(p.origLen, packets[i]!.frame.length);
+    });
+
+    // mergecap of our-pcapng-via-editcap and a classic ns pcap: one section, two interfaces,
+    // frames interleaved by time; our reader must keep every frame and its interface.
+    const half = join(dir, "half.pcap");
+    const shifted = packets.slice(0, 100).map((p) => ({ ...p, timestampNs: p.timestampNs + 500n }));
+    await writeFile(half, encodePcap(shifted, { resolution: "ns", bigEndian: true }));
+    const merged = join(dir, "merged.pcapng");
+    // -I none: keep one IDB per input even though they are alike.
+    await tool("mergecap", ["-F", "pcapng", "-I", "none", "-w", merged, ng, half]);
+    const m = decodeCapture(await read(merged));
+    assert.equal(m.interfaces.length, 2);
+    const byIf = [0, 1].map((id) => m.packets.filter((p) => p.interfaceId === id));
+    const [big, small] = byIf[0]!.length > byIf[1]!.length ? byIf : [byIf[1]!, byIf[0]!];
+    assert.deepEqual(
+      big!.map((p) => [p.timestampNs, p.frame.toString("hex"), p.origLen]),
+      want,
+    );
+    assert.deepEqual(
+      small!.map((p) => [p.timestampNs, p.frame.toString("hex")]),
+      shifted.map((p) => [p.timestampNs, p.frame.toString("hex")]),
+    );
+    for (let i = 1; i < m.packets.length; i++) {
+      assert.ok(m.packets[i]!.timestampNs >= m.packets[i - 1]!.timestampNs, `merged order at ${i}`);
+    }
   });
 });

@@ -8,8 +8,8 @@ import { parseArgs } from "node:util";
 import { parsePassthroughRule } from "../../compare/passthrough.ts";
 import type { CheckpointReason } from "../../compare/types.ts";
 import { ConfigError, isColoError, PcapError } from "../../errors.ts";
-import type { CapturePacket } from "../../wire/pcap-format.ts";
-import { readCapture } from "../../wire/pcap-reader.ts";
+import type { CaptureInterface, CapturePacket } from "../../wire/pcap-format.ts";
+import { type CaptureDecoder, readCapture } from "../../wire/pcap-reader.ts";
 import { LineOutput } from "../line-output.ts";
 import { type ReplayReport, replayCaptures } from "../replay-sim.ts";
 import { formatTimestamp } from "./pcap-inspect.ts";
@@ -17,6 +17,7 @@ import { formatTimestamp } from "./pcap-inspect.ts";
 export const summary = "replay PVM and SVM output captures through the compare engine and report checkpoints";
 
 const HELP = `Usage: colo-proxy replay [options] PRIMARY SECONDARY
+       colo-proxy replay [options] CAPTURE.pcapng
 
 Runs the compare engine over two pcap/pcapng captures: PRIMARY holds the primary VM's output
 (what QEMU sends to primary_in), SECONDARY the secondary VM's output (secondary_in). Frames are
@@ -24,12 +25,18 @@ merged by timestamp and the capture timestamps are the engine's clock. Reports t
 compared, connections, every checkpoint request with its explanation, the predicted checkpoints
 per minute and the flows causing them, with a passthrough rule for each.
 
+With one pcapng file, the primary and secondary are two of its interfaces: by default the one
+named pvm (or primary) and the one named svm (or secondary); e.g.
+  colo-proxy replay test/fixtures/sample.pcapng
+
 Options:
   --compare-timeout MS   ms a packet may wait for its twin (default 3000)
   --scan-cycle MS        ms between timeout scans (expired_scan_cycle, default 1000)
   --max-queue-size N     packets per connection per side before a checkpoint (default 1024)
   --checkpoint-ms MS     how long a checkpoint takes, request to completion (default 0)
   --passthrough RULE     do not compare flows matching RULE (repeatable), e.g. "tcp 10.0.0.1:22"
+  --primary-if NAME|N    the interface holding the PVM's output (default: all, or pvm/primary)
+  --secondary-if NAME|N  the interface holding the SVM's output (default: all, or svm/secondary)
   --compat               QEMU-like: pass non-IPv4 and VLAN-tagged frames through uncompared
   --top N                flows listed as passthrough candidates (default 10)
   --events N             checkpoint requests listed in text output (default 20; --json lists all)
@@ -45,16 +52,44 @@ function positiveInt(name: string, v: string | undefined, dflt: number, min = 1)
   return Number(v);
 }
 
-/** Capture packets, with errors naming the file they come from. */
-async function* labelled(path: string): AsyncGenerator<CapturePacket> {
+/**
+ * Capture packets, with errors naming the file they come from. With a selector (an interface
+ * name or index, or a list of names tried in order), only that interface's packets.
+ */
+async function* labelled(path: string, select?: string | readonly string[]): AsyncGenerator<CapturePacket> {
+  let dec: CaptureDecoder | undefined;
+  let chosen: number | undefined;
   try {
-    yield* readCapture(path);
+    for await (const p of readCapture(path, { onHeader: (d) => (dec = d) })) {
+      if (select === undefined) {
+        yield p;
+        continue;
+      }
+      chosen ??= pickInterface(dec?.interfaces ?? [], select);
+      if (p.interfaceId === chosen) yield p;
+    }
   } catch (e) {
     if (e instanceof PcapError) throw new PcapError(e.code, `${path}: ${e.message}`, e.details);
     if (!isColoError(e) && typeof (e as NodeJS.ErrnoException).code === "string") {
       throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`, { path }, "COLO_ERR_USAGE");
     }
     throw e;
+  }
+  if (select !== undefined && chosen === undefined && (dec?.interfaces.length ?? 0) > 0) {
+    chosen = pickInterface(dec!.interfaces, select); // throws the explanation when nothing matches
+  }
+  function pickInterface(ifaces: readonly CaptureInterface[], sel: string | readonly string[]): number {
+    const names = typeof sel === "string" ? [sel] : sel;
+    for (const n of names) {
+      const i = /^\d+$/.test(n) ? Number(n) : ifaces.findIndex((f) => f.name === n);
+      if (i >= 0 && i < ifaces.length) return i;
+    }
+    const have = ifaces.map((f, i) => (f.name ? `${i} (${f.name})` : String(i))).join(", ");
+    throw new ConfigError(
+      `${path}: no interface ${names.map((n) => `'${n}'`).join(" or ")}; it has ${have || "none"}`,
+      { path },
+      "COLO_ERR_USAGE",
+    );
   }
 }
 
@@ -70,14 +105,19 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  if (args.positionals.length !== 2) {
+  const pos = args.positionals;
+  if (pos.length !== 1 && pos.length !== 2) {
     throw new ConfigError(
-      `expected PRIMARY and SECONDARY capture files\n${HELP}`,
+      `expected PRIMARY and SECONDARY captures, or one pcapng\n${HELP}`,
       undefined,
       "COLO_ERR_USAGE",
     );
   }
-  const [primaryPath, secondaryPath] = args.positionals as [string, string];
+  const primaryPath = pos[0]!;
+  const secondaryPath = pos[1] ?? primaryPath;
+  // One file: both sides are interfaces of it (as in a miscompare capture or the sample).
+  const pSel = v["primary-if"] ?? (pos.length === 1 ? ["pvm", "primary"] : undefined);
+  const sSel = v["secondary-if"] ?? (pos.length === 1 ? ["svm", "secondary"] : undefined);
   const passthrough = v.passthrough ?? [];
   for (const rule of passthrough) {
     try {
@@ -92,7 +132,7 @@ export async function run(argv: string[]): Promise<number> {
     maxQueueSize: positiveInt("max-queue-size", v["max-queue-size"], 1024),
     compatPassthrough: v.compat === true,
   };
-  const report = await replayCaptures(labelled(primaryPath), labelled(secondaryPath), {
+  const report = await replayCaptures(labelled(primaryPath, pSel), labelled(secondaryPath, sSel), {
     config,
     checkpointMs: positiveInt("checkpoint-ms", v["checkpoint-ms"], 0, 0),
     passthrough,
@@ -128,6 +168,8 @@ function parse(argv: string[]) {
       compat: { type: "boolean" },
       top: { type: "string" },
       events: { type: "string" },
+      "primary-if": { type: "string" },
+      "secondary-if": { type: "string" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
