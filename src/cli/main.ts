@@ -15,8 +15,10 @@ const commands: Record<string, () => Promise<Command>> = {
   compare: () => import("./commands/compare.ts"),
   ctl: () => import("./commands/ctl.ts"),
   "pcap-inspect": () => import("./commands/pcap-inspect.ts"),
+  primary: () => import("./commands/primary.ts"),
   replay: () => import("./commands/replay.ts"),
   rewrite: () => import("./commands/rewrite.ts"),
+  secondary: () => import("./commands/secondary.ts"),
 };
 
 function usage(): string {

@@ -14,10 +14,13 @@ import {
   ColoStats,
   type ConnectionInfo,
   type Control,
+  type ControlOptions,
   type ControlParamName,
   type ControlParams,
   type ControlTarget,
+  type DaemonRole,
   type DaemonStatus,
+  type PeerStatus,
   type StatsSnapshot,
   startControl,
 } from "../control/index.ts";
@@ -41,6 +44,27 @@ export interface CompareDaemonOptions {
   controlTcp?: { host: string; port: number } | null;
   /** Monotonic clock in ms for the engine (default performance.now). */
   now?: () => number;
+  /** Metrics, dashboard and on-checkpoint hook of the control layer (off when absent). */
+  controlExtra?: Pick<ControlOptions, "metrics" | "dashboard" | "onCheckpoint" | "dashboardTickMs">;
+  /** Role reported on the control socket (default "compare"; the primary daemon says "primary"). */
+  role?: DaemonRole;
+  /**
+   * Set by a daemon that feeds secondary frames itself (the primary, from its link) instead of a
+   * secondary_in chardev; it receives the engine's secondary backpressure and control hooks.
+   */
+  external?: ExternalSecondary;
+}
+
+/** Hooks for a daemon that wraps CompareDaemon and supplies the secondary side itself. */
+export interface ExternalSecondary {
+  /** Stop (true) / restart (false) reading the secondary's frames. */
+  pause(paused: boolean): void;
+  /** After each checkpoint flush (e.g. bump the link epoch so stale secondary output is dropped). */
+  checkpointDone?(epoch: number): void;
+  /** After the engine switched to failover. */
+  failover?(reason: string): void;
+  /** Extra peers for query-status (e.g. the link). */
+  peers?(): PeerStatus[];
 }
 
 type PortName = "primary_in" | "secondary_in" | "outdev" | "notify_dev";
@@ -50,13 +74,17 @@ export class CompareDaemon implements ControlTarget {
   readonly counters = new ColoStats();
   readonly engine: CompareEngine;
   readonly primary: ChardevEndpoint;
-  readonly secondary: ChardevEndpoint;
+  /** undefined when an external source (the primary's link) supplies secondary frames. */
+  readonly secondary: ChardevEndpoint | undefined;
   readonly outdev: ChardevEndpoint;
   readonly notify: ChardevEndpoint | undefined;
   control: Control | undefined;
   epoch = 0;
 
   readonly #log: Logger;
+  readonly #role: DaemonRole;
+  readonly #external: ExternalSecondary | undefined;
+  readonly #secCounters;
   readonly #now: () => number;
   #timer: NodeJS.Timeout | null = null;
   #mode: "colo" | "failover" = "colo";
@@ -71,6 +99,8 @@ export class CompareDaemon implements ControlTarget {
     this.config = config;
     this.#log = opts.logger ?? silentLogger();
     this.#now = opts.now ?? (() => performance.now());
+    this.#role = opts.role ?? "compare";
+    this.#external = opts.external;
     const sink: CompareSink = {
       release: (frame, vnetLen) => this.outdev.send(frame, vnetLen),
       discard: (_frame, _vnetLen, side, reason) => this.#onDiscard(side, reason),
@@ -90,6 +120,7 @@ export class CompareDaemon implements ControlTarget {
     const vnetHdr = config.vnetHdr;
     const pri = this.counters.endpoint("primary_in");
     const sec = this.counters.endpoint("secondary_in");
+    this.#secCounters = sec;
     this.primary = new ChardevEndpoint({
       spec: config.primaryIn,
       vnetHdr,
@@ -99,15 +130,14 @@ export class CompareDaemon implements ControlTarget {
         this.engine.pushPrimary(frame, vnetLen, this.#now());
       },
     });
-    this.secondary = new ChardevEndpoint({
-      spec: config.secondaryIn,
-      vnetHdr,
-      onFrame: (frame, vnetLen) => {
-        sec.framesIn++;
-        sec.bytesIn += frame.length;
-        this.engine.pushSecondary(frame, vnetLen, this.#now());
-      },
-    });
+    this.secondary =
+      config.secondaryIn === undefined
+        ? undefined
+        : new ChardevEndpoint({
+            spec: config.secondaryIn,
+            vnetHdr,
+            onFrame: (frame, vnetLen) => this.pushSecondary(frame, vnetLen),
+          });
     // outdev: released frames only; anything the peer sends us is ignored.
     this.outdev = new ChardevEndpoint({ spec: config.outdev, vnetHdr, onFrame: () => {} });
     this.outdev.on("congestion", (c) => {
@@ -116,7 +146,7 @@ export class CompareDaemon implements ControlTarget {
       this.#applyPause("secondary");
     });
     this.#watch("primary_in", this.primary);
-    this.#watch("secondary_in", this.secondary);
+    if (this.secondary !== undefined) this.#watch("secondary_in", this.secondary);
     this.#watch("outdev", this.outdev);
     if (config.notifyDev !== undefined) {
       const decoder = new NotifyDecoder({
@@ -153,7 +183,8 @@ export class CompareDaemon implements ControlTarget {
       await Promise.all(d.#ports().map((p) => p.start()));
       if (opts.controlSocket !== null || opts.controlTcp != null) {
         d.control = await startControl(d, {
-          role: "compare",
+          role: d.#role,
+          ...opts.controlExtra,
           ...(opts.controlSocket === undefined ? {} : { socket: opts.controlSocket }),
           tcp: opts.controlTcp ?? null,
           logger: d.#log,
@@ -168,7 +199,7 @@ export class CompareDaemon implements ControlTarget {
       {
         id: config.id,
         primary_in: endpointText(config.primaryIn),
-        secondary_in: endpointText(config.secondaryIn),
+        secondary_in: config.secondaryIn ? endpointText(config.secondaryIn) : "external",
         outdev: endpointText(config.outdev),
         notify_dev: config.notifyDev && endpointText(config.notifyDev),
         compare_timeout: config.compareTimeout,
@@ -184,7 +215,12 @@ export class CompareDaemon implements ControlTarget {
   readonly #tick = (): void => this.engine.tick(this.#now());
 
   #ports(): ChardevEndpoint[] {
-    return [this.primary, this.secondary, this.outdev, ...(this.notify ? [this.notify] : [])];
+    return [
+      this.primary,
+      ...(this.secondary ? [this.secondary] : []),
+      this.outdev,
+      ...(this.notify ? [this.notify] : []),
+    ];
   }
 
   #watch(name: PortName, ep: ChardevEndpoint): void {
@@ -257,8 +293,13 @@ export class CompareDaemon implements ControlTarget {
   }
 
   #applyPause(side: Side): void {
-    const port = side === "primary" ? this.primary : this.secondary;
     const want = this.#enginePaused[side] || this.#outCongested;
+    if (side === "secondary" && this.secondary === undefined) {
+      this.#external?.pause(want);
+      return;
+    }
+    const port = side === "primary" ? this.primary : this.secondary;
+    if (port === undefined) return;
     if (want && !port.paused) port.pause();
     else if (!want && port.paused) port.resume();
   }
@@ -277,6 +318,7 @@ export class CompareDaemon implements ControlTarget {
       released: this.#releasedTotal() - before,
       dropped: this.#droppedTotal() - droppedBefore,
     };
+    this.#external?.checkpointDone?.(this.epoch);
     this.control?.emit("CHECKPOINT_DONE", result);
     return result;
   }
@@ -324,28 +366,41 @@ export class CompareDaemon implements ControlTarget {
     this.#log.info({ name, value }, "parameter changed");
   }
 
-  failover(): void {
+  /** Frames of the secondary guest when no secondary_in chardev exists (the primary's link). */
+  pushSecondary(frame: Buffer, vnetLen: number): void {
+    this.#secCounters.framesIn++;
+    this.#secCounters.bytesIn += frame.length;
+    this.engine.pushSecondary(frame, vnetLen, this.#now());
+  }
+
+  get mode(): "colo" | "failover" {
+    return this.#mode;
+  }
+
+  /** Release everything held and pass primary traffic straight through from now on. */
+  failover(reason = "command"): void {
     if (this.#mode === "failover") return;
     this.#mode = "failover";
     this.engine.failover(this.#now());
-    this.#log.warn({}, "failover: passing everything through");
-    this.control?.emit("FAILOVER", { reason: "command" });
+    this.#log.warn({ reason }, "failover: passing everything through");
+    this.#external?.failover?.(reason);
+    this.control?.emit("FAILOVER", { reason });
   }
 
   status(): DaemonStatus {
-    const peers = (
-      [
-        ["primary_in", this.primary, this.config.primaryIn],
-        ["secondary_in", this.secondary, this.config.secondaryIn],
-        ["outdev", this.outdev, this.config.outdev],
-        ...(this.notify ? [["notify_dev", this.notify, this.config.notifyDev!] as const] : []),
-      ] as const
-    ).map(([name, port, ep]) => ({
-      name,
-      state: port.connected ? ("up" as const) : ("down" as const),
-      address: endpointText(ep),
-    }));
-    return { role: "compare", mode: this.#mode, peers, checkpointEpoch: this.epoch };
+    const ports: [string, ChardevEndpoint | undefined, EndpointConfig | undefined][] = [
+      ["primary_in", this.primary, this.config.primaryIn],
+      ["secondary_in", this.secondary, this.config.secondaryIn],
+      ["outdev", this.outdev, this.config.outdev],
+      ["notify_dev", this.notify, this.config.notifyDev],
+    ];
+    const peers: PeerStatus[] = [];
+    for (const [name, port, ep] of ports) {
+      if (port === undefined || ep === undefined) continue;
+      peers.push({ name, state: port.connected ? "up" : "down", address: endpointText(ep) });
+    }
+    peers.push(...(this.#external?.peers?.() ?? []));
+    return { role: this.#role, mode: this.#mode, peers, checkpointEpoch: this.epoch };
   }
 
   stats(): StatsSnapshot {

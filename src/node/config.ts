@@ -16,7 +16,8 @@ export type EndpointConfig = ChardevSocketSpec;
 export interface CompareDaemonConfig {
   id: string;
   primaryIn: EndpointConfig;
-  secondaryIn: EndpointConfig;
+  /** undefined only for the primary daemon, whose secondary frames arrive over its link. */
+  secondaryIn: EndpointConfig | undefined;
   outdev: EndpointConfig;
   notifyDev: EndpointConfig | undefined;
   /** ms (QEMU default 3000). */
@@ -267,7 +268,10 @@ export function mergeConfigFile(raw: RawCompareOptions, file: ConfigFile): void 
 }
 
 /** Resolves and validates everything into the daemon's config. */
-export function resolveCompareConfig(raw: RawCompareOptions): CompareDaemonConfig {
+export function resolveCompareConfig(
+  raw: RawCompareOptions,
+  opts: { secondaryOptional?: boolean } = {},
+): CompareDaemonConfig {
   const chardevs = new Map<string, EndpointConfig>();
   for (const text of raw.chardevs) {
     const c = parseChardev(text);
@@ -317,10 +321,10 @@ export function resolveCompareConfig(raw: RawCompareOptions): CompareDaemonConfi
     return e;
   };
   const primaryIn = need("primary_in");
-  const secondaryIn = need("secondary_in");
+  const secondaryIn = opts.secondaryOptional ? resolve("secondary_in") : need("secondary_in");
   const outdev = need("outdev");
   const notifyDev = resolve("notify_dev");
-  const all = [primaryIn, secondaryIn, outdev, ...(notifyDev ? [notifyDev] : [])];
+  const all = [primaryIn, ...(secondaryIn ? [secondaryIn] : []), outdev, ...(notifyDev ? [notifyDev] : [])];
   for (let i = 0; i < all.length; i++) {
     for (let j = i + 1; j < all.length; j++) {
       if (sameEndpoint(all[i]!, all[j]!)) {

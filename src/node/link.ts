@@ -7,6 +7,9 @@
  * only after it has authenticated, so a stray or unauthenticated client cannot knock out a
  * working link. Messages are length-prefixed exactly like QEMU chardev frames, so the same
  * FrameDecoder reads them; bad bytes end that connection (counted, reported), never the process.
+ *
+ * Reading from the link is never paused: heartbeats share the connection, and a paused reader
+ * would look like a dead peer. Consumers that cannot keep up drop into their own bounded queues.
  */
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
@@ -60,6 +63,8 @@ export interface LinkEvents {
   peerFailover: [reason: string];
   /** A connection attempt or connection failed (bad secret, wrong role, garbage...). */
   "link-error": [err: ColoError];
+  /** The socket's send buffer is full (true) / drained (false): pause / resume the producers. */
+  congestion: [congested: boolean];
 }
 
 interface Conn {
@@ -84,6 +89,7 @@ export class Link extends EventEmitter<LinkEvents> {
   #backoff: number;
   #closed = false;
   #epoch = 0;
+  #congested = false;
   readonly errors: Partial<Record<ErrorCode, number>> = {};
   readonly counters = { connects: 0, ups: 0, downs: 0, framesIn: 0, framesOut: 0, staleFrames: 0 };
 
@@ -335,6 +341,7 @@ export class Link extends EventEmitter<LinkEvents> {
     }
     if (this.#active !== conn) return;
     this.#active = null;
+    this.#setCongested(false);
     this.counters.downs++;
     this.counters.staleFrames += conn.session.stats.staleFrames;
     this.#count(err.code);
@@ -347,7 +354,21 @@ export class Link extends EventEmitter<LinkEvents> {
     if (conn.pending.length === 0 || conn.sock.destroyed) return;
     const out = conn.pending.length === 1 ? conn.pending[0]! : Buffer.concat(conn.pending);
     conn.pending = [];
-    conn.sock.write(out);
+    if (!conn.sock.write(out) && conn === this.#active && !this.#congested) {
+      this.#setCongested(true);
+      conn.sock.once("drain", () => this.#setCongested(false));
+    }
+  }
+
+  #setCongested(c: boolean): void {
+    if (c === this.#congested) return;
+    this.#congested = c;
+    this.emit("congestion", c);
+  }
+
+  /** True while the link's send buffer is over its high-water mark. */
+  get congested(): boolean {
+    return this.#congested;
   }
 
   #tick(): void {

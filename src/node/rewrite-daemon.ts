@@ -14,6 +14,7 @@ import { Rewriter } from "../rewrite/engine.ts";
 import { ChardevEndpoint } from "../wire/chardev.ts";
 import { type ChardevSocketSpec, parseChardevSpec } from "../wire/chardev-spec.ts";
 import type { RewriteObjectSpec } from "./rewrite-daemon-config.ts";
+import { rewriterConnections, rewriterStats } from "./rewrite-stats.ts";
 
 export interface RewriteDaemonOptions {
   /** Every `--chardev` given (strings in QEMU syntax or parsed specs). */
@@ -27,8 +28,6 @@ export interface RewriteDaemonOptions {
 }
 
 type Role = "tx_in" | "tx_out" | "rx_in" | "rx_out";
-
-const emptyHistogram = () => ({ bounds: [], counts: [0], sum: 0, count: 0 });
 
 export class RewriteDaemon implements ControlTarget {
   readonly engine: Rewriter;
@@ -173,61 +172,11 @@ export class RewriteDaemon implements ControlTarget {
   }
 
   stats(): StatsSnapshot {
-    const s = this.engine.stats;
-    const endpoints: StatsSnapshot["endpoints"] = {};
-    const links: Record<string, boolean> = {};
-    let dropped = 0;
-    for (const [role, ep] of Object.entries(this.endpoints)) {
-      const c = ep.counters;
-      endpoints[role] = {
-        framesIn: c.framesIn,
-        bytesIn: c.bytesIn,
-        framesOut: c.framesOut,
-        bytesOut: c.bytesOut,
-      };
-      links[role] = ep.connected;
-      dropped += c.framesDropped;
-    }
-    return {
-      endpoints,
-      released: {
-        "rewritten-tx": s.rewrittenTx,
-        "rewritten-rx": s.rewrittenRx,
-        "unchanged-tx": s.framesTx - s.rewrittenTx,
-        "unchanged-rx": s.framesRx - s.rewrittenRx,
-      },
-      dropped: dropped > 0 ? { "queue-full": dropped } : {},
-      miscompares: {},
-      checkpointRequests: {},
-      checkpoints: s.checkpoints,
-      checkpointInterval: emptyHistogram(),
-      holdTime: emptyHistogram(),
-      queues: { primary: 0, secondary: 0 },
-      connections: { active: this.engine.size, opened: s.connectionsOpened },
-      badInput: { ...s.malformedByCode, ...this.badInput },
-      links,
-    };
+    return rewriterStats(this.engine, this.endpoints, this.badInput);
   }
 
   connections(): ConnectionInfo[] {
-    return this.engine.connections().map((c) => ({
-      flow: c.flow,
-      protocol: "tcp",
-      state: c.phase,
-      primaryQueue: 0,
-      secondaryQueue: 0,
-      oldestHeldMs: null,
-      bytesCompared: 0,
-      passthrough: false,
-      origin: c.origin,
-      offsetKnown: c.offsetKnown,
-      offset: c.offset,
-      tsOffset: c.tsOffset,
-      packetsTx: c.packetsTx,
-      packetsRx: c.packetsRx,
-      rewrittenTx: c.rewrittenTx,
-      rewrittenRx: c.rewrittenRx,
-    }));
+    return rewriterConnections(this.engine);
   }
 
   private countBad(code: string): number {

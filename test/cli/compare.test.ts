@@ -110,7 +110,7 @@ test("QEMU single-dash lines, friendly flags and a JSON file mean the same thing
   );
   const json = resolveCompareConfig(parseCompareArgs(["--config", file]).raw);
   const shape = (c: typeof qemu) =>
-    [c.primaryIn, c.secondaryIn, c.outdev]
+    [c.primaryIn, c.secondaryIn!, c.outdev]
       .map((e) => [e.transport, e.host, e.port, e.server])
       .concat([[c.compareTimeout]]);
   assert.deepEqual(shape(friendly), shape(qemu));

@@ -288,3 +288,77 @@ test("stats: per-side frames and bytes, connections table fields", () => {
   assert.equal(rows[0]?.state, "open");
   engine.checkInvariant();
 });
+
+test("connections(): states open, closing, closed, miscompared and passthrough", () => {
+  const { engine } = setup({ compareTimeout: 1_000_000 });
+  const t = (sport: number, o: Parameters<typeof tcp>[1], side: "primary" | "secondary" = "primary") =>
+    tcp(side, { ...o, sport });
+  engine.pushPrimary(t(1, { seq: 1, payload: "a" }), 0, 0); // open, held
+  engine.pushPrimary(t(2, { seq: 1, flags: "FA", ack: 9 }), 0, 0); // closing (primary FIN)
+  engine.pushPrimary(t(3, { seq: 1, flags: "R", ack: 0 }), 0, 0); // closed (primary RST)
+  engine.pushPrimary(t(4, { seq: 1, payload: "x" }), 0, 0);
+  engine.pushSecondary(t(4, { seq: 1, payload: "y" }, "secondary"), 0, 0); // miscompared
+  engine.addPassthrough("tcp *:5", 0);
+  engine.pushPrimary(t(5, { seq: 1, payload: "p" }), 0, 0);
+  assert.deepEqual(
+    engine.connections(1).map((c) => [c.flow.split(" ")[1], c.state]),
+    [
+      ["10.0.0.1:1", "open"],
+      ["10.0.0.1:2", "closing"],
+      ["10.0.0.1:3", "closed"],
+      ["10.0.0.1:4", "miscompared"],
+      ["10.0.0.1:5", "passthrough"],
+    ],
+  );
+  assert.equal(engine.connections(1, 2).length, 2, "limit");
+  engine.checkInvariant();
+});
+
+test("renotify applies to TCP too: every packet of a miscompared stream re-requests", () => {
+  const { engine, sink } = setup({ renotify: true });
+  engine.pushPrimary(tcp("primary", { seq: 1, payload: "abc" }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: 1, payload: "abd" }), 0, 0);
+  engine.pushPrimary(tcp("primary", { seq: 4, payload: "more" }), 0, 1);
+  engine.pushSecondary(tcp("secondary", { seq: 4, payload: "more" }), 0, 1);
+  assert.deepEqual(
+    sink.requests.map((r) => [r.reason, r.repeat]),
+    [
+      ["payload-differs", false],
+      ["payload-differs", true],
+      ["payload-differs", true],
+    ],
+  );
+  engine.checkpointDone(2);
+  assert.equal(engine.stats().heldPrimary, 0);
+  engine.checkInvariant();
+});
+
+test("stats() is a snapshot; checkpointDone with nothing held only counts the checkpoint", () => {
+  const { engine, sink } = setup();
+  const before = engine.stats();
+  engine.checkpointDone(0);
+  assert.equal(before.checkpoints, 0, "the snapshot did not change");
+  assert.equal(engine.stats().checkpoints, 1);
+  assert.equal(sink.events.length, 0);
+  engine.failover(1);
+  engine.failover(2);
+  assert.ok(engine.inFailover);
+  engine.checkInvariant();
+});
+
+test("a full table evicts closed connections before idle ones, even more recent ones", () => {
+  const { engine } = setup({ maxConnections: 2 });
+  engine.pushPrimary(udp("primary", { sport: 2, payload: "x" }), 0, 0);
+  engine.pushSecondary(udp("secondary", { sport: 2, payload: "x" }), 0, 0);
+  // A TCP connection reset on both sides later: closed and more recently active than the UDP one.
+  engine.pushPrimary(tcp("primary", { sport: 1, seq: 1, flags: "R", ack: 0 }), 0, 1);
+  engine.pushSecondary(tcp("secondary", { sport: 1, seq: 1, flags: "R", ack: 0 }), 0, 1);
+  assert.equal(engine.stats().heldPrimary, 0);
+  engine.pushPrimary(udp("primary", { sport: 3, payload: "y" }), 0, 2);
+  assert.deepEqual(
+    engine.connections(2).map((c) => c.flow),
+    ["udp 10.0.0.1:2 > 10.0.0.2:53", "udp 10.0.0.1:3 > 10.0.0.2:53"],
+  );
+  assert.equal(engine.stats().connectionsEvicted, 1);
+  engine.checkInvariant();
+});

@@ -63,7 +63,7 @@ test("the canonical COLO-FT.txt compare lines resolve unchanged (iothread accept
   const c = resolveCompareConfig(raw);
   assert.equal(c.id, "comp0");
   assert.deepEqual(
-    [c.primaryIn.port, c.primaryIn.server, c.secondaryIn.host, c.secondaryIn.server, c.outdev.server],
+    [c.primaryIn.port, c.primaryIn.server, c.secondaryIn!.host, c.secondaryIn!.server, c.outdev.server],
     [9001, true, "0.0.0.0", true, false],
   );
   assert.equal(c.notifyDev, undefined);
@@ -158,7 +158,7 @@ test("JSON config file: same meaning, command line wins, schema errors have a co
   mergeConfigFile(raw, loadConfigFile(file));
   const c = resolveCompareConfig(raw);
   assert.deepEqual(
-    [c.primaryIn.port, c.secondaryIn.port, c.outdev.path, c.outdev.server, c.compareTimeout],
+    [c.primaryIn.port, c.secondaryIn!.port, c.outdev.path, c.outdev.server, c.compareTimeout],
     [9001, 9004, "/tmp/out.sock", false, 42],
   );
 

@@ -95,8 +95,18 @@ export interface ParsedCompareArgs {
   controlTcp: string | undefined;
 }
 
+/** Flags of a daemon that extends compare's (the primary): checked after compare's own. */
+export interface ExtraFlags {
+  value: ReadonlySet<string>;
+  bool: ReadonlySet<string>;
+  onValue(name: string, value: string): void;
+  onBool(name: string): void;
+  /** Returns true when it consumed an `--object` string (e.g. `colo-primary,...`). */
+  object?(text: string): boolean;
+}
+
 /** Parses argv (QEMU `-chardev`/`-object` single-dash forms included). */
-export function parseCompareArgs(argv: string[]): ParsedCompareArgs {
+export function parseCompareArgs(argv: string[], extra?: ExtraFlags): ParsedCompareArgs {
   const raw = emptyRawOptions();
   let help = false;
   let configFile: string | undefined;
@@ -113,6 +123,19 @@ export function parseCompareArgs(argv: string[]): ParsedCompareArgs {
     if (m === null) throw usage(`unexpected argument '${arg}' (see --help)`);
     const name = m[1]!.replaceAll("_", "-");
     let value = m[2];
+    if (extra?.bool.has(name)) {
+      if (value !== undefined) throw usage(`--${name} takes no value`);
+      extra.onBool(name);
+      continue;
+    }
+    if (extra?.value.has(name)) {
+      if (value === undefined) {
+        value = argv[++i];
+        if (value === undefined) throw usage(`--${name} needs a value`);
+      }
+      extra.onValue(name, value);
+      continue;
+    }
     if (BOOL_FLAGS.has(name)) {
       if (value !== undefined) throw usage(`--${name} takes no value`);
       if (name === "help") help = true;
@@ -130,7 +153,7 @@ export function parseCompareArgs(argv: string[]): ParsedCompareArgs {
         raw.chardevs.push(value);
         break;
       case "object":
-        raw.objects.push(value);
+        if (extra?.object?.(value) !== true) raw.objects.push(value);
         break;
       case "config":
         configFile = value;
