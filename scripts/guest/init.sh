@@ -45,16 +45,18 @@ done
 
 ip link set lo up
 ip link set eth0 up
+# Packets sent before carrier are lost; and an IPv6 address added before the kernel has
+# processed the carrier change (linkwatch, deferred; visible as operstate "up") gets its MLD join
+# reported again then, a timing-dependent difference between the replicas. So wait for
+# operstate up (bounded), then add the addresses.
+n=0
+while [ "$(cat /sys/class/net/eth0/operstate 2>/dev/null)" != up ] && [ $n -lt 500 ]; do
+  usleep 10000; n=$((n + 1))
+done
 ip addr add "$ip4" dev eth0
 ip -6 addr add "$ip6" dev eth0
 # The peer's MAC is static, so the guest never ARPs (busybox `ip neigh` cannot add entries).
 arp -s "$peer4" "$peermac"
-# Packets sent before carrier are lost: wait for it (bounded).
-n=0
-while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $n -lt 500 ]; do
-  usleep 10000; n=$((n + 1))
-done
-
 echo "state=0" > /run/colo/state
 nc -ll -p 80 -e /bin/http-det &
 nc -ll -p 7 -e /bin/cat &
