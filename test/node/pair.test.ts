@@ -231,7 +231,10 @@ describe("primary and secondary daemons over their link", { timeout: 120_000 }, 
     assert.ok(await linkUp(p), "link up");
     const { pvmSeq, svmSeq, reqEnd } = await handshakeAndExchange(p);
     let stats = await p.pctl.execute<{ checkpointRequests: Record<string, number> }>("query-stats");
-    assert.deepEqual(stats.checkpointRequests, {}, "no checkpoint for identical output");
+    assert.ok(
+      Object.values(stats.checkpointRequests).every((n) => n === 0),
+      `no checkpoint for identical output: ${JSON.stringify(stats.checkpointRequests)}`,
+    );
 
     // A payload difference: held, explained on the control socket.
     p.svmOut.send(g2c(svmSeq, reqEnd, "PA", "random-B", 778));
