@@ -88,7 +88,14 @@ export class CaptureDecoder {
   /** Declares the end of input: throws COLO_ERR_PCAP_TRUNCATED if it stops mid-record. */
   end(): void {
     if (this.#error !== null) throw this.#error;
-    if (this.#inner === null) this.#detect();
+    if (this.#inner === null) {
+      try {
+        this.#detect();
+      } catch (e) {
+        if (e instanceof PcapError) this.#error = e;
+        throw e;
+      }
+    }
     const q = this.#q;
     if (this.#inner === null || !this.#inner.atBoundary || q.available > 0) {
       const what = this.#inner === null || !this.#inner.atBoundary ? "file header" : "record";

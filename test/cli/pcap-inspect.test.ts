@@ -12,7 +12,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { sampleCapture } from "../../scripts/make-pcap-fixture.ts";
 import { formatTimestamp, tcpFlagLetters } from "../../src/cli/commands/pcap-inspect.ts";
-import { buildTcp } from "../../src/packet/build.ts";
+import { buildIp, buildTcp } from "../../src/packet/build.ts";
 import { encodePcap } from "../../src/wire/pcap-writer.ts";
 
 const execp = promisify(execFile);
@@ -152,6 +152,34 @@ describe("pcap-inspect", () => {
     const m = await cli([join(dir, "missing.pcap")]);
     assert.equal(m.code, 2);
     assert.match(m.stderr, /cannot read .*missing\.pcap: ENOENT.*\(code COLO_ERR_USAGE\)/);
+  });
+
+  test("TCP fragments show no TCP fields; snapped frames say so", async () => {
+    const path = join(dir, "frag.pcap");
+    const frag = buildIp({
+      src: "10.0.0.1",
+      dst: "10.0.0.2",
+      proto: 6,
+      mf: true,
+      payload: Buffer.alloc(32, 1),
+    });
+    const whole = buildTcp({
+      src: "10.0.0.1",
+      dst: "10.0.0.2",
+      sport: 1,
+      dport: 2,
+      payload: Buffer.alloc(100),
+    });
+    await writeFile(
+      path,
+      encodePcap([
+        { timestampNs: 0n, frame: frag },
+        { timestampNs: 1n, frame: whole.subarray(0, 60), origLen: whole.length },
+      ]),
+    );
+    const lines = (await cli([path])).stdout.split("\n");
+    assert.match(lines[0]!, / tcp 10\.0\.0\.1 > 10\.0\.0\.2 frag len 32$/);
+    assert.match(lines[1]!, / malformed COLO_ERR_PKT_\w+ \(60 bytes\) \(snapped 60\/154\)$/);
   });
 
   test("stops quietly when its reader goes away (| head)", async () => {

@@ -219,6 +219,25 @@ describe("readCapture over files", () => {
     );
   });
 
+  test("the file is closed when the loop stops early or the file is bad", async (t) => {
+    if (process.platform !== "linux") return t.skip("counts descriptors in /proc/self/fd (Linux only)");
+    const { readdir } = await import("node:fs/promises");
+    const fds = async () => (await readdir("/proc/self/fd")).length;
+    const path = join(dir, "early.pcap");
+    await writeFile(path, encodePcap(packets));
+    const bad = join(dir, "bad.pcap");
+    await writeFile(bad, Buffer.concat([encodePcap(packets), Buffer.from("garbage after the last record")]));
+    const before = await fds();
+    for (let i = 0; i < 20; i++) {
+      for await (const _ of readCapture(path, { chunkSize: 8 })) break;
+      await assert.rejects(async () => {
+        for await (const _ of readCapture(bad)) {
+        }
+      });
+    }
+    assert.equal(await fds(), before);
+  });
+
   test("a missing file rejects with the fs error (ENOENT)", async () => {
     await assert.rejects(
       (async () => {

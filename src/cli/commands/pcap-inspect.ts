@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, isColoError } from "../../errors.ts";
 import { newFrameMeta, ParseStatus } from "../../packet/meta.ts";
 import { decodeFlowKey, formatFlowKey, parseFrame, parseStatusCode } from "../../packet/parse.ts";
+import type { CapturePacket } from "../../wire/pcap-format.ts";
 import type { CaptureDecoder } from "../../wire/pcap-reader.ts";
 import { readCapture, readCaptureStream } from "../../wire/pcap-reader.ts";
 import { LineOutput } from "../line-output.ts";
@@ -114,7 +115,7 @@ export async function run(argv: string[]): Promise<number> {
   function textLine(
     i: number,
     ts: string,
-    p: { frame: Buffer; origLen: number; interfaceId: number; comment?: string | undefined },
+    p: CapturePacket,
     status: ParseStatus,
     meta: typeof m,
     ifName: string | undefined,
@@ -125,7 +126,7 @@ export async function run(argv: string[]): Promise<number> {
       s += `malformed ${parseStatusCode(status)} (${p.frame.length} bytes)`;
     } else {
       s += formatFlowKey(meta);
-      if (meta.proto === 6 && meta.l4Offset >= 0) {
+      if (meta.proto === 6 && !meta.fragment) {
         s += ` [${tcpFlagLetters(meta.tcpFlags)}] seq ${meta.tcpSeq} ack ${meta.tcpAck}`;
       }
       if (meta.fragment) s += " frag";
@@ -180,7 +181,7 @@ export async function run(argv: string[]): Promise<number> {
         o.dstPort = meta.dstPort;
       }
       if (meta.fragment) o.fragment = true;
-      if (meta.proto === 6 && meta.l4Offset >= 0) {
+      if (meta.proto === 6 && !meta.fragment) {
         o.tcp = { flags: tcpFlagLetters(meta.tcpFlags), seq: meta.tcpSeq, ack: meta.tcpAck };
       }
       o.payloadLen = meta.payloadLen;
