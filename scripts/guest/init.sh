@@ -63,7 +63,20 @@ nc -ll -p 7 -e /bin/cat &
 nc -ll -p 8080 -e /bin/http-rand &
 nc -ll -p 8081 -e /bin/http-state &
 inetd /etc/inetd.conf &
-usleep 200000
+# READY only once every socket is bound (a loaded host can take well over a second here): the
+# harness starts sending when it sees READY, and a replica still starting would answer with a
+# port-unreachable where the other echoes.
+want="tcp:::80 tcp:::7 tcp:::8080 tcp:::8081 udp0.0.0.0:7 udp:::7"
+n=0
+while [ $n -lt 1000 ]; do
+  have=$(netstat -ln 2>/dev/null | awk '{ print $1 $4 }')
+  missing=0
+  for w in $want; do
+    case " $(echo $have) " in *" $w "*) ;; *) missing=1 ;; esac
+  done
+  [ $missing = 0 ] && break
+  usleep 10000; n=$((n + 1))
+done
 
 echo "COLO-GUEST-READY role=$role uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/ttyS0
 # A shell on the console, for tests that read or change the guest's state. Respawned if it exits.

@@ -231,9 +231,11 @@ describe("primary and secondary daemons over their link", { timeout: 120_000 }, 
     assert.ok(await linkUp(p), "link up");
     const { pvmSeq, svmSeq, reqEnd } = await handshakeAndExchange(p);
     let stats = await p.pctl.execute<{ checkpointRequests: Record<string, number> }>("query-stats");
-    assert.ok(
-      Object.values(stats.checkpointRequests).every((n) => n === 0),
-      `no checkpoint for identical output: ${JSON.stringify(stats.checkpointRequests)}`,
+    // The engine pre-fills every reason with 0 (so metrics series exist from the start).
+    assert.equal(
+      Object.values(stats.checkpointRequests).reduce((a, b) => a + b, 0),
+      0,
+      "no checkpoint for identical output",
     );
 
     // A payload difference: held, explained on the control socket.
