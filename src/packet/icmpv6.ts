@@ -3,7 +3,7 @@
  * solicitation/advertisement: target address, R/S/O flags, and an allocation-free NDP option
  * cursor (source/target link-layer address).
  */
-import { formatIpv6, formatMac } from "./addr.ts";
+import { formatIpv6, formatMac, parseIpv6, parseMac } from "./addr.ts";
 import { get16, set16 } from "./bytes.ts";
 import { internetChecksum, verifyChecksum } from "./checksum.ts";
 import { ParseStatus } from "./meta.ts";
@@ -195,4 +195,55 @@ export function parseIcmpv6Repr(p: Icmpv6Packet): Icmpv6Repr | ParseStatus {
     };
   }
   return { kind: "other", type: t, code: p.code, bodyLen: p.end - p.off - 4 };
+}
+
+/** Bytes `emitIcmpv6Repr` writes for `r` (echo: 8 + payloadLen, NS/NA: 24 + 8 per link-address option). */
+export function icmpv6ReprLen(r: Icmpv6Repr): number {
+  switch (r.kind) {
+    case "echo":
+      return 8 + r.payloadLen;
+    case "neighborSolicit":
+      return 24 + (r.srcLinkAddr !== undefined ? 8 : 0);
+    case "neighborAdvert":
+      return 24 + (r.targetLinkAddr !== undefined ? 8 : 0);
+    case "other":
+      return 4 + r.bodyLen;
+  }
+}
+
+/**
+ * Writes the message header (echo: id/seq; NS/NA: flags, target, link-address option) at `off`
+ * with a zero checksum; echo payload / other bodies are the caller's. Fill the checksum with
+ * `Icmpv6Packet.fillChecksum(ip.pseudoSum(58, len))` once the whole message is in place.
+ */
+export function emitIcmpv6Repr(r: Icmpv6Repr, buf: Uint8Array, off = 0): number {
+  // Everything this function owns: the whole message for NS/NA, the header otherwise.
+  const owned = r.kind === "echo" ? 8 : r.kind === "other" ? 4 : icmpv6ReprLen(r);
+  buf.fill(0, off, off + owned);
+  switch (r.kind) {
+    case "echo":
+      buf[off] = r.reply ? Icmpv6Type.EchoReply : Icmpv6Type.EchoRequest;
+      set16(buf, off + field.ECHO_IDENT, r.ident);
+      set16(buf, off + field.ECHO_SEQ, r.seq);
+      return off + 8;
+    case "other":
+      buf[off] = r.type;
+      buf[off + 1] = r.code;
+      return off + 4;
+    case "neighborSolicit":
+    case "neighborAdvert": {
+      const na = r.kind === "neighborAdvert";
+      buf[off] = na ? Icmpv6Type.NeighborAdvert : Icmpv6Type.NeighborSolicit;
+      if (na)
+        buf[off + field.ND_FLAGS] =
+          (r.router ? 0x80 : 0) | (r.solicited ? 0x40 : 0) | (r.override ? 0x20 : 0);
+      buf.set(parseIpv6(r.target), off + field.ND_TARGET);
+      const lla = na ? r.targetLinkAddr : r.srcLinkAddr;
+      if (lla === undefined) return off + 24;
+      buf[off + 24] = na ? NdOptionType.TargetLinkAddr : NdOptionType.SourceLinkAddr;
+      buf[off + 25] = 1;
+      buf.set(parseMac(lla), off + 26);
+      return off + 32;
+    }
+  }
 }

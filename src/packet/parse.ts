@@ -181,12 +181,18 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
     if (end > len) return fail(m, ParseStatus.BadLength);
     m.ipVersion = 6;
     m.ipEnd = end;
-    const st6 = walkIpv6Ext(f, p + 40, end, f[p + 6]!, walk6);
-    if (st6 !== ParseStatus.Ok) return fail(m, st6);
-    const next = walk6.proto;
-    const q = walk6.l4Offset;
-    const nonFirstFragment = walk6.fragOffset !== 0;
-    m.fragment = walk6.fragment;
+    let next = f[p + 6]!;
+    let q = p + 40;
+    let nonFirstFragment = false;
+    // Only walk when the first header is an extension header (the common case is not).
+    if (next === 0 || next === 43 || next === 44 || next === 60) {
+      const st6 = walkIpv6Ext(f, q, end, next, walk6);
+      if (st6 !== ParseStatus.Ok) return fail(m, st6);
+      next = walk6.proto;
+      q = walk6.l4Offset;
+      nonFirstFragment = walk6.fragOffset !== 0;
+      m.fragment = walk6.fragment;
+    }
     m.proto = next;
     const a = p + 8;
     const s0 = (f[a]! << 8) | f[a + 1]!;

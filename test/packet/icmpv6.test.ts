@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { buildIcmpEcho, buildIcmpv6, buildNeighborAdvert } from "../../src/packet/build.ts";
-import { Icmpv6Packet, NdOptionCursor, NdOptionType, parseIcmpv6Repr } from "../../src/packet/icmpv6.ts";
+import {
+  emitIcmpv6Repr,
+  Icmpv6Packet,
+  icmpv6ReprLen,
+  NdOptionCursor,
+  NdOptionType,
+  parseIcmpv6Repr,
+} from "../../src/packet/icmpv6.ts";
 import { Ipv6Packet } from "../../src/packet/ipv6.ts";
 import { ParseStatus } from "../../src/packet/meta.ts";
 import { NS } from "./fixtures.ts";
@@ -76,4 +83,31 @@ test("check(): truncated NS, zero-length or overrunning ND option", () => {
   b[79] = 2;
   assert.equal(new Icmpv6Packet(b, 54).check(), ParseStatus.BadLength);
   assert.equal(new Icmpv6Packet(NS, 54, 79).check(), ParseStatus.BadLength);
+});
+
+test("emit: NS, NA and echo Reprs reproduce the built messages", () => {
+  const ns = parseIcmpv6Repr(new Icmpv6Packet(NS, 54));
+  assert.ok(typeof ns === "object");
+  const b = Buffer.from(NS);
+  b.fill(0xee, 54);
+  assert.equal(icmpv6ReprLen(ns), 32);
+  assert.equal(emitIcmpv6Repr(ns, b, 54), 86);
+  new Icmpv6Packet(b, 54).fillChecksum(new Ipv6Packet(b, 14).pseudoSum(58, 32));
+  assert.deepEqual(b, NS);
+  const na = buildNeighborAdvert({ src: "fe80::1", dst: "fe80::2", target: "fe80::1", solicited: true });
+  const r = parseIcmpv6Repr(new Icmpv6Packet(na, 54));
+  assert.ok(typeof r === "object");
+  const c = Buffer.from(na);
+  c.fill(0xee, 54);
+  emitIcmpv6Repr(r, c, 54);
+  new Icmpv6Packet(c, 54).fillChecksum(new Ipv6Packet(c, 14).pseudoSum(58, 24));
+  assert.deepEqual(c, na);
+  const echo = buildIcmpEcho({ src: "::1", dst: "::2", id: 9, seq: 10, payload: "abc" });
+  const e = parseIcmpv6Repr(new Icmpv6Packet(echo, 54));
+  assert.ok(typeof e === "object");
+  const d = Buffer.from(echo);
+  d.fill(0xee, 54, 62);
+  emitIcmpv6Repr(e, d, 54);
+  new Icmpv6Packet(d, 54).fillChecksum(new Ipv6Packet(d, 14).pseudoSum(58, 11));
+  assert.deepEqual(d, echo);
 });
