@@ -75,7 +75,7 @@ function seqDiff(a: number, b: number): number {
 }
 
 export class Rewriter {
-  readonly stats: RewriterStats = {
+  readonly #stats: RewriterStats = {
     framesTx: 0,
     framesRx: 0,
     rewrittenTx: 0,
@@ -119,7 +119,7 @@ export class Rewriter {
 
   /** Client→guest frame (`frame` includes `vnetLen` bytes of virtio-net header). */
   tx(frame: Uint8Array, vnetLen: number, now: number): Verdict {
-    this.stats.framesTx++;
+    this.#stats.framesTx++;
     const m = this.meta;
     if (!this.parse(frame, vnetLen)) return Verdict.Pass;
     const flags = m.tcpFlags;
@@ -138,12 +138,12 @@ export class Rewriter {
         c.clientIsn = m.tcpSeq;
       }
     } else if (c === undefined) {
-      if ((flags & (SYN | ACK)) === (SYN | ACK) && !this.stats.failover) {
+      if ((flags & (SYN | ACK)) === (SYN | ACK) && !this.#stats.failover) {
         // Peer SYN-ACK before the SVM's SYN was seen (lagging SVM): remember the PVM side.
         c = this.open(reverseFlowKey(m), m.key, undefined, Origin.Active, now)!;
         this.notePvm(c, frame, m.tcpAck, tcp);
       }
-      this.stats.untracked++;
+      this.#stats.untracked++;
       return Verdict.Pass;
     }
     c.packetsTx++;
@@ -154,7 +154,7 @@ export class Rewriter {
         c.origin === Origin.Passive ? (flags & (SYN | ACK)) === ACK : (flags & (SYN | ACK)) === (SYN | ACK);
       if (hs) {
         this.notePvm(c, frame, m.tcpAck, tcp);
-        if (!c.haveSvm) this.stats.earlyHandshakeAcks++;
+        if (!c.haveSvm) this.#stats.earlyHandshakeAcks++;
         this.learn(c);
       }
     }
@@ -167,11 +167,11 @@ export class Rewriter {
       }
       const tsd = this.ts && (flags & ACK) !== 0 ? c.tsOffset : 0;
       if ((off !== 0 || tsd !== 0) && m.tcpHeaderLen > 20) {
-        const before = this.stats.sackBlocksRewritten;
+        const before = this.#stats.sackBlocksRewritten;
         const tsAt = tsd !== 0 ? findTimestamp(frame, tcp, m.tcpHeaderLen) : -1;
         const n = shiftClientOptions(frame, tcp, m.tcpHeaderLen, off, tsd);
-        this.stats.sackBlocksRewritten = before + n;
-        if (tsAt >= 0) this.stats.timestampsRewritten++;
+        this.#stats.sackBlocksRewritten = before + n;
+        if (tsAt >= 0) this.#stats.timestampsRewritten++;
         if (n > 0 || tsAt >= 0) rewritten = true;
       }
     }
@@ -190,7 +190,7 @@ export class Rewriter {
     }
     c.rewrittenTx += rewritten ? 1 : 0;
     if (rewritten) {
-      this.stats.rewrittenTx++;
+      this.#stats.rewrittenTx++;
       return Verdict.Rewritten;
     }
     return Verdict.Pass;
@@ -198,7 +198,7 @@ export class Rewriter {
 
   /** Guest→client frame (`frame` includes `vnetLen` bytes of virtio-net header). */
   rx(frame: Uint8Array, vnetLen: number, now: number): Verdict {
-    this.stats.framesRx++;
+    this.#stats.framesRx++;
     const m = this.meta;
     if (!this.parse(frame, vnetLen)) return Verdict.Pass;
     const flags = m.tcpFlags;
@@ -223,7 +223,7 @@ export class Rewriter {
         this.learn(c!);
       }
     } else if (c === undefined) {
-      this.stats.untracked++;
+      this.#stats.untracked++;
       return Verdict.Pass;
     }
     const conn = c!;
@@ -250,7 +250,7 @@ export class Rewriter {
         const at = findTimestamp(frame, tcp, m.tcpHeaderLen);
         if (at >= 0) {
           addToField(frame, tcp, at, -conn.tsOffset);
-          this.stats.timestampsRewritten++;
+          this.#stats.timestampsRewritten++;
           rewritten = true;
         }
       }
@@ -269,7 +269,7 @@ export class Rewriter {
     }
     conn.rewrittenRx += rewritten ? 1 : 0;
     if (rewritten) {
-      this.stats.rewrittenRx++;
+      this.#stats.rewrittenRx++;
       return Verdict.Rewritten;
     }
     return Verdict.Pass;
@@ -281,7 +281,7 @@ export class Rewriter {
    * offset afterwards (the reference does, see docs/rewrite.md).
    */
   checkpoint(_now: number): void {
-    this.stats.checkpoints++;
+    this.#stats.checkpoints++;
     for (const c of this.table.values()) {
       c.offset = 0;
       c.tsOffset = 0;
@@ -295,7 +295,7 @@ export class Rewriter {
    * handshakes still learning their offset); connections opened from now on are left untouched.
    */
   failover(): void {
-    this.stats.failover = true;
+    this.#stats.failover = true;
   }
 
   /** Forgets idle entries; returns how many were removed. Call periodically from the shell. */
@@ -312,17 +312,34 @@ export class Rewriter {
       if (now - c.lastSeen >= limit) {
         this.table.delete(k);
         this.byTx.delete(c.txKey);
-        if (c.phase !== Phase.Closed) this.stats.connectionsExpired++;
+        if (c.phase !== Phase.Closed) this.#stats.connectionsExpired++;
         n++;
       }
     }
-    this.stats.connections = this.table.size;
+    this.#stats.connections = this.table.size;
     return n;
   }
 
-  /** Snapshot of the table, oldest entry first. */
-  connections(): RewriteConnInfo[] {
-    return Array.from(this.table.values(), connInfo);
+  /** The live counters (no copy; exporters read them on scrape). */
+  get stats(): Readonly<RewriterStats> {
+    this.#stats.connections = this.table.size;
+    return this.#stats;
+  }
+
+  /** A deep copy of the counters. */
+  statsSnapshot(): RewriterStats {
+    const s = this.stats;
+    return { ...s, malformedByCode: { ...s.malformedByCode } };
+  }
+
+  /** The table, oldest entry first (at most `limit` rows). */
+  connections(limit = Number.POSITIVE_INFINITY): RewriteConnInfo[] {
+    const rows: RewriteConnInfo[] = [];
+    for (const c of this.table.values()) {
+      if (rows.length >= limit) break;
+      rows.push(connInfo(c));
+    }
+    return rows;
   }
 
   get size(): number {
@@ -333,13 +350,13 @@ export class Rewriter {
     const m = this.meta;
     const st = parseFrame(frame, vnetLen, m);
     if (st !== ParseStatus.Ok) {
-      this.stats.malformed++;
+      this.#stats.malformed++;
       const code = parseStatusCode(st) ?? "COLO_ERR_INTERNAL";
-      this.stats.malformedByCode[code] = (this.stats.malformedByCode[code] ?? 0) + 1;
+      this.#stats.malformedByCode[code] = (this.#stats.malformedByCode[code] ?? 0) + 1;
       return false;
     }
     if (m.proto !== 6 || m.l4Offset < 0) {
-      this.stats.nonTcp++;
+      this.#stats.nonTcp++;
       return false;
     }
     return true;
@@ -356,11 +373,11 @@ export class Rewriter {
     if (old !== undefined) {
       this.table.delete(old.key);
       this.byTx.delete(old.txKey);
-      this.stats.connectionsReused++;
+      this.#stats.connectionsReused++;
     }
-    if (this.stats.failover) {
-      this.stats.untracked++;
-      this.stats.connections = this.table.size;
+    if (this.#stats.failover) {
+      this.#stats.untracked++;
+      this.#stats.connections = this.table.size;
       return undefined;
     }
     if (this.table.size >= this.max) {
@@ -372,14 +389,14 @@ export class Rewriter {
           this.table.delete(oldest.key);
           this.byTx.delete(oldest.txKey);
         }
-        this.stats.connectionsEvicted++;
+        this.#stats.connectionsEvicted++;
       }
     }
     const c = newConn(key, txKey, origin, now);
     this.table.set(key, c);
     this.byTx.set(txKey, c);
-    this.stats.connectionsOpened++;
-    this.stats.connections = this.table.size;
+    this.#stats.connectionsOpened++;
+    this.#stats.connections = this.table.size;
     return c;
   }
 
@@ -403,13 +420,13 @@ export class Rewriter {
     c.tsOffset = c.svmTsval >= 0 && c.pvmTsval >= 0 ? (c.svmTsval - c.pvmTsval) >>> 0 : 0;
     c.known = true;
     if (c.phase === Phase.Handshake) c.phase = Phase.Established;
-    this.stats.offsetsLearned++;
+    this.#stats.offsetsLearned++;
   }
 
   private close(c: RewriteConn): void {
     if (c.phase !== Phase.Closed) {
       c.phase = Phase.Closed;
-      this.stats.connectionsClosed++;
+      this.#stats.connectionsClosed++;
     }
   }
 }

@@ -281,3 +281,26 @@ describe("rewrite engine: input handling and observability", () => {
     assert.equal(readSeq(c.rx({ seq: 5001, ack: 1001, flags: "A" })), 3001);
   });
 });
+
+describe("rewrite engine: flow keys", () => {
+  // Flow keys are strings of 16-bit units; address/port words in 0xd800–0xdfff form UTF-16
+  // surrogate pairs, which a code-point-wise key reversal would corrupt.
+  for (const flow of [
+    { client: "216.1.220.5", guest: "10.0.0.2", clientPort: 0xd801 },
+    { family: 6 as const, client: "2001:db8::d800:dc00", guest: "fd00::dbff:df00", clientPort: 56320 },
+  ]) {
+    test(`a connection whose key contains surrogate-range words is tracked both ways (${flow.client})`, () => {
+      const r = rw();
+      const f = (dir: "tx" | "rx", seg: SegSpec) => {
+        const b = stepFrame(flow, { dir, seg });
+        if (dir === "tx") r.tx(b, 0, 1);
+        else r.rx(b, 0, 1);
+        return b;
+      };
+      f("tx", { seq: 1000, flags: "S" });
+      f("rx", { seq: 5000, ack: 1001, flags: "SA" });
+      assert.equal(readAck(f("tx", { seq: 1001, ack: 3001, flags: "A" })), 5001);
+      assert.equal(readSeq(f("rx", { seq: 5001, ack: 1001, flags: "A" })), 3001);
+    });
+  }
+});
