@@ -36,7 +36,13 @@
  *   other IP protocols: addresses + protocol only (FlowKind.Proto4/6), so every fragment of a
  *   datagram lands on the same key whatever its offset.
  * - ARP (Ethernet/IPv4): sender and target protocol address, no opcode, so a reply's key is the
- *   reverse of its request's key. Other ARP variants and all non-IP frames: VLANs + EtherType.
+ *   reverse of its request's key. Other ARP variants and all non-IP frames: VLANs + EtherType
+ *   (an 802.3 length field, < 0x0600, is keyed as 0 so every LLC frame shares one key).
+ *
+ * The key is an opaque in-memory string: its code units are raw 16-bit words, lone surrogates
+ * included, so it must not be written out as UTF-8 text (logs, JSON, sockets) and must be
+ * handled by code unit (charCodeAt), never by code point. Print it with formatFlowKey(); take it
+ * apart with decodeFlowKey().
  */
 
 import type { ErrorCode } from "../errors.ts";
@@ -380,7 +386,8 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
   m.ipEnd = len;
   m.payloadOffset = p;
   m.payloadLen = len - p;
-  m.key = fcc(vo, vi, FlowKind.Ether, et);
+  // Values below 0x0600 are 802.3 lengths, not protocols: all such (LLC) frames share key unit 0.
+  m.key = fcc(vo, vi, FlowKind.Ether, et >= 0x0600 ? et : 0);
   m.status = ParseStatus.Ok;
   return ParseStatus.Ok;
 }
@@ -554,14 +561,15 @@ const PROTO_NAMES: Record<number, string> = {
 /**
  * Human-readable form of a flow key (or of meta.key), e.g. `tcp 10.0.0.1:80 > 10.0.0.2:5000 vlan 10`,
  * `tcp [fe80::1]:80 > [fe80::2]:5000`, `icmp 10.0.0.1 > 10.0.0.2 echo id 7`,
- * `arp 10.0.0.1 > 10.0.0.2`, `ether 0x88cc vlan 100.10` (QinQ: outer.inner).
+ * `arp 10.0.0.1 > 10.0.0.2`, `ether 0x88cc vlan 100.10` (QinQ: outer.inner), `ether 802.3`.
  */
 export function formatFlowKey(keyOrMeta: string | FrameMeta): string {
   const key = typeof keyOrMeta === "string" ? keyOrMeta : keyOrMeta.key;
   if (key === "") return "(no key)";
   const k = decodeFlowKey(key);
   let s: string;
-  if (k.kind === FlowKind.Ether) s = `ether 0x${k.etherType.toString(16).padStart(4, "0")}`;
+  if (k.kind === FlowKind.Ether)
+    s = k.etherType === 0 ? "ether 802.3" : `ether 0x${k.etherType.toString(16).padStart(4, "0")}`;
   else if (k.kind === FlowKind.Arp) s = `arp ${k.src} > ${k.dst}`;
   else {
     const name = PROTO_NAMES[k.proto] ?? `proto ${k.proto}`;

@@ -581,3 +581,13 @@ test("keys with surrogate-range address words reverse and decode by code unit", 
   assert.equal(reverseKey(r), m.key);
   assert.equal(formatFlowKey(r), "tcp [dbff:dfff::2]:56320 > [d800:dc00::1]:55296");
 });
+
+test("802.3 length-field frames (LLC) share one key whatever their length", () => {
+  const a = parse(b.buildEthernet({ etherType: 38, payload: new Uint8Array(38) }));
+  const c = parse(b.buildEthernet({ etherType: 46, payload: new Uint8Array(46) }));
+  assert.equal(a.status, ParseStatus.Ok);
+  assert.equal(a.etherType, 38);
+  assert.equal(a.key, c.key);
+  assert.equal(formatFlowKey(a), "ether 802.3");
+  assert.equal(decodeFlowKey(a.key).etherType, 0);
+});

@@ -183,3 +183,52 @@ test("addToField: incremental checksum equals a full recompute at even and odd o
     { numRuns: 500 },
   );
 });
+
+test("fuzz: arbitrary bytes and mutated TCP frames never throw; unparseable frames stay unchanged", () => {
+  const r = new Rewriter({ timestamps: true, maxConnections: 64 });
+  // Seed a connection so mutated frames of that flow hit the rewriting path.
+  const base = { src: "10.0.0.1", dst: "10.0.0.2", sport: 40000, dport: 80 };
+  r.tx(tcpFrame({ ...base, seq: 1, flags: "S" }), 0, 0);
+  r.rx(
+    tcpFrame({ ...base, src: base.dst, dst: base.src, sport: 80, dport: 40000, seq: 9, ack: 2, flags: "SA" }),
+    0,
+    0,
+  );
+  r.tx(tcpFrame({ ...base, seq: 2, ack: 5, flags: "A" }), 0, 0);
+  const valid = tcpFrame({
+    ...base,
+    seq: 2,
+    ack: 5,
+    flags: "PA",
+    sack: [[1, 2]],
+    ts: [3, 4],
+    payload: "abc",
+  });
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.uint8Array({ maxLength: 200 }),
+        fc
+          .array(fc.tuple(fc.nat({ max: valid.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+            maxLength: 8,
+          })
+          .map((muts) => {
+            const f = valid.slice();
+            for (const [i, v] of muts) f[i] = v;
+            return f;
+          }),
+      ),
+      fc.boolean(),
+      fc.integer({ min: 0, max: 24 }),
+      (frame, isTx, vnet) => {
+        const before = r.stats.malformed;
+        const copy = frame.slice();
+        if (isTx) r.tx(frame, vnet, 1);
+        else r.rx(frame, vnet, 1);
+        if (r.stats.malformed > before) assert.deepEqual(frame, copy);
+        assert.equal(frame.length, copy.length);
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
