@@ -90,8 +90,6 @@ export const codes = {
   COLO_ERR_CTL_CONNECT: "cannot connect to the control socket",
   COLO_ERR_CTL_PROTOCOL: "unexpected message from the control socket",
   COLO_ERR_CTL_TIMEOUT: "no reply from the control socket in time",
-  COLO_ERR_CTL_BAD_RULE: "invalid passthrough rule",
-  COLO_ERR_CTL_BAD_PARAM: "unknown or out-of-range parameter",
   COLO_ERR_CTL_ON_CHECKPOINT: "on-checkpoint command failed",
   COLO_ERR_CTL_HTTP: "bad HTTP request to the metrics or dashboard endpoint",
 } as const;

@@ -45,13 +45,14 @@ export function silentLogger(): Logger {
  * before stream offset `at` (the first difference, bracketed) when it lies inside the window.
  */
 export function shortHex(w: HexWindow, at?: number, max = 16): string {
-  const n = w.hex.length >> 1;
+  const hex = w.hex.replace(/\s+/g, "");
+  const n = hex.length >> 1;
   const rel = at === undefined ? -1 : at - w.offset;
   const start = rel > 4 && rel < n ? rel - 4 : 0;
   const end = Math.min(n, start + max);
   const parts: string[] = [];
   for (let i = start; i < end; i++) {
-    const b = w.hex.slice(i * 2, i * 2 + 2);
+    const b = hex.slice(i * 2, i * 2 + 2);
     parts.push(i === rel ? `[${b}]` : b);
   }
   return `@${w.offset + start}: ${parts.join(" ")}${end < n ? " …" : ""}`;

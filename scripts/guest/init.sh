@@ -45,23 +45,38 @@ done
 
 ip link set lo up
 ip link set eth0 up
+# Packets sent before carrier are lost; and an IPv6 address added before the kernel has
+# processed the carrier change (linkwatch, deferred; visible as operstate "up") gets its MLD join
+# reported again then, a timing-dependent difference between the replicas. So wait for
+# operstate up (bounded), then add the addresses.
+n=0
+while [ "$(cat /sys/class/net/eth0/operstate 2>/dev/null)" != up ] && [ $n -lt 500 ]; do
+  usleep 10000; n=$((n + 1))
+done
 ip addr add "$ip4" dev eth0
 ip -6 addr add "$ip6" dev eth0
 # The peer's MAC is static, so the guest never ARPs (busybox `ip neigh` cannot add entries).
 arp -s "$peer4" "$peermac"
-# Packets sent before carrier are lost: wait for it (bounded).
-n=0
-while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $n -lt 500 ]; do
-  usleep 10000; n=$((n + 1))
-done
-
 echo "state=0" > /run/colo/state
 nc -ll -p 80 -e /bin/http-det &
 nc -ll -p 7 -e /bin/cat &
 nc -ll -p 8080 -e /bin/http-rand &
 nc -ll -p 8081 -e /bin/http-state &
 inetd /etc/inetd.conf &
-usleep 200000
+# READY only once every socket is bound (a loaded host can take well over a second here): the
+# harness starts sending when it sees READY, and a replica still starting would answer with a
+# port-unreachable where the other echoes.
+want="tcp:::80 tcp:::7 tcp:::8080 tcp:::8081 udp0.0.0.0:7 udp:::7"
+n=0
+while [ $n -lt 1000 ]; do
+  have=$(netstat -ln 2>/dev/null | awk '{ print $1 $4 }')
+  missing=0
+  for w in $want; do
+    case " $(echo $have) " in *" $w "*) ;; *) missing=1 ;; esac
+  done
+  [ $missing = 0 ] && break
+  usleep 10000; n=$((n + 1))
+done
 
 echo "COLO-GUEST-READY role=$role uptime=$(cut -d' ' -f1 /proc/uptime)" > /dev/ttyS0
 # A shell on the console, for tests that read or change the guest's state. Respawned if it exits.

@@ -5,20 +5,10 @@
  * not registered (so it answers CommandNotFound and is absent from query-commands).
  */
 import { z } from "zod";
-import { ColoError } from "../errors.ts";
 import type { OnCheckpointStats } from "./on-checkpoint.ts";
-import { normalizeRule, PASSTHROUGH_PROTOCOLS } from "./passthrough.ts";
 import type { ControlServer, ControlServerStats } from "./server.ts";
 import type { StatsSnapshot } from "./stats.ts";
-import type { ControlParamName, ControlTarget, DaemonStatus } from "./target.ts";
-
-/** Allowed range per run-time parameter (inclusive). */
-export const PARAM_LIMITS: Record<ControlParamName, { min: number; max: number; unit: string }> = {
-  compare_timeout: { min: 1, max: 3_600_000, unit: "ms" },
-  expired_scan_cycle: { min: 1, max: 3_600_000, unit: "ms" },
-  max_queue_size: { min: 1, max: 10_000_000, unit: "frames" },
-};
-export const PARAM_NAMES = Object.keys(PARAM_LIMITS) as ControlParamName[];
+import type { ControlTarget, DaemonStatus } from "./target.ts";
 
 export interface StatusReply extends DaemonStatus {
   version: string;
@@ -32,27 +22,16 @@ export interface StatsReply extends StatsSnapshot {
   control: ControlServerStats & { onCheckpoint?: OnCheckpointStats };
 }
 
-const ruleArgs = z
-  .object({
-    protocol: z.enum(PASSTHROUGH_PROTOCOLS),
-    address: z.string().nullable().optional(),
-    port: z.number().int().min(1).max(65535).nullable().optional(),
-  })
-  .strict();
-
-const setParamArgs = z
-  .object({ name: z.enum(PARAM_NAMES as [ControlParamName, ...ControlParamName[]]), value: z.number().int() })
+const addArgs = z.object({ rule: z.string().min(1).max(1024) }).strict();
+const delArgs = z
+  .object({ rule: z.string().min(1).max(1024).optional(), id: z.number().int().min(0).optional() })
   .strict()
-  .superRefine((a, ctx) => {
-    const lim = PARAM_LIMITS[a.name];
-    if (a.value < lim.min || a.value > lim.max) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["value"],
-        message: `${a.name} must be ${lim.min}..${lim.max} ${lim.unit}, got ${a.value}`,
-      });
-    }
+  .refine((a) => (a.rule === undefined) !== (a.id === undefined), {
+    message: "give exactly one of 'rule' or 'id'",
   });
+const setParamArgs = z
+  .object({ name: z.string().min(1).max(64), value: z.union([z.number(), z.boolean(), z.string().max(64)]) })
+  .strict();
 
 export interface StandardCommandOptions {
   version: string;
@@ -112,24 +91,17 @@ export function registerStandardCommands(
     const del = t.passthroughDel.bind(t);
     const list = t.passthroughList.bind(t);
     server.register("passthrough-add", {
-      help: "Release a flow class without comparing: {protocol, address?: CIDR, port?}.",
-      args: ruleArgs,
-      handler: (a) => {
-        const rule = normalizeRule(a);
-        return { added: add(rule), rule };
-      },
+      help: "Release matching flows without comparing: {rule: 'tcp 10.0.0.0/24:3389'}.",
+      args: addArgs,
+      handler: (a) => add(a.rule),
     });
     server.register("passthrough-del", {
-      help: "Remove a passthrough rule (same fields as passthrough-add).",
-      args: ruleArgs,
-      handler: (a) => {
-        const rule = normalizeRule(a);
-        if (!del(rule)) throw new ColoError("COLO_ERR_CTL_BAD_RULE", "no such passthrough rule", { rule });
-        return { deleted: true, rule };
-      },
+      help: "Remove a passthrough rule: {id} or {rule}.",
+      args: delArgs,
+      handler: (a) => ({ removed: del((a.id ?? a.rule) as number | string) }),
     });
     server.register("query-passthrough", {
-      help: "List passthrough rules.",
+      help: "List passthrough rules with their ids.",
       handler: () => list(),
     });
   }
@@ -137,11 +109,11 @@ export function registerStandardCommands(
     const set = t.setParam.bind(t);
     const params = t.params.bind(t);
     server.register("query-params", {
-      help: "Run-time parameters: compare_timeout, expired_scan_cycle, max_queue_size.",
+      help: "Run-time parameters (compare_timeout, expired_scan_cycle, max_queue_size, ...).",
       handler: () => params(),
     });
     server.register("set-param", {
-      help: "Set a run-time parameter: {name, value}.",
+      help: "Set a run-time parameter: {name, value}; the daemon validates it.",
       args: setParamArgs,
       handler: (a) => {
         set(a.name, a.value);

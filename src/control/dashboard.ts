@@ -194,7 +194,7 @@ export class Dashboard {
     this.#prev = { timeMs: nowMs, released, requests: { ...stats.checkpointRequests }, hold: stats.holdTime };
     const all = src.connections();
     const rows = [...all]
-      .sort((a, b) => b.primaryQueue + b.secondaryQueue - (a.primaryQueue + a.secondaryQueue))
+      .sort((a, b) => b.primaryQueued + b.secondaryQueued - (a.primaryQueued + a.secondaryQueued))
       .slice(0, this.#o.maxConnectionRows);
     let miscompares = 0;
     for (const byProto of Object.values(stats.miscompares)) miscompares += total(byProto);

@@ -4,10 +4,9 @@
  */
 import type { StatsReply, StatusReply } from "./commands.ts";
 import { hexdumpPair } from "./hexdump.ts";
-import { formatRule, type PassthroughRule } from "./passthrough.ts";
 import type { EventMessage } from "./protocol.ts";
 import { histogramQuantile, total } from "./stats.ts";
-import type { CheckpointRequestData, ConnectionInfo, ControlParams } from "./target.ts";
+import type { CheckpointRequestData, ConnectionInfo, ControlParams, PassthroughEntry } from "./target.ts";
 
 /** Left-aligned text columns, right-aligned numeric ones, two spaces apart. */
 export function table(header: string[], rows: (string | number)[][], numeric: boolean[] = []): string {
@@ -46,7 +45,9 @@ function kv(pairs: [string, string][]): string {
 }
 
 function breakdown(rec: Record<string, number>): string {
+  // Zero entries are noise (the compare engine pre-fills every reason).
   const parts = Object.entries(rec)
+    .filter(([, v]) => v !== 0)
     .sort((a, b) => b[1] - a[1])
     .map(([k, v]) => `${k} ${v}`);
   return parts.length === 0 ? "0" : `${total(rec)} (${parts.join(", ")})`;
@@ -71,17 +72,18 @@ export function formatStatus(s: StatusReply): string {
 export function formatConnections(rows: ConnectionInfo[]): string {
   if (rows.length === 0) return "no connections";
   return table(
-    ["FLOW", "STATE", "PRI-Q", "SEC-Q", "OLDEST-HELD", "COMPARED", "PASS"],
+    ["FLOW", "STATE", "PRI-Q", "SEC-Q", "OLDEST-HELD", "COMPARED"],
     rows.map((c) => [
       c.flow,
       c.state,
-      c.primaryQueue,
-      c.secondaryQueue,
-      c.oldestHeldMs === null ? "-" : `${c.oldestHeldMs} ms`,
+      c.primaryQueued,
+      c.secondaryQueued,
+      c.oldestHeldMs === null || (c.oldestHeldMs === 0 && c.primaryQueued + c.secondaryQueued === 0)
+        ? "-"
+        : `${Math.round(c.oldestHeldMs)} ms`,
       c.bytesCompared,
-      c.passthrough ? "yes" : "",
     ]),
-    [false, false, true, true, true, true, false],
+    [false, false, true, true, true, true],
   );
 }
 
@@ -106,6 +108,7 @@ export function formatStats(s: StatsReply): string {
   const hook = s.control.onCheckpoint;
   const pairs: [string, string][] = [
     ["released", breakdown(s.released)],
+    ["discarded (secondary)", breakdown(s.discarded ?? {})],
     ["dropped", breakdown(s.dropped)],
     ["miscompares", breakdown(mis)],
     ["checkpoint requests", breakdown(s.checkpointRequests)],
@@ -135,6 +138,8 @@ export function formatStats(s: StatsReply): string {
       `${s.control.clients} clients, ${s.control.requests} requests, errors ${breakdown(s.control.errors)}`,
     ],
   ];
+  for (const [k, v] of Object.entries(s.counters ?? {})) pairs.push([k.replaceAll("_", " "), String(v)]);
+  for (const [k, v] of Object.entries(s.gauges ?? {})) pairs.push([k.replaceAll("_", " "), String(v)]);
   if (hook !== undefined) {
     pairs.push(["on-checkpoint", `ok ${hook.ok}, failed ${hook.failed}, coalesced ${hook.coalesced}`]);
   }
@@ -143,15 +148,18 @@ export function formatStats(s: StatsReply): string {
 }
 
 export function formatParams(p: ControlParams): string {
-  return kv([
-    ["compare_timeout", `${p.compare_timeout} ms`],
-    ["expired_scan_cycle", `${p.expired_scan_cycle} ms`],
-    ["max_queue_size", `${p.max_queue_size} frames`],
-  ]);
+  const entries = Object.entries(p);
+  if (entries.length === 0) return "no parameters";
+  return kv(entries.map(([k, v]) => [k, typeof v === "boolean" ? (v ? "on" : "off") : String(v)]));
 }
 
-export function formatRules(rules: PassthroughRule[]): string {
-  return rules.length === 0 ? "no passthrough rules" : rules.map(formatRule).join("\n");
+export function formatRules(rules: PassthroughEntry[]): string {
+  if (rules.length === 0) return "no passthrough rules";
+  return table(
+    ["ID", "RULE"],
+    rules.map((r) => [r.id, r.rule]),
+    [true, false],
+  );
 }
 
 function isoOf(e: EventMessage): string {

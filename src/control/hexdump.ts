@@ -17,7 +17,8 @@ export function hexWindow(buf: Uint8Array, base: number, at: number, radius = 32
 }
 
 function bytesOf(w: HexWindow): string[] {
-  return w.hex.match(/../g) ?? [];
+  // Tolerate the compare engine's spaced form (`de ad be ef`) as well as plain hex.
+  return w.hex.replace(/\s+/g, "").match(/../g) ?? [];
 }
 
 const RED = "\x1b[31;1m";

@@ -192,7 +192,8 @@ export async function startControl(target: ControlTarget, opts: ControlOptions):
   server.subscribe((e) => {
     if (e.event === "CHECKPOINT_REQUEST") {
       const d = e.data as CheckpointRequestData;
-      logMiscompare(log, d);
+      // Re-notifications of a pending request (compare engine `repeat`) are not new miscompares.
+      if (d.repeat !== true) logMiscompare(log, d);
       hook?.request(d, e.timeMs);
     } else if (e.event === "BAD_INPUT") log.warn({ event: e.event, ...e.data }, "bad input");
     else log.info({ event: e.event, ...e.data }, e.event.toLowerCase().replace("_", " "));

@@ -119,7 +119,10 @@ export function createMetricsRegistry(source: MetricsSource, opts: MetricsOption
   add("released_frames_total", "Primary frames released toward the client, by cause.", "counter", () =>
     byLabel(s().released, "cause"),
   );
-  add("dropped_frames_total", "Frames dropped, by reason.", "counter", () => byLabel(s().dropped, "reason"));
+  add("discarded_frames_total", "Secondary frames discarded (never output), by reason.", "counter", () =>
+    byLabel(s().discarded ?? {}, "reason"),
+  );
+  add("dropped_frames_total", "Frames lost, by reason.", "counter", () => byLabel(s().dropped, "reason"));
   add("miscompares_total", "Miscompares by reason and protocol.", "counter", () =>
     Object.entries(s().miscompares).flatMap(([reason, byProto]) =>
       Object.entries(byProto).map(([protocol, v]) => ({ labels: { reason, protocol }, value: v })),
@@ -148,6 +151,10 @@ export function createMetricsRegistry(source: MetricsSource, opts: MetricsOption
   add("link_up", "1 when the link/peer is up.", "gauge", () =>
     Object.entries(s().links).map(([link, up]) => ({ labels: { link }, value: up ? 1 : 0 })),
   );
+  add("other_total", "Further daemon counters, by name.", "counter", () =>
+    byLabel(s().counters ?? {}, "name"),
+  );
+  add("other", "Further daemon gauges, by name.", "gauge", () => byLabel(s().gauges ?? {}, "name"));
   add("control_clients", "Connected control-socket clients.", "gauge", () => [
     { labels: {}, value: s().control.clients },
   ]);

@@ -30,9 +30,11 @@ export interface HistogramSnapshot {
 export interface StatsSnapshot {
   /** Per endpoint name (e.g. "primary_in", "secondary_in", "outdev", "link"). */
   endpoints: Record<string, EndpointCounters>;
-  /** Primary frames released toward the client, by cause: "match", "checkpoint", "passthrough", "failover", "unsupported", ... */
+  /** Primary frames released toward the client, by reason (compare engine: "matched", "flush", "passthrough", "failover", ...). */
   released: Record<string, number>;
-  /** Frames dropped, by reason (e.g. "secondary-flushed", "queue-full"): nothing is dropped silently. */
+  /** Secondary frames discarded (they are never output), by reason ("matched", "flush", ...). */
+  discarded?: Record<string, number>;
+  /** Frames lost, by reason (should stay empty: nothing is dropped silently). */
   dropped: Record<string, number>;
   /** Miscompares by reason, then by protocol ("tcp", "udp", "icmp", "icmpv6", "arp", "other"). */
   miscompares: Record<string, Record<string, number>>;
@@ -52,6 +54,10 @@ export interface StatsSnapshot {
   badInput: Record<string, number>;
   /** Per link/peer name: true when up. */
   links: Record<string, boolean>;
+  /** Further monotonic counters by snake_case name (e.g. "checkpoint_coalesced", "connections_expired"). */
+  counters?: Record<string, number>;
+  /** Further current values by snake_case name (e.g. "held_primary_bytes"). */
+  gauges?: Record<string, number>;
 }
 
 /** Default hold-time buckets (seconds): sub-millisecond matches up to multi-second timeouts. */
@@ -123,6 +129,7 @@ function bump(rec: Record<string, number>, key: string, n: number): void {
 export class ColoStats {
   readonly endpoints: Record<string, EndpointCounters> = {};
   readonly released: Record<string, number> = {};
+  readonly discarded: Record<string, number> = {};
   readonly dropped: Record<string, number> = {};
   readonly miscompares: Record<string, Record<string, number>> = {};
   readonly checkpointRequests: Record<string, number> = {};
@@ -147,6 +154,10 @@ export class ColoStats {
 
   release(cause: string, frames = 1): void {
     bump(this.released, cause, frames);
+  }
+
+  discard(reason: string, frames = 1): void {
+    bump(this.discarded, reason, frames);
   }
 
   drop(reason: string, frames = 1): void {
@@ -195,6 +206,7 @@ export class ColoStats {
     return {
       endpoints,
       released: { ...this.released },
+      discarded: { ...this.discarded },
       dropped: { ...this.dropped },
       miscompares,
       checkpointRequests: { ...this.checkpointRequests },

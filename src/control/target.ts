@@ -6,7 +6,6 @@
  * their commands are then not registered and answer CommandNotFound), hands it to
  * `startControl()` (src/control/index.ts), and calls `control.emit("CHECKPOINT_REQUEST", ...)`.
  */
-import type { PassthroughRule } from "./passthrough.ts";
 import type { StatsSnapshot } from "./stats.ts";
 
 export type DaemonRole = "compare" | "rewrite" | "primary" | "secondary";
@@ -36,35 +35,38 @@ export interface DaemonStatus {
   checkpointEpoch: number;
 }
 
-/** One tracked flow as `query-connections` reports it. */
+/**
+ * One tracked flow as `query-connections` reports it. Field names follow the compare engine's
+ * ConnectionInfo (src/compare/types.ts), so its rows can be returned as they are; extra fields
+ * a daemon adds are passed to clients unchanged.
+ */
 export interface ConnectionInfo {
-  /** Human-readable flow: `tcp 10.0.0.1:40000 > 10.0.0.2:80` (vlan prefix `vlan 5 ` when tagged). */
+  /** Human-readable flow: `tcp 10.0.0.1:40000 > 10.0.0.2:80`. */
   flow: string;
-  /** "tcp", "udp", "icmp", "icmpv6", "arp", "other". */
+  /** "tcp", "udp", "icmp", "icmpv6", "ip", "arp", "l2". */
   protocol: string;
-  /** Protocol state, e.g. TCP "established", "fin-wait"; "active" for datagrams. */
+  /** e.g. "open", "closing", "closed", "miscompared", "passthrough" (compare); TCP phase (rewrite). */
   state: string;
   /** Frames held from the primary, and queued from the secondary. */
-  primaryQueue: number;
-  secondaryQueue: number;
-  /** Age in ms of the oldest held primary frame; null when none is held. */
+  primaryQueued: number;
+  secondaryQueued: number;
+  /** Age in ms of the oldest held frame; 0 (or null) when nothing is held. */
   oldestHeldMs: number | null;
   /** Payload bytes compared equal on this flow so far. */
   bytesCompared: number;
-  /** True when released without comparison by a passthrough rule. */
-  passthrough: boolean;
+  /** Connection-table key, when the daemon has one. */
+  key?: string;
+  packetsCompared?: number;
 }
 
-/** Parameters settable at run time (names as in QEMU's colo-compare object). */
-export interface ControlParams {
-  /** ms a primary frame may wait for its secondary twin before a checkpoint is requested. */
-  compare_timeout: number;
-  /** ms between scans for expired (timed-out) primary frames. */
-  expired_scan_cycle: number;
-  /** Max frames queued per connection and side. */
-  max_queue_size: number;
+/** A passthrough rule as listed: id (for deletion) and canonical text. */
+export interface PassthroughEntry {
+  id: number;
+  rule: string;
 }
-export type ControlParamName = keyof ControlParams;
+
+/** Run-time parameter values by name (QEMU names such as compare_timeout, or the daemon's own). */
+export type ControlParams = Record<string, number | boolean>;
 
 export interface CheckpointDoneResult {
   /** The epoch after this checkpoint. */
@@ -83,14 +85,19 @@ export interface ControlTarget {
   checkpointDone?(): CheckpointDoneResult | Promise<CheckpointDoneResult>;
   /** Switch to failover: pass everything through from now on. */
   failover?(): void | Promise<void>;
-  /** Returns false when an identical rule already exists. */
-  passthroughAdd?(rule: PassthroughRule): boolean;
-  /** Returns false when no such rule exists. */
-  passthroughDel?(rule: PassthroughRule): boolean;
-  passthroughList?(): PassthroughRule[];
+  /**
+   * Adds a passthrough rule given as text (the daemon's grammar, e.g. the compare engine's
+   * `tcp 10.0.0.0/24:3389`); returns its id and canonical text. Throws a ColoError (its code is
+   * passed to the client) on a bad rule. Adding an existing rule returns the existing id.
+   */
+  passthroughAdd?(rule: string): PassthroughEntry;
+  /** Removes a rule by id or text; returns the removed rule's text; throws a ColoError when absent. */
+  passthroughDel?(idOrRule: number | string): string;
+  passthroughList?(): PassthroughEntry[];
   /** Current values; required together with setParam. */
   params?(): ControlParams;
-  setParam?(name: ControlParamName, value: number): void;
+  /** Validates and sets a parameter (throws a ColoError on a bad name/value); returns the value set. */
+  setParam?(name: string, value: number | boolean | string): unknown;
 }
 
 /** A window of bytes around the first difference, hex-encoded (JSON-safe). */
@@ -103,9 +110,9 @@ export interface HexWindow {
 /** Why a checkpoint was requested, in the words an operator needs. */
 export interface CheckpointRequestData {
   [key: string]: unknown;
-  /** Stable reason tag: "payload", "length", "header", "timeout", "tcp-flags", "ack-gate", "queue-full", ... */
+  /** Stable reason tag (compare engine: "payload-differs", "size-differs", "seq-mismatch", "timeout", "queue-full", "table-full"). */
   reason: string;
-  /** One sentence: "tcp 10.0.0.1:40000 > 10.0.0.2:80: payload differs at stream offset 1234 ...". */
+  /** One sentence for humans (the compare engine's CheckpointRequest.message). */
   explanation: string;
   flow?: string;
   protocol?: string;

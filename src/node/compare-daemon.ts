@@ -8,18 +8,19 @@
  */
 import { performance } from "node:perf_hooks";
 import { CompareEngine } from "../compare/engine.ts";
-import type { CheckpointRequest, CompareSink, DiscardReason, ReleaseReason, Side } from "../compare/types.ts";
+import type { CheckpointRequest, CompareSink, Side } from "../compare/types.ts";
+import { checkpointEventData, compareSnapshot } from "../control/compare-adapter.ts";
 import {
   type CheckpointDoneResult,
   ColoStats,
   type ConnectionInfo,
   type Control,
   type ControlOptions,
-  type ControlParamName,
   type ControlParams,
   type ControlTarget,
   type DaemonRole,
   type DaemonStatus,
+  type PassthroughEntry,
   type PeerStatus,
   type StatsSnapshot,
   startControl,
@@ -111,10 +112,10 @@ export class CompareDaemon implements ControlTarget {
           queueMicrotask(this.#flushOut);
         }
       },
-      discard: (_frame, _vnetLen, side, reason) => this.#onDiscard(side, reason),
+      discard: () => undefined,
       checkpointRequest: (req) => this.#onCheckpointRequest(req),
       backpressure: (side, paused) => this.#onBackpressure(side, paused),
-      holdTime: (ms, reason) => this.#onHold(ms, reason),
+      holdTime: (ms) => this.#onHold(ms),
     };
     this.engine = new CompareEngine(
       {
@@ -267,37 +268,19 @@ export class CompareDaemon implements ControlTarget {
     this.control?.emit("BAD_INPUT", { code: err.code, source, desc: err.message, count });
   }
 
-  #onDiscard(side: Side, reason: DiscardReason): void {
-    this.counters.drop(side === "secondary" ? `secondary-${reason}` : `primary-${reason}`);
-  }
-
-  #onHold(ms: number, reason: ReleaseReason): void {
-    this.counters.release(reason);
+  // Releases, discards, miscompares and requests are counted by the engine (compareSnapshot);
+  // the daemon keeps only what the engine cannot see: endpoints, links, framing errors, hold times.
+  #onHold(ms: number): void {
     this.counters.observeHold(ms);
   }
 
   #onCheckpointRequest(req: CheckpointRequest): void {
-    this.counters.checkpointRequest(req.reason);
-    if (req.reason === "payload-differs" || req.reason === "size-differs" || req.reason === "seq-mismatch") {
-      this.counters.miscompare(req.reason, req.protocol ?? "other");
-    }
-    if (!req.repeat) this.#log.warn({ reason: req.reason, flow: req.flow, epoch: this.epoch }, req.message);
     if (this.notify !== undefined) {
       if (this.notify.connected) this.notify.send(notifyPayload(DO_CHECKPOINT));
       else this.#notifyOwed = true;
     }
-    const data: Record<string, unknown> & { reason: string; explanation: string; epoch: number } = {
-      reason: req.reason,
-      explanation: req.message,
-      epoch: this.epoch,
-    };
-    if (req.flow !== undefined) data.flow = req.flow;
-    if (req.protocol !== undefined) data.protocol = req.protocol;
-    const off = req.streamOffset ?? req.offset;
-    if (off !== undefined) data.offset = off;
-    if (req.primaryHex !== undefined) data.primary = { offset: req.hexOffset ?? 0, hex: req.primaryHex };
-    if (req.secondaryHex !== undefined)
-      data.secondary = { offset: req.hexOffset ?? 0, hex: req.secondaryHex };
+    // Explanation, offset, hex windows and every engine detail (seq, side, repeat, ...).
+    const data = checkpointEventData(req, this.epoch);
     this.control?.emit("CHECKPOINT_REQUEST", data);
   }
 
@@ -338,15 +321,12 @@ export class CompareDaemon implements ControlTarget {
   }
 
   #releasedTotal(): number {
-    let n = 0;
-    for (const v of Object.values(this.counters.released)) n += v;
-    return n;
+    return this.engine.liveStats.released;
   }
 
+  /** Secondary frames discarded (a checkpoint flush drops the secondary's queue). */
   #droppedTotal(): number {
-    let n = 0;
-    for (const v of Object.values(this.counters.dropped)) n += v;
-    return n;
+    return this.engine.liveStats.discarded;
   }
 
   connections(): ConnectionInfo[] {
@@ -354,12 +334,28 @@ export class CompareDaemon implements ControlTarget {
       flow: c.flow,
       protocol: c.protocol,
       state: c.state,
-      primaryQueue: c.primaryQueued,
-      secondaryQueue: c.secondaryQueued,
+      primaryQueued: c.primaryQueued,
+      secondaryQueued: c.secondaryQueued,
       oldestHeldMs: c.primaryQueued + c.secondaryQueued > 0 ? c.oldestHeldMs : null,
       bytesCompared: c.bytesCompared,
-      passthrough: c.state === "passthrough",
     }));
+  }
+
+  /** Passthrough rules in the engine's grammar (docs/compare.md); it validates them. */
+  passthroughAdd(rule: string): PassthroughEntry {
+    const r = this.engine.addPassthrough(rule, this.#now());
+    this.#log.info({ rule: r.rule, id: r.id }, "passthrough rule added");
+    return r;
+  }
+
+  passthroughDel(idOrRule: number | string): string {
+    const removed = this.engine.removePassthrough(idOrRule, this.#now());
+    this.#log.info({ rule: removed }, "passthrough rule removed");
+    return removed;
+  }
+
+  passthroughList(): PassthroughEntry[] {
+    return this.engine.listPassthrough();
   }
 
   params(): ControlParams {
@@ -371,13 +367,15 @@ export class CompareDaemon implements ControlTarget {
     };
   }
 
-  setParam(name: ControlParamName, value: number): void {
-    this.engine.setParam(name, value);
-    if (name === "expired_scan_cycle" && this.#timer !== null) {
+  setParam(name: string, value: number | boolean | string): number | boolean {
+    // The engine validates the name and value (COLO_ERR_COMPARE_PARAM) and returns the value set.
+    const v = this.engine.setParam(name, value);
+    if ((name === "expired_scan_cycle" || name === "expiredScanCycle") && this.#timer !== null) {
       clearInterval(this.#timer);
-      this.#timer = setInterval(this.#tick, value);
+      this.#timer = setInterval(this.#tick, v as number);
     }
-    this.#log.info({ name, value }, "parameter changed");
+    this.#log.info({ name, value: v }, "parameter changed");
+    return v;
   }
 
   /** Frames of the secondary guest when no secondary_in chardev exists (the primary's link). */
@@ -430,7 +428,15 @@ export class CompareDaemon implements ControlTarget {
       e.framesOut = c.framesOut;
       e.bytesOut = c.bytesOut;
     }
-    return this.counters.snapshot();
+    const own = this.counters.snapshot();
+    return compareSnapshot(this.engine.liveStats, {
+      endpoints: own.endpoints,
+      links: own.links,
+      badInput: own.badInput,
+      dropped: own.dropped,
+      holdTime: this.counters.holdTime,
+      checkpointInterval: this.counters.checkpointInterval,
+    });
   }
 
   async close(): Promise<void> {

@@ -124,7 +124,10 @@ export interface IcmpBuild extends IpOptions {
 export interface IcmpEchoBuild extends IpOptions {
   /** Echo reply instead of request. */
   reply?: boolean;
+  /** Echo identifier; on IPv4 also the IP identification unless `ipId` is given. */
   id: number;
+  /** IPv4 identification when it should differ from the echo identifier. */
+  ipId?: number;
   seq?: number;
   payload?: Bytes;
 }
@@ -447,7 +450,7 @@ export function buildIcmpEcho(o: IcmpEchoBuild): Buffer {
     body.set(bytes(o.payload), 4);
     return buildIcmpv6({ ...o, type: o.reply ? 129 : 128, body });
   }
-  return buildIcmp({ ...o, type: o.reply ? 0 : 8, code: 0, rest });
+  return buildIcmp({ ...o, id: o.ipId ?? o.id, type: o.reply ? 0 : 8, code: 0, rest });
 }
 
 /** Any ICMPv6 message; the checksum covers the IPv6 pseudo-header. IPv6 addresses only. */

@@ -106,7 +106,7 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
   m.payloadOffset = 0;
   m.payloadLen = 0;
   m.key = "";
-  if (!(vnetLen >= 0)) return fail(m, ParseStatus.BadHeader);
+  if (!(vnetLen >= 0) || (vnetLen | 0) !== vnetLen) return fail(m, ParseStatus.BadHeader);
   let p = vnetLen + 14;
   if (p > len) return fail(m, ParseStatus.Truncated);
   let et = (f[p - 2]! << 8) | f[p - 1]!;

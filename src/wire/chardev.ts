@@ -88,6 +88,7 @@ export interface ChardevCounters {
 
 const CLIENT_DEFAULT_RECONNECT_MS = 1000;
 const MAX_QUEUED_PEERS = 4;
+const KEEPALIVE_MS = 5000;
 
 export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
   readonly spec: ChardevSocketSpec;
@@ -390,6 +391,9 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
     this.#peerName = peerName(sock, this.spec);
     this.#connectedAt = Date.now();
     this.#decoder.reset();
+    // A peer host that dies leaves a half-open TCP connection; keepalive lets a client notice
+    // and reconnect (a server gets the peer's new connection via newPeer=replace anyway).
+    if (this.spec.transport === "tcp") sock.setKeepAlive(true, KEEPALIVE_MS);
     sock.on("data", (chunk: Buffer) => this.#onData(sock, chunk));
     sock.once("close", () => {
       if (this.#sock === sock) {

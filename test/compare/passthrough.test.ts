@@ -139,20 +139,3 @@ test("rule set: ids, duplicates by canonical text, removal by id or text", () =>
     (e: unknown) => isColoError(e) && e.code === "COLO_ERR_COMPARE_RULE_NOT_FOUND",
   );
 });
-
-test("accepts the control layer's rule text (formatRule in src/control/passthrough.ts)", async () => {
-  const { formatRule } = await import("../../src/control/passthrough.ts");
-  const f = tcp4("10.0.0.5", 22, "192.168.1.7", 50000);
-  const cases = [
-    { rule: { protocol: "tcp", address: null, port: 22 }, matches: true },
-    { rule: { protocol: "any", address: null, port: null }, matches: true },
-    { rule: { protocol: "tcp", address: "10.0.0.0/24", port: 22 }, matches: true },
-    { rule: { protocol: "udp", address: "10.0.0.0/24", port: null }, matches: false },
-    { rule: { protocol: "icmp", address: "10.0.0.5/32", port: null }, matches: false },
-    { rule: { protocol: "udp", address: "2001:db8::/32", port: 53 }, matches: false },
-  ] as const;
-  for (const c of cases) {
-    const text = formatRule({ ...c.rule });
-    assert.equal(ruleMatches(parsePassthroughRule(text), f), c.matches, text);
-  }
-});

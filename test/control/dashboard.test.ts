@@ -65,13 +65,13 @@ test("dashboard tick: rates and interval hold-time percentiles from consecutive 
     target.miscompare(flow, 0, Buffer.from("a"), Buffer.from("c"));
     const t = d.tick();
     assert.equal(t.releasedPerSec, 50);
-    assert.deepEqual(t.requestsPerSec, { payload: 1 });
+    assert.deepEqual(t.requestsPerSec, { "payload-differs": 1 });
     const p50 = t.holdMs.p50 as number;
     assert.ok(p50 > 2.5 && p50 <= 5, `p50 ${p50} within the 2.5..5 ms bucket`);
     target.nowMs += 1000;
     const idle = d.tick();
     assert.equal(idle.releasedPerSec, 0);
-    assert.deepEqual(idle.requestsPerSec, { payload: 0 });
+    assert.deepEqual(idle.requestsPerSec, { "payload-differs": 0 });
     assert.deepEqual(idle.holdMs, { p50: null, p90: null, p99: null }, "no releases in the interval");
     assert.equal(idle.totals.released, 100);
     assert.equal(idle.totals.miscompares, 2);
@@ -146,7 +146,7 @@ test("dashboard in a real browser: a provoked miscompare shows up and the charts
 
       // Charts got the ticks: released/s series has points and a "payload" series appeared.
       await page.waitForFunction(
-        'window.__colo.charts.released.data[0].length >= 12 && window.__colo.charts.requests.series.some((s) => s.label === "payload")',
+        'window.__colo.charts.released.data[0].length >= 12 && window.__colo.charts.requests.series.some((s) => s.label === "payload-differs")',
       );
       const released = (await page.evaluate("window.__colo.charts.released.data[1]")) as (number | null)[];
       assert.ok(

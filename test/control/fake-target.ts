@@ -3,8 +3,8 @@
  * compare daemon (queues, flows, passthrough rules, parameters) whose behaviour is driven by the
  * test, with the same ColoStats a real daemon keeps.
  */
-import type { PassthroughRule } from "../../src/control/passthrough.ts";
-import { sameRule } from "../../src/control/passthrough.ts";
+import { checkParam, resolveConfig } from "../../src/compare/config.ts";
+import { PassthroughRules } from "../../src/compare/passthrough.ts";
 import { ColoStats, type StatsSnapshot } from "../../src/control/stats.ts";
 import type {
   CheckpointDoneResult,
@@ -12,11 +12,11 @@ import type {
   ConnectionInfo,
   ControlEventMap,
   ControlEventName,
-  ControlParamName,
   ControlParams,
   ControlTarget,
   DaemonMode,
   DaemonStatus,
+  PassthroughEntry,
 } from "../../src/control/target.ts";
 
 type Emit = <K extends ControlEventName>(event: K, data: ControlEventMap[K]) => void;
@@ -26,8 +26,9 @@ export class FakeTarget implements ControlTarget {
   mode: DaemonMode = "colo";
   epoch = 0;
   flows: ConnectionInfo[] = [];
-  rules: PassthroughRule[] = [];
-  p: ControlParams = { compare_timeout: 3000, expired_scan_cycle: 3000, max_queue_size: 1024 };
+  /** The compare engine's own rule set and parameter validation, so the fake answers as it will. */
+  readonly rules = new PassthroughRules();
+  readonly cfg = resolveConfig({});
   /** Set by the test after startControl() so the fake can emit like a daemon. */
   emit: Emit = () => undefined;
   nowMs = 1_700_000_000_000;
@@ -55,14 +56,15 @@ export class FakeTarget implements ControlTarget {
   checkpointDone(): CheckpointDoneResult {
     const released = this.st.queues.primary;
     const dropped = this.st.queues.secondary;
-    this.st.release("checkpoint", released);
-    this.st.drop("secondary-flushed", dropped);
+    this.st.release("flush", released);
+    this.st.discard("flush", dropped);
     this.st.queues.primary = 0;
     this.st.queues.secondary = 0;
     for (const f of this.flows) {
-      f.primaryQueue = 0;
-      f.secondaryQueue = 0;
-      f.oldestHeldMs = null;
+      f.primaryQueued = 0;
+      f.secondaryQueued = 0;
+      f.oldestHeldMs = 0;
+      if (f.state === "miscompared") f.state = "open";
     }
     this.epoch++;
     this.st.checkpointDone(this.nowMs);
@@ -76,29 +78,31 @@ export class FakeTarget implements ControlTarget {
     this.emit("FAILOVER", { reason: "operator" });
   }
 
-  passthroughAdd(rule: PassthroughRule): boolean {
-    if (this.rules.some((r) => sameRule(r, rule))) return false;
-    this.rules.push(rule);
-    return true;
+  passthroughAdd(rule: string): PassthroughEntry {
+    const r = this.rules.add(rule);
+    return { id: r.id, rule: r.rule.text };
   }
 
-  passthroughDel(rule: PassthroughRule): boolean {
-    const i = this.rules.findIndex((r) => sameRule(r, rule));
-    if (i < 0) return false;
-    this.rules.splice(i, 1);
-    return true;
+  passthroughDel(idOrRule: number | string): string {
+    return this.rules.remove(idOrRule).text;
   }
 
-  passthroughList(): PassthroughRule[] {
-    return this.rules.map((r) => ({ ...r }));
+  passthroughList(): PassthroughEntry[] {
+    return this.rules.list();
   }
 
   params(): ControlParams {
-    return { ...this.p };
+    return {
+      compare_timeout: this.cfg.compareTimeout,
+      expired_scan_cycle: this.cfg.expiredScanCycle,
+      max_queue_size: this.cfg.maxQueueSize,
+    };
   }
 
-  setParam(name: ControlParamName, value: number): void {
-    this.p[name] = value;
+  setParam(name: string, value: number | boolean | string): number | boolean {
+    const { field, value: v } = checkParam(name, value);
+    (this.cfg as unknown as Record<string, number | boolean>)[field] = v;
+    return v;
   }
 
   // --- scripted traffic -------------------------------------------------------------------
@@ -115,7 +119,8 @@ export class FakeTarget implements ControlTarget {
       sin.bytesIn += bytes;
       out.framesOut++;
       out.bytesOut += bytes;
-      this.st.release("match");
+      this.st.release("matched");
+      this.st.discard("matched");
       this.st.observeHold(holdMs);
     }
     const f = this.flows[0];
@@ -127,12 +132,11 @@ export class FakeTarget implements ControlTarget {
     const f: ConnectionInfo = {
       flow,
       protocol,
-      state: protocol === "tcp" ? "established" : "active",
-      primaryQueue: 0,
-      secondaryQueue: 0,
-      oldestHeldMs: null,
+      state: "open",
+      primaryQueued: 0,
+      secondaryQueued: 0,
+      oldestHeldMs: 0,
       bytesCompared: 0,
-      passthrough: false,
     };
     this.flows.push(f);
     this.st.connections.active++;
@@ -147,17 +151,18 @@ export class FakeTarget implements ControlTarget {
     primary: Buffer,
     secondary: Buffer,
   ): CheckpointRequestData {
-    flow.primaryQueue++;
-    flow.secondaryQueue++;
+    flow.primaryQueued++;
+    flow.secondaryQueued++;
     flow.oldestHeldMs = 5;
+    flow.state = "miscompared";
     this.st.queues.primary++;
     this.st.queues.secondary++;
-    this.st.miscompare("payload", flow.protocol);
-    this.st.checkpointRequest("payload");
+    this.st.miscompare("payload-differs", flow.protocol);
+    this.st.checkpointRequest("payload-differs");
     let d = 0;
     while (d < primary.length && primary[d] === secondary[d]) d++;
     const data: CheckpointRequestData = {
-      reason: "payload",
+      reason: "payload-differs",
       explanation: `${flow.flow}: payload differs at stream offset ${offset + d}`,
       flow: flow.flow,
       protocol: flow.protocol,

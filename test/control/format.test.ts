@@ -66,7 +66,7 @@ test("formatConnections and formatStats render every section", () => {
   assert.equal(formatConnections([]), "no connections");
   const st = new ColoStats();
   st.endpoint("primary_in").framesIn = 3;
-  st.release("match", 3);
+  st.release("matched", 3);
   st.observeHold(2);
   const text = formatStats({
     ...st.snapshot(),
@@ -81,7 +81,7 @@ test("formatConnections and formatStats render every section", () => {
     },
   });
   assert.match(text, /^primary_in +3 +0 +0 +0$/m);
-  assert.match(text, /^released +3 \(match 3\)$/m);
+  assert.match(text, /^released +3 \(matched 3\)$/m);
   assert.match(text, /^hold time +p50 \d\.\d\d ms/m);
   assert.match(text, /^control +1 clients, 4 requests, errors 0$/m);
 });

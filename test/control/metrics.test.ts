@@ -64,6 +64,13 @@ function assertAgree(samples: Sample[], st: StatsReply): void {
     assert.equal(pick(samples, "colo_proxy_released_frames_total", { cause }), v);
   }
   assert.equal(series("colo_proxy_released_frames_total").length, Object.keys(st.released).length);
+  for (const [reason, v] of Object.entries(st.discarded ?? {})) {
+    assert.equal(pick(samples, "colo_proxy_discarded_frames_total", { reason }), v);
+  }
+  for (const [name, v] of Object.entries(st.counters ?? {}))
+    assert.equal(pick(samples, "colo_proxy_other_total", { name }), v);
+  for (const [name, v] of Object.entries(st.gauges ?? {}))
+    assert.equal(pick(samples, "colo_proxy_other", { name }), v);
   for (const [reason, v] of Object.entries(st.dropped)) {
     assert.equal(pick(samples, "colo_proxy_dropped_frames_total", { reason }), v);
   }
@@ -147,7 +154,7 @@ test("/metrics agrees exactly with query-stats after scripted traffic", async ()
     assert.equal(types.get("colo_proxy_hold_time_seconds"), "histogram");
     assert.equal(types.get("colo_proxy_miscompares_total"), "counter");
     assert.equal(types.get("colo_proxy_queue_frames"), "gauge");
-    assert.equal(pick(samples, "colo_proxy_released_frames_total", { cause: "match" }), 103);
+    assert.equal(pick(samples, "colo_proxy_released_frames_total", { cause: "matched" }), 103);
     assert.equal(pick(samples, "colo_proxy_checkpoint_interval_seconds_sum"), 1.5);
     assert.equal(pick(samples, "colo_proxy_mode", { mode: "colo" }), 1);
     assert.equal(pick(samples, "colo_proxy_checkpoint_epoch"), 2);

@@ -165,7 +165,7 @@ test("startControl wires --on-checkpoint to CHECKPOINT_REQUEST and reports it in
     const flow = target.open("tcp 10.0.0.1:1 > 10.0.0.2:2");
     target.miscompare(flow, 10, Buffer.from("xy"), Buffer.from("xz"));
     await control.onCheckpoint?.idle();
-    assert.equal(await readFile(out, "utf8"), "payload 11\n");
+    assert.equal(await readFile(out, "utf8"), "payload-differs 11\n");
     const reply = (await control.server.execute("query-stats")) as { return: StatsReply };
     assert.deepEqual(reply.return.control.onCheckpoint, { ok: 1, failed: 0, coalesced: 0, running: false });
   } finally {

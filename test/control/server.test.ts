@@ -101,26 +101,33 @@ test("bad input gets error replies with stable codes, is counted, and the connec
       ["{bad json", "GenericError", "COLO_ERR_CTL_BAD_JSON"],
       ['{"execute":"no-such","id":1}', "CommandNotFound", "COLO_ERR_CTL_UNKNOWN_COMMAND"],
       ['{"execute":"query-status","arguments":{"x":1},"id":2}', "GenericError", "COLO_ERR_CTL_BAD_ARGS"],
+      // Shape errors are caught by the zod schema; value errors come from the daemon with its own code.
       [
-        '{"execute":"set-param","arguments":{"name":"compare_timeout","value":"fast"},"id":3}',
+        '{"execute":"set-param","arguments":{"name":"compare_timeout","value":{"x":1}},"id":3}',
         "GenericError",
         "COLO_ERR_CTL_BAD_ARGS",
       ],
       [
         '{"execute":"set-param","arguments":{"name":"compare_timeout","value":0},"id":4}',
         "GenericError",
-        "COLO_ERR_CTL_BAD_ARGS",
+        "COLO_ERR_COMPARE_PARAM",
       ],
       [
         '{"execute":"set-param","arguments":{"name":"nope","value":5},"id":5}',
         "GenericError",
-        "COLO_ERR_CTL_BAD_ARGS",
+        "COLO_ERR_COMPARE_PARAM",
       ],
       ['{"arguments":{}}', "GenericError", "COLO_ERR_CTL_BAD_REQUEST"],
       [
-        '{"execute":"passthrough-add","arguments":{"protocol":"tcp","address":"10.0.0.1/24"},"id":6}',
+        '{"execute":"passthrough-add","arguments":{"rule":"tcp 10.0.0.0/33"},"id":6}',
         "GenericError",
-        "COLO_ERR_CTL_BAD_RULE",
+        "COLO_ERR_COMPARE_RULE",
+      ],
+      ['{"execute":"passthrough-del","arguments":{},"id":7}', "GenericError", "COLO_ERR_CTL_BAD_ARGS"],
+      [
+        '{"execute":"passthrough-del","arguments":{"id":1,"rule":"tcp"},"id":8}',
+        "GenericError",
+        "COLO_ERR_CTL_BAD_ARGS",
       ],
     ];
     for (const [line, cls, code] of cases) {
@@ -138,7 +145,8 @@ test("bad input gets error replies with stable codes, is counted, and the connec
       COLO_ERR_CTL_UNKNOWN_COMMAND: 1,
       COLO_ERR_CTL_BAD_ARGS: 4,
       COLO_ERR_CTL_BAD_REQUEST: 1,
-      COLO_ERR_CTL_BAD_RULE: 1,
+      COLO_ERR_COMPARE_PARAM: 2,
+      COLO_ERR_COMPARE_RULE: 1,
     });
     sock.destroy();
   } finally {
@@ -186,7 +194,7 @@ test("events reach every client and in-process subscribers, with QMP timestamps"
       assert.equal(e.event, "CHECKPOINT_REQUEST");
       assert.deepEqual(e.timestamp, { seconds: 1_700_000_000, microseconds: 250000 });
       assert.equal(e.data.offset, 109);
-      assert.equal(e.data.reason, "payload");
+      assert.equal(e.data.reason, "payload-differs");
     }
     assert.equal(local.length, 1);
     assert.equal(local[0]?.timeMs, 1_700_000_000_250);
@@ -242,42 +250,39 @@ test("standard commands drive the target: checkpoint-done, failover, passthrough
     assert.deepEqual(await c.execute("checkpoint-done"), { epoch: 1, released: 1, dropped: 1 });
     assert.equal(((await c.execute("query-status")) as { checkpointEpoch: number }).checkpointEpoch, 1);
 
+    assert.deepEqual(await c.execute("passthrough-add", { rule: "tcp 10.0.0.0/24:3389" }), {
+      id: 1,
+      rule: "tcp 10.0.0.0/24:3389",
+    });
+    assert.deepEqual(await c.execute("passthrough-add", { rule: "tcp  10.0.0.0/24:3389" }), {
+      id: 1,
+      rule: "tcp 10.0.0.0/24:3389",
+    });
+    const v6 = (await c.execute("passthrough-add", { rule: "udp [2001:db8:0::/32]:53" })) as {
+      id: number;
+      rule: string;
+    };
+    assert.equal(v6.id, 2);
     assert.deepEqual(
-      await c.execute("passthrough-add", { protocol: "tcp", address: "10.0.0.0/24", port: 3389 }),
-      {
-        added: true,
-        rule: { protocol: "tcp", address: "10.0.0.0/24", port: 3389 },
-      },
+      ((await c.execute("query-passthrough")) as { id: number }[]).map((r) => r.id),
+      [1, 2],
     );
-    assert.equal(
-      (
-        (await c.execute("passthrough-add", { protocol: "tcp", address: "10.0.0.0/24", port: 3389 })) as {
-          added: boolean;
-        }
-      ).added,
-      false,
-    );
-    await c.execute("passthrough-add", { protocol: "udp", address: "2001:db8:0::/32" });
-    assert.deepEqual(await c.execute("query-passthrough"), [
-      { protocol: "tcp", address: "10.0.0.0/24", port: 3389 },
-      { protocol: "udp", address: "2001:db8::/32", port: null },
-    ]);
-    await c.execute("passthrough-del", { protocol: "udp", address: "2001:db8::/32" });
-    await assert.rejects(
-      c.execute("passthrough-del", { protocol: "udp", address: "2001:db8::/32" }),
-      (e: unknown) => {
-        assert.ok(e instanceof ControlCommandError);
-        assert.equal(e.code, "COLO_ERR_CTL_BAD_RULE");
-        return true;
-      },
-    );
+    assert.deepEqual(await c.execute("passthrough-del", { id: 2 }), { removed: v6.rule });
+    assert.deepEqual(await c.execute("passthrough-del", { rule: "tcp 10.0.0.0/24:3389" }), {
+      removed: "tcp 10.0.0.0/24:3389",
+    });
+    await assert.rejects(c.execute("passthrough-del", { id: 1 }), (e: unknown) => {
+      assert.ok(e instanceof ControlCommandError);
+      assert.equal(e.code, "COLO_ERR_COMPARE_RULE_NOT_FOUND");
+      return true;
+    });
 
     assert.deepEqual(await c.execute("set-param", { name: "compare_timeout", value: 2000 }), {
       compare_timeout: 2000,
-      expired_scan_cycle: 3000,
+      expired_scan_cycle: 1000,
       max_queue_size: 1024,
     });
-    assert.equal(target.p.compare_timeout, 2000);
+    assert.equal(target.cfg.compareTimeout, 2000);
 
     assert.deepEqual(await c.execute("failover"), { mode: "failover" });
     await c.execute("query-status");

@@ -143,3 +143,12 @@ test("every built frame (all protocols, options, tags) parses and its checksums 
     { numRuns: 1000 },
   );
 });
+
+test("ICMP echo: the echo id doubles as the IPv4 id unless ipId is given", () => {
+  const a = b.buildIcmpEcho({ src: "10.0.0.1", dst: "10.0.0.2", id: 0x1234, seq: 1 });
+  assert.equal(a.readUInt16BE(18), 0x1234);
+  assert.equal(a.readUInt16BE(38), 0x1234);
+  const c = b.buildIcmpEcho({ src: "10.0.0.1", dst: "10.0.0.2", id: 0x1234, seq: 1, ipId: 7 });
+  assert.equal(c.readUInt16BE(18), 7);
+  assert.equal(c.readUInt16BE(38), 0x1234);
+});

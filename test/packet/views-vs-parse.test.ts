@@ -12,6 +12,9 @@ import { TcpPacket } from "../../src/packet/tcp.ts";
 import { UdpPacket } from "../../src/packet/udp.ts";
 import { anyFrame } from "./arb.ts";
 
+/** Random-input runs are scaled up 10x in CI (time-boxed locally, like undici's fuzz tests). */
+const FUZZ_SCALE = process.env.CI ? 10 : 1;
+
 /** A slow reference parser composed of the views; must agree with parseFrame's status and offsets. */
 function viaViews(f: Uint8Array, vnet: number): { status: ParseStatus; l4: number; end: number } {
   const e = new EthernetFrame(f, vnet);
@@ -93,6 +96,6 @@ test("the views and parseFrame agree on random mutations of valid frames", () =>
         if (st === ParseStatus.Ok) assert.equal(m.l4Offset, r.l4);
       },
     ),
-    { numRuns: 3000 },
+    { numRuns: 3000 * FUZZ_SCALE },
   );
 });

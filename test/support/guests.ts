@@ -30,6 +30,12 @@ export const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathn
 export const image: GuestImage = guestImage(repoRoot);
 export { GUEST };
 
+/**
+ * Test QEMUs run niced: a TCG guest keeps a core busy while booting, and tests running beside
+ * it (the suite runs files in parallel) may be timing-sensitive. Ours only have generous timeouts.
+ */
+export const TEST_NICE = 10;
+
 /** Generous: CPU is shared and TCG is slow; nothing here is a timing assertion. */
 export const BOOT_TIMEOUT_MS = 90_000;
 
@@ -91,6 +97,7 @@ export async function detectAccel(): Promise<Accel> {
     vm = await QemuVm.start({
       name: "probe",
       runDir: dir,
+      nice: TEST_NICE,
       args: [
         ...machineArgs({ name: "probe", role: "primary", image, accel: "kvm", runDir: dir }),
         ...sinkNetdev(),
@@ -158,6 +165,7 @@ export async function bootPrimary(
     name,
     runDir: o.runDir,
     netns: o.netns.name,
+    nice: TEST_NICE,
     args: [
       ...machineArgs({ name, role: "primary", image, accel: o.accel, runDir: o.runDir, memMb: o.memMb }),
       ...tapNetdev(o.netns.tap),
@@ -175,6 +183,7 @@ export async function bootSecondary(o: BootOptions & { filters?: boolean; name?:
   const vm = await QemuVm.start({
     name,
     runDir: o.runDir,
+    nice: TEST_NICE,
     args: [
       ...machineArgs({ name, role: "secondary", image, accel: o.accel, runDir: o.runDir, memMb: o.memMb }),
       ...sinkNetdev(),

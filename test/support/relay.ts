@@ -1,107 +1,55 @@
 /**
- * @module Harness wiring, not a proxy: listens on the filter sockets QEMU connects to and copies
- * whole frames from one socket to others, counting them. Enough to prove that a guest is reachable
- * only through its filter chardevs until the real colo-proxy daemons exist. No parsing beyond the
- * 4-byte big-endian length (vnet headers are off on every filter in the harness).
+ * @module Harness wiring, not a proxy: serves the filter sockets QEMU connects to (one
+ * src/wire/chardev.ts ChardevEndpoint each) and forwards every frame from one socket to others,
+ * unchanged. Enough to prove that a guest is reachable only through its filter chardevs until the
+ * real colo-proxy daemons exist.
  */
-import { rmSync } from "node:fs";
-import net from "node:net";
-
-interface Endpoint {
-  server: net.Server;
-  conn: net.Socket | undefined;
-  rxFrames: number;
-  txFrames: number;
-  dropped: number;
-  /** Frames received here are written to these endpoints. */
-  targets: string[];
-  /** Optional tap on every frame received here (for assertions). */
-  onFrame: ((frame: Buffer) => void) | undefined;
-}
+import { ChardevEndpoint } from "../../src/wire/chardev.ts";
 
 /** Frame counters per socket, e.g. `{ "p-in": { rx: 12, tx: 0, dropped: 0 } }`. */
 export type RelayCounters = Record<string, { rx: number; tx: number; dropped: number }>;
 
-const MAX_FRAME = 69_632; // QEMU's NET_BUFSIZE: nothing larger can come from a filter
-
 export class FrameRelay {
-  #eps = new Map<string, Endpoint>();
+  #eps = new Map<string, ChardevEndpoint>();
 
-  /** Listens on `path` under the name `name`; frames arriving there go to `targets`. */
+  /**
+   * Listens on `path` (a server chardev named `name`; a newer QEMU, e.g. a new SVM after a
+   * checkpoint, replaces the old peer). Frames arriving there go to `targets` and to `onFrame`.
+   */
   async listen(
     name: string,
     path: string,
     targets: string[] = [],
     onFrame?: (f: Buffer) => void,
   ): Promise<void> {
-    rmSync(path, { force: true });
-    const ep: Endpoint = {
-      server: net.createServer(),
-      conn: undefined,
-      rxFrames: 0,
-      txFrames: 0,
-      dropped: 0,
-      targets,
-      onFrame,
-    };
-    ep.server.on("connection", (c) => {
-      ep.conn?.destroy(); // a newer QEMU (e.g. a new SVM after a checkpoint) replaces the old one
-      ep.conn = c;
-      let buf: Buffer = Buffer.alloc(0);
-      c.on("data", (chunk: Buffer) => {
-        buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-        while (buf.length >= 4) {
-          const n = buf.readUInt32BE(0);
-          if (n === 0 || n > MAX_FRAME) {
-            c.destroy(); // a corrupt stream cannot be resynchronised
-            return;
-          }
-          if (buf.length < 4 + n) break;
-          const framed = buf.subarray(0, 4 + n);
-          buf = buf.subarray(4 + n);
-          ep.rxFrames++;
-          ep.onFrame?.(framed.subarray(4));
-          for (const t of ep.targets) this.#send(t, framed);
-        }
-      });
-      c.on("error", () => {});
-      c.on("close", () => {
-        if (ep.conn === c) ep.conn = undefined;
-      });
+    const ep = new ChardevEndpoint({
+      spec: `socket,id=${name},path=${path},server=on,wait=off`,
+      newPeer: "replace",
+      onFrame: (frame) => {
+        onFrame?.(frame);
+        for (const t of targets) this.#eps.get(t)?.send(frame);
+      },
     });
-    await new Promise<void>((resolve, reject) => {
-      ep.server.once("error", reject);
-      ep.server.listen(path, resolve);
-    });
+    await ep.start();
     this.#eps.set(name, ep);
-  }
-
-  #send(name: string, framed: Buffer): void {
-    const ep = this.#eps.get(name);
-    if (!ep?.conn || ep.conn.destroyed) {
-      if (ep) ep.dropped++;
-      return;
-    }
-    ep.txFrames++;
-    ep.conn.write(framed);
   }
 
   counters(): RelayCounters {
     const out: RelayCounters = {};
-    for (const [k, e] of this.#eps) out[k] = { rx: e.rxFrames, tx: e.txFrames, dropped: e.dropped };
+    for (const [k, e] of this.#eps) {
+      const c = e.counters;
+      out[k] = { rx: c.framesIn, tx: c.framesOut, dropped: c.framesDropped };
+    }
     return out;
   }
 
-  /** True once QEMU has connected to every named socket. */
+  /** True while QEMU is connected to every named socket. */
   connected(...names: string[]): boolean {
-    return names.every((n) => this.#eps.get(n)?.conn !== undefined);
+    return names.every((n) => this.#eps.get(n)?.connected === true);
   }
 
   async close(): Promise<void> {
-    for (const e of this.#eps.values()) {
-      e.conn?.destroy();
-      await new Promise<void>((r) => e.server.close(() => r()));
-    }
+    for (const e of this.#eps.values()) await e.close();
     this.#eps.clear();
   }
 }

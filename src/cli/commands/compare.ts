@@ -3,8 +3,10 @@
  * `-chardev socket,...` / `-object colo-compare,...` lines unchanged, friendly flags, or a JSON
  * config file (all with one meaning); runs until SIGINT/SIGTERM.
  */
+import type { ControlArgValues } from "../../control/index.ts";
 import { ConfigError } from "../../errors.ts";
 import { createLogger, isLogLevel, LOG_LEVELS } from "../../log.ts";
+import type { CompareDaemonOptions } from "../../node/compare-daemon.ts";
 import {
   emptyRawOptions,
   loadConfigFile,
@@ -64,6 +66,10 @@ Checkpoints without notify_dev (QEMU COLO with colo-proxy outside QEMU):
                          'checkpoint-done' command (colo-proxy ctl checkpoint-done) after each
                          checkpoint, and 'failover' on failover.
   --control-tcp HOST:PORT   also accept control connections on TCP
+  --metrics HOST:PORT    Prometheus /metrics endpoint (host defaults to 127.0.0.1)
+  --dashboard HOST:PORT  live web dashboard (host defaults to 127.0.0.1)
+  --on-checkpoint CMD    run CMD (/bin/sh) on each checkpoint request, details in COLO_* variables
+  --on-checkpoint-interval MS   minimum ms between two runs of the hook (default 1000)
   --log-level LEVEL      ${LOG_LEVELS.join("|")} (default info); logs are JSON lines on stderr
 
 Bad input (zero or oversized lengths, garbage) on any socket is logged with its code, counted,
@@ -84,6 +90,10 @@ const VALUE_FLAGS = new Set([
   "max-queue-size",
   "control",
   "control-tcp",
+  "metrics",
+  "dashboard",
+  "on-checkpoint",
+  "on-checkpoint-interval",
   "log-level",
 ]);
 const BOOL_FLAGS = new Set(["vnet-hdr-support", "vnet-hdr", "compat-passthrough", "help"]);
@@ -93,6 +103,8 @@ export interface ParsedCompareArgs {
   help: boolean;
   control: string | undefined;
   controlTcp: string | undefined;
+  /** --metrics, --dashboard, --on-checkpoint, --on-checkpoint-interval as given. */
+  controlArgs: ControlArgValues;
 }
 
 /** Flags of a daemon that extends compare's (the primary): checked after compare's own. */
@@ -112,6 +124,7 @@ export function parseCompareArgs(argv: string[], extra?: ExtraFlags): ParsedComp
   let configFile: string | undefined;
   let control: string | undefined;
   let controlTcp: string | undefined;
+  const controlArgs: ControlArgValues = {};
   const usage = (msg: string) => new ConfigError(msg, undefined, "COLO_ERR_USAGE");
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -177,6 +190,12 @@ export function parseCompareArgs(argv: string[], extra?: ExtraFlags): ParsedComp
       case "control-tcp":
         controlTcp = value;
         break;
+      case "metrics":
+      case "dashboard":
+      case "on-checkpoint":
+      case "on-checkpoint-interval":
+        controlArgs[name] = value;
+        break;
       case "log-level":
         if (!isLogLevel(value))
           throw new ConfigError(
@@ -193,7 +212,7 @@ export function parseCompareArgs(argv: string[], extra?: ExtraFlags): ParsedComp
     mergeConfigFile(raw, file);
     control ??= file.control;
   }
-  return { raw, help, control, controlTcp };
+  return { raw, help, control, controlTcp, controlArgs };
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -213,8 +232,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   let config: ReturnType<typeof resolveCompareConfig>;
   let controlTcp: { host: string; port: number } | null = null;
+  let controlExtra: CompareDaemonOptions["controlExtra"];
   try {
     config = resolveCompareConfig(parsed.raw);
+    const { controlOptionsFromArgs } = await import("../../control/index.ts");
+    const c = controlOptionsFromArgs(parsed.controlArgs);
+    controlExtra = { metrics: c.metrics, dashboard: c.dashboard, onCheckpoint: c.onCheckpoint };
     if (parsed.controlTcp !== undefined) {
       const { parseHostPort } = await import("../../control/index.ts");
       controlTcp = parseHostPort(parsed.controlTcp, "--control-tcp");
@@ -232,6 +255,7 @@ export async function run(argv: string[]): Promise<number> {
     logger,
     controlSocket: parsed.control === "none" ? null : parsed.control,
     controlTcp,
+    controlExtra,
   });
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {

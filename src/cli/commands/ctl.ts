@@ -8,7 +8,6 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type ControlAddress, ControlClient, ControlCommandError } from "../../control/client.ts";
 import type { StatsReply, StatusReply } from "../../control/commands.ts";
-import { PARAM_LIMITS, PARAM_NAMES } from "../../control/commands.ts";
 import {
   formatConnections,
   formatEvent,
@@ -18,9 +17,8 @@ import {
   formatStatus,
 } from "../../control/format.ts";
 import { parseHostPort, runtimeDir } from "../../control/index.ts";
-import { formatRule, type PassthroughRule, parsePassthroughRule } from "../../control/passthrough.ts";
 import type { EventMessage } from "../../control/protocol.ts";
-import type { ConnectionInfo, ControlParamName, ControlParams } from "../../control/target.ts";
+import type { ConnectionInfo, ControlParams, PassthroughEntry } from "../../control/target.ts";
 import { ColoError, isColoError } from "../../errors.ts";
 
 export const summary = "query and steer a running daemon through its control socket";
@@ -34,11 +32,11 @@ Commands:
   watch [--count N]               stream events (checkpoint requests with explanation and hexdump)
   checkpoint-done                 tell the daemon the checkpoint completed (flush queues)
   failover                        stop comparing, pass everything through
-  passthrough add PROTO SPEC      e.g. passthrough add tcp 10.0.0.0/24:3389
-  passthrough del PROTO SPEC
+  passthrough add RULE...         e.g. passthrough add tcp 10.0.0.0/24:3389 (see docs/compare.md)
+  passthrough del ID|RULE...
   passthrough list
   params                          run-time parameters
-  set NAME VALUE                  ${PARAM_NAMES.join(", ")}
+  set NAME VALUE                  e.g. set compare_timeout 2000 (the daemon validates)
   commands                        commands the daemon accepts
   raw COMMAND [JSON-ARGUMENTS]    send any command, print the JSON reply
 
@@ -158,8 +156,7 @@ function report(e: unknown, io: Io): number {
     return EXIT_DAEMON_ERROR;
   }
   if (isColoError(e)) {
-    const usageLike =
-      e.code === "COLO_ERR_USAGE" || e.code === "COLO_ERR_CONFIG" || e.code === "COLO_ERR_CTL_BAD_RULE";
+    const usageLike = e.code === "COLO_ERR_USAGE" || e.code === "COLO_ERR_CONFIG";
     io.err(`colo-proxy ctl: ${e.message} (code ${e.code})`);
     return usageLike ? EXIT_USAGE : EXIT_UNREACHABLE;
   }
@@ -209,19 +206,25 @@ function buildRequest(cmd: string, rest: string[], count: string | undefined): R
       const [sub, ...more] = rest;
       if (sub === "list") {
         expectArgs("passthrough list", more, 0, "no arguments");
-        return exec("query-passthrough", (r) => formatRules(r as PassthroughRule[]));
+        return exec("query-passthrough", (r) => formatRules(r as PassthroughEntry[]));
       }
-      if (sub === "add" || sub === "del") {
-        expectArgs(`passthrough ${sub}`, more, 2, "PROTO SPEC, e.g. tcp 10.0.0.0/24:3389");
-        const rule = parsePassthroughRule(more[0] as string, more[1] as string);
-        const args = { protocol: rule.protocol, address: rule.address, port: rule.port };
-        return sub === "add"
-          ? exec(
-              "passthrough-add",
-              (r) => `${(r as { added: boolean }).added ? "added" : "already present"}: ${formatRule(rule)}`,
-              args,
-            )
-          : exec("passthrough-del", () => `deleted: ${formatRule(rule)}`, args);
+      if (sub === "add") {
+        if (more.length === 0)
+          throw new UsageError("'passthrough add' expects a RULE, e.g. tcp 10.0.0.0/24:3389");
+        return exec(
+          "passthrough-add",
+          (r) => {
+            const e = r as PassthroughEntry;
+            return `rule ${e.id}: ${e.rule}`;
+          },
+          { rule: more.join(" ") },
+        );
+      }
+      if (sub === "del") {
+        if (more.length === 0) throw new UsageError("'passthrough del' expects an ID or a RULE");
+        const one = more.length === 1 ? (more[0] as string) : undefined;
+        const args = one !== undefined && /^\d+$/.test(one) ? { id: Number(one) } : { rule: more.join(" ") };
+        return exec("passthrough-del", (r) => `removed: ${(r as { removed: string }).removed}`, args);
       }
       throw new UsageError("'passthrough' expects add, del or list");
     }
@@ -229,17 +232,9 @@ function buildRequest(cmd: string, rest: string[], count: string | undefined): R
       expectArgs(cmd, rest, 0, "no arguments");
       return exec("query-params", (r) => formatParams(r as ControlParams));
     case "set": {
-      expectArgs(cmd, rest, 2, `NAME VALUE (NAME one of ${PARAM_NAMES.join(", ")})`);
+      expectArgs(cmd, rest, 2, "NAME VALUE, e.g. set compare_timeout 2000");
       const [name, raw] = rest as [string, string];
-      if (!(PARAM_NAMES as string[]).includes(name)) {
-        throw new UsageError(`unknown parameter '${name}' (expected ${PARAM_NAMES.join(", ")})`);
-      }
-      const lim = PARAM_LIMITS[name as ControlParamName];
-      const value = Number(raw);
-      if (!/^\d+$/.test(raw) || value < lim.min || value > lim.max) {
-        throw new UsageError(`${name} must be an integer ${lim.min}..${lim.max} (${lim.unit}), got '${raw}'`);
-      }
-      return exec("set-param", (r) => formatParams(r as ControlParams), { name, value });
+      return exec("set-param", (r) => formatParams(r as ControlParams), { name, value: parseValue(raw) });
     }
     case "commands":
       expectArgs(cmd, rest, 0, "no arguments");
@@ -264,6 +259,14 @@ function buildRequest(cmd: string, rest: string[], count: string | undefined): R
     default:
       throw new UsageError(`unknown ctl command '${cmd}'`);
   }
+}
+
+/** Command-line value → JSON: integers and on/off/true/false become numbers/booleans. */
+function parseValue(raw: string): number | boolean | string {
+  if (/^-?\d+$/.test(raw)) return Number(raw);
+  if (raw === "on" || raw === "true") return true;
+  if (raw === "off" || raw === "false") return false;
+  return raw;
 }
 
 /** Prints events until `count` were seen (0 = forever), SIGINT, or the daemon goes away. */

@@ -84,15 +84,20 @@ function renderConnections(rows, totalCount) {
   const body = $("connections").tBodies[0];
   body.replaceChildren();
   for (const c of rows) {
-    const tr = el("tr", c.primaryQueue > 0 ? "held" : "");
+    const tr = el("tr", c.primaryQueued > 0 ? "held" : "");
     tr.append(
       el("td", "", c.flow),
       el("td", "", c.state),
-      el("td", "num", fmt(c.primaryQueue)),
-      el("td", "num", fmt(c.secondaryQueue)),
-      el("td", "num", c.oldestHeldMs === null ? "–" : `${fmt(c.oldestHeldMs)} ms`),
+      el("td", "num", fmt(c.primaryQueued)),
+      el("td", "num", fmt(c.secondaryQueued)),
+      el(
+        "td",
+        "num",
+        c.oldestHeldMs === null || c.primaryQueued + c.secondaryQueued === 0
+          ? "–"
+          : `${fmt(c.oldestHeldMs)} ms`,
+      ),
       el("td", "num", fmt(c.bytesCompared)),
-      el("td", "", c.passthrough ? "passthrough" : ""),
     );
     body.append(tr);
   }
@@ -128,8 +133,9 @@ function onTick(t) {
 /** Hexdump of one side as 16-byte rows; bytes that differ from `other` get class "d". */
 function hexdump(win, other) {
   const pre = el("pre");
-  const bytes = win.hex.match(/../g) || [];
-  const otherBytes = other ? other.hex.match(/../g) || [] : [];
+  const bytesOf = (w) => w.hex.replace(/\s+/g, "").match(/../g) || [];
+  const bytes = bytesOf(win);
+  const otherBytes = other ? bytesOf(other) : [];
   const shift = other ? win.offset - other.offset : 0;
   for (let row = 0; row < bytes.length; row += 16) {
     pre.append(`${String(win.offset + row).padStart(8, "0")}  `);

@@ -190,6 +190,8 @@ export interface StartOptions {
   /** Run QEMU inside this network namespace (`ip netns exec`), e.g. to open a tap there. */
   netns?: string;
   qemuBinary?: string;
+  /** Start QEMU under `nice -n <nice>` (tests: leave CPU to timing-sensitive neighbours). */
+  nice?: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -240,8 +242,9 @@ export class QemuVm {
     const bin = o.qemuBinary ?? "qemu-system-x86_64";
     const p = guestPaths(o.runDir, o.name);
     const err = openSync(p.stderr, "w");
-    const [cmd, argv] = o.netns ? ["ip", ["netns", "exec", o.netns, bin, ...o.args]] : [bin, o.args];
-    const child = spawn(cmd, argv, { stdio: ["ignore", err, err] });
+    const qemu = o.nice === undefined ? [bin, ...o.args] : ["nice", "-n", String(o.nice), bin, ...o.args];
+    const [cmd, ...argv] = o.netns ? ["ip", "netns", "exec", o.netns, ...qemu] : qemu;
+    const child = spawn(cmd as string, argv, { stdio: ["ignore", err, err] });
     const vm = new QemuVm(o.name, o.runDir, child);
     try {
       vm.#qmp = await QmpClient.connect(p.qmp, 15_000, () => vm.running);
