@@ -418,6 +418,12 @@ export class CompareEngine {
       if (pt === c.passthrough) continue;
       c.passthrough = pt;
       if (pt) this.#flushConn(c, now, "passthrough", "passthrough");
+      else {
+        // Comparison resumes mid-stream: forget positions from before the passthrough period.
+        c.compareSeqSet = false;
+        c.baseSet = false;
+        c.primaryIsnSet = false;
+      }
     }
   }
 

@@ -201,22 +201,6 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
     }
     m.proto = next;
     const a = p + 8;
-    const s0 = (f[a]! << 8) | f[a + 1]!;
-    const s1 = (f[a + 2]! << 8) | f[a + 3]!;
-    const s2 = (f[a + 4]! << 8) | f[a + 5]!;
-    const s3 = (f[a + 6]! << 8) | f[a + 7]!;
-    const s4 = (f[a + 8]! << 8) | f[a + 9]!;
-    const s5 = (f[a + 10]! << 8) | f[a + 11]!;
-    const s6 = (f[a + 12]! << 8) | f[a + 13]!;
-    const s7 = (f[a + 14]! << 8) | f[a + 15]!;
-    const d0 = (f[a + 16]! << 8) | f[a + 17]!;
-    const d1 = (f[a + 18]! << 8) | f[a + 19]!;
-    const d2 = (f[a + 20]! << 8) | f[a + 21]!;
-    const d3 = (f[a + 22]! << 8) | f[a + 23]!;
-    const d4 = (f[a + 24]! << 8) | f[a + 25]!;
-    const d5 = (f[a + 26]! << 8) | f[a + 27]!;
-    const d6 = (f[a + 28]! << 8) | f[a + 29]!;
-    const d7 = (f[a + 30]! << 8) | f[a + 31]!;
     if (m.fragment) {
       if (!nonFirstFragment) {
         m.l4Offset = q;
@@ -227,28 +211,7 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
       }
       m.payloadOffset = q;
       m.payloadLen = end - q;
-      m.key = fcc(
-        vo,
-        vi,
-        FlowKind.Proto6,
-        next,
-        s0,
-        s1,
-        s2,
-        s3,
-        s4,
-        s5,
-        s6,
-        s7,
-        d0,
-        d1,
-        d2,
-        d3,
-        d4,
-        d5,
-        d6,
-        d7,
-      );
+      m.key = key6(f, a, vo, vi, FlowKind.Proto6, next, 0, 0, 0);
       m.status = ParseStatus.Ok;
       return ParseStatus.Ok;
     }
@@ -256,102 +219,10 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
     const st = parseL4(f, q, end, next, m, 6);
     if (st !== ParseStatus.Ok) return fail(m, st);
     const kind = l4Tail;
-    if (kind === 0)
-      m.key = fcc(
-        vo,
-        vi,
-        FlowKind.Ports6,
-        next,
-        s0,
-        s1,
-        s2,
-        s3,
-        s4,
-        s5,
-        s6,
-        s7,
-        d0,
-        d1,
-        d2,
-        d3,
-        d4,
-        d5,
-        d6,
-        d7,
-        m.srcPort,
-        m.dstPort,
-      );
-    else if (kind === 1)
-      m.key = fcc(
-        vo,
-        vi,
-        FlowKind.Echo6,
-        next,
-        s0,
-        s1,
-        s2,
-        s3,
-        s4,
-        s5,
-        s6,
-        s7,
-        d0,
-        d1,
-        d2,
-        d3,
-        d4,
-        d5,
-        d6,
-        d7,
-        m.srcPort,
-      );
-    else if (kind === 2)
-      m.key = fcc(
-        vo,
-        vi,
-        FlowKind.Icmp6,
-        next,
-        s0,
-        s1,
-        s2,
-        s3,
-        s4,
-        s5,
-        s6,
-        s7,
-        d0,
-        d1,
-        d2,
-        d3,
-        d4,
-        d5,
-        d6,
-        d7,
-        (f[q]! << 8) | f[q + 1]!,
-      );
-    else
-      m.key = fcc(
-        vo,
-        vi,
-        FlowKind.Proto6,
-        next,
-        s0,
-        s1,
-        s2,
-        s3,
-        s4,
-        s5,
-        s6,
-        s7,
-        d0,
-        d1,
-        d2,
-        d3,
-        d4,
-        d5,
-        d6,
-        d7,
-      );
+    if (kind === 0) m.key = key6(f, a, vo, vi, FlowKind.Ports6, next, 2, m.srcPort, m.dstPort);
+    else if (kind === 1) m.key = key6(f, a, vo, vi, FlowKind.Echo6, next, 1, m.srcPort, 0);
+    else if (kind === 2) m.key = key6(f, a, vo, vi, FlowKind.Icmp6, next, 1, (f[q]! << 8) | f[q + 1]!, 0);
+    else m.key = key6(f, a, vo, vi, FlowKind.Proto6, next, 0, 0, 0);
     m.status = ParseStatus.Ok;
     return ParseStatus.Ok;
   }
@@ -390,6 +261,44 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
   m.key = fcc(vo, vi, FlowKind.Ether, et >= 0x0600 ? et : 0);
   m.status = ParseStatus.Ok;
   return ParseStatus.Ok;
+}
+
+/**
+ * The IPv6 key: 4 header units, the 16 address words at `a` (source then destination), then
+ * `tailN` (0-2) tail units. One fromCharCode call per shape keeps the string flat.
+ */
+function key6(
+  f: Uint8Array,
+  a: number,
+  vo: number,
+  vi: number,
+  kind: FlowKind,
+  proto: number,
+  tailN: number,
+  t0: number,
+  t1: number,
+): string {
+  const s0 = (f[a]! << 8) | f[a + 1]!;
+  const s1 = (f[a + 2]! << 8) | f[a + 3]!;
+  const s2 = (f[a + 4]! << 8) | f[a + 5]!;
+  const s3 = (f[a + 6]! << 8) | f[a + 7]!;
+  const s4 = (f[a + 8]! << 8) | f[a + 9]!;
+  const s5 = (f[a + 10]! << 8) | f[a + 11]!;
+  const s6 = (f[a + 12]! << 8) | f[a + 13]!;
+  const s7 = (f[a + 14]! << 8) | f[a + 15]!;
+  const d0 = (f[a + 16]! << 8) | f[a + 17]!;
+  const d1 = (f[a + 18]! << 8) | f[a + 19]!;
+  const d2 = (f[a + 20]! << 8) | f[a + 21]!;
+  const d3 = (f[a + 22]! << 8) | f[a + 23]!;
+  const d4 = (f[a + 24]! << 8) | f[a + 25]!;
+  const d5 = (f[a + 26]! << 8) | f[a + 27]!;
+  const d6 = (f[a + 28]! << 8) | f[a + 29]!;
+  const d7 = (f[a + 30]! << 8) | f[a + 31]!;
+  // biome-ignore format: one line per key shape reads better than one argument per line
+  if (tailN === 2) return fcc(vo, vi, kind, proto, s0, s1, s2, s3, s4, s5, s6, s7, d0, d1, d2, d3, d4, d5, d6, d7, t0, t1);
+  // biome-ignore format: as above
+  if (tailN === 1) return fcc(vo, vi, kind, proto, s0, s1, s2, s3, s4, s5, s6, s7, d0, d1, d2, d3, d4, d5, d6, d7, t0);
+  return fcc(vo, vi, kind, proto, s0, s1, s2, s3, s4, s5, s6, s7, d0, d1, d2, d3, d4, d5, d6, d7);
 }
 
 /** Parses the L4 header at `l4` (datagram ends at `end`); on success sets `l4Tail`. */

@@ -315,3 +315,27 @@ test("a gap after comparison started waits for the reordered segment instead of 
   assert.equal(sink.requests.length, 0);
   engine.checkInvariant();
 });
+
+test("removing a passthrough rule resumes TCP comparison mid-stream", () => {
+  const { engine, sink } = setup();
+  engine.pushPrimary(tcp("primary", { seq: ISN, flags: "SA" }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, flags: "SA" }), 0, 0);
+  engine.pushPrimary(tcp("primary", { seq: ISN + 1, payload: "abcd" }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 1, payload: "abcd" }), 0, 0);
+  const { id } = engine.addPassthrough("tcp *:80", 1);
+  for (let i = 0; i < 10; i++)
+    engine.pushPrimary(tcp("primary", { seq: ISN + 5 + i * 100, payload: stream(100) }), 0, 1);
+  // The secondary lags during the passthrough period: it is still 300 bytes behind.
+  for (let i = 0; i < 7; i++)
+    engine.pushSecondary(tcp("secondary", { seq: ISN + 5 + i * 100, payload: stream(100) }), 0, 1);
+  engine.removePassthrough(id, 2);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 705, payload: stream(100) }), 0, 3);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 805, payload: stream(100) }), 0, 3);
+  const p = tcp("primary", { seq: ISN + 1005, payload: "next" });
+  engine.pushPrimary(p, 0, 4);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 905, payload: stream(100) }), 0, 4);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 1005, payload: "next" }), 0, 5);
+  assert.equal(sink.released.at(-1), p);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
