@@ -30,7 +30,12 @@ const delArgs = z
     message: "give exactly one of 'rule' or 'id'",
   });
 const setParamArgs = z
-  .object({ name: z.string().min(1).max(64), value: z.union([z.number(), z.boolean(), z.string().max(64)]) })
+  .object({
+    name: z.string().min(1).max(64),
+    value: z.union([z.number(), z.boolean(), z.string().max(64)], {
+      error: "expected a number, a boolean or a string",
+    }),
+  })
   .strict();
 
 export interface StandardCommandOptions {

@@ -3,7 +3,7 @@
  * filter-redirectors, configured in QEMU syntax (`--chardev socket,...`, `--object filter-rewriter,...`).
  */
 import { parseArgs } from "node:util";
-import { parseHostPort, startControl } from "../../control/index.ts";
+import { controlOptionsFromArgs, parseHostPort, startControl } from "../../control/index.ts";
 import { ColoError, ConfigError } from "../../errors.ts";
 import { createLogger, isLogLevel, LOG_LEVELS } from "../../log.ts";
 import { RewriteDaemon } from "../../node/rewrite-daemon.ts";
@@ -25,6 +25,8 @@ and sent to tx_out; frames from rx_in (guest output) are rewritten and sent to r
   --control PATH            control socket ('none' disables; default in the runtime dir):
                             checkpoint-done (CHECKPOINT), failover, query-stats, query-connections
   --control-tcp HOST:PORT   also accept control connections on TCP (loopback by default)
+  --metrics HOST:PORT       Prometheus /metrics endpoint (host defaults to 127.0.0.1)
+  --dashboard HOST:PORT     live web dashboard (host defaults to 127.0.0.1)
   --log-level LEVEL         ${LOG_LEVELS.join("|")} (default info)
 
 Example (secondary, between QEMU redirectors f1/f2 and the guest-side redirectors):
@@ -64,10 +66,13 @@ export async function run(argv: string[]): Promise<number> {
     onEvent: (event, data) => control?.emit(event, data),
   });
   let control: Awaited<ReturnType<typeof startControl>> | undefined;
+  const extra = controlOptionsFromArgs(values);
   control = await startControl(daemon, {
     role: "rewrite",
     socket: values.control === "none" ? null : values.control,
     tcp: values["control-tcp"] === undefined ? null : parseHostPort(values["control-tcp"], "--control-tcp"),
+    metrics: extra.metrics,
+    dashboard: extra.dashboard,
     logger: log,
   });
   try {
@@ -99,6 +104,8 @@ function parse(argv: string[]) {
       object: { type: "string", multiple: true },
       control: { type: "string" },
       "control-tcp": { type: "string" },
+      metrics: { type: "string" },
+      dashboard: { type: "string" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
