@@ -128,6 +128,8 @@ http() {
 http 8 >"$r/srv/small.http"
 http 1600 >"$r/srv/big.http"
 
+# Reproducible archive: fixed mtimes, owners and inode numbers, sorted names, no gzip timestamp.
+find "$r" -exec touch -h -d @0 {} +
 (cd "$r" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --reproducible --quiet -R 0:0) |
   gzip -n -6 >"$work/initramfs.cpio.gz"
 

@@ -103,7 +103,15 @@ export class CompareDaemon implements ControlTarget {
     this.#role = opts.role ?? "compare";
     this.#external = opts.external;
     const sink: CompareSink = {
-      release: (frame, vnetLen) => this.outdev.send(frame, vnetLen),
+      release: (frame, vnetLen) => {
+        this.outdev.send(frame, vnetLen);
+        // Write once the current input chunk is processed (a microtask runs right after the
+        // socket callback) instead of a turn later: all frames of a chunk still go in one write.
+        if (!this.#flushQueued) {
+          this.#flushQueued = true;
+          queueMicrotask(this.#flushOut);
+        }
+      },
       discard: () => undefined,
       checkpointRequest: (req) => this.#onCheckpointRequest(req),
       backpressure: (side, paused) => this.#onBackpressure(side, paused),
@@ -214,6 +222,12 @@ export class CompareDaemon implements ControlTarget {
   }
 
   readonly #tick = (): void => this.engine.tick(this.#now());
+
+  #flushQueued = false;
+  readonly #flushOut = (): void => {
+    this.#flushQueued = false;
+    this.outdev.flush();
+  };
 
   #ports(): ChardevEndpoint[] {
     return [

@@ -3,7 +3,7 @@
  * run directories, booting a PVM/SVM behind COLO filters, the client netns, and teardown that
  * runs even when a test fails.
  */
-import { execFile, execFileSync } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -213,6 +213,57 @@ export async function runClient(ns: ClientNetns, ops: ClientOp[]): Promise<Clien
     { cwd: repoRoot, timeout: 120_000, maxBuffer: 16 << 20 },
   );
   return JSON.parse(stdout) as ClientResult[];
+}
+
+/**
+ * A long-lived client process in the netns: requests run one at a time, and TCP connections
+ * opened with `open` stay up between requests (e.g. across a checkpoint).
+ */
+export class ClientSession {
+  #child: ChildProcess;
+  #buf = "";
+  #waiters: ((r: ClientResult) => void)[] = [];
+
+  private constructor(child: ChildProcess) {
+    this.#child = child;
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (d: string) => {
+      this.#buf += d;
+      for (let nl = this.#buf.indexOf("\n"); nl >= 0; nl = this.#buf.indexOf("\n")) {
+        const line = this.#buf.slice(0, nl);
+        this.#buf = this.#buf.slice(nl + 1);
+        this.#waiters.shift()?.(JSON.parse(line) as ClientResult);
+      }
+    });
+    child.on("exit", () => {
+      for (const w of this.#waiters.splice(0)) w({ ok: false, error: "client session exited" });
+    });
+  }
+
+  static start(ns: ClientNetns): ClientSession {
+    const script = path.join(repoRoot, "test/support/netns-client.ts");
+    const child = spawn(
+      "ip",
+      ["netns", "exec", ns.name, process.execPath, "--import", "tsx", script, "--session"],
+      {
+        cwd: repoRoot,
+        stdio: ["pipe", "pipe", "inherit"],
+      },
+    );
+    return new ClientSession(child);
+  }
+
+  request(op: ClientOp): Promise<ClientResult> {
+    return new Promise((resolve) => {
+      this.#waiters.push(resolve);
+      this.#child.stdin?.write(`${JSON.stringify(op)}\n`);
+    });
+  }
+
+  close(): void {
+    this.#child.stdin?.end();
+    setTimeout(() => this.#child.kill("SIGKILL"), 2000).unref();
+  }
 }
 
 /** The body of the guest's deterministic HTTP responder (/ → 8 lines, /big → 1600 lines). */

@@ -10,6 +10,10 @@ import net from "node:net";
 
 export type ClientOp =
   | { op: "http"; host: string; port: number; path: string }
+  /** Session mode only: open a TCP connection kept across requests (e.g. across a checkpoint). */
+  | { op: "open"; conn: string; host: string; port: number }
+  /** Session mode only: send `data` on an open connection, wait for as many bytes back. */
+  | { op: "echo"; conn: string; data: string }
   | { op: "tcp-echo"; host: string; port: number; data: string }
   | { op: "udp-echo"; host: string; port: number; data: string }
   | { op: "ping"; host: string };
@@ -93,8 +97,48 @@ function ping(host: string): ClientResult {
   return r.status === 0 ? { ok: true, data: r.stdout } : { ok: false, error: `${r.stdout}${r.stderr}` };
 }
 
+const conns = new Map<string, { sock: net.Socket; buf: string; wake: (() => void) | undefined }>();
+
+function open(conn: string, host: string, port: number): Promise<ClientResult> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host, port });
+    const c = { sock, buf: "", wake: undefined as (() => void) | undefined };
+    sock.setEncoding("utf8");
+    sock.on("data", (d: string) => {
+      c.buf += d;
+      c.wake?.();
+    });
+    sock.once("connect", () => {
+      conns.set(conn, c);
+      resolve({ ok: true });
+    });
+    sock.on("error", (e) => resolve({ ok: false, error: String(e) }));
+  });
+}
+
+async function echoOn(conn: string, data: string): Promise<ClientResult> {
+  const c = conns.get(conn);
+  if (!c || c.sock.destroyed) return { ok: false, error: `no open connection ${conn}` };
+  c.buf = "";
+  c.sock.write(data);
+  const end = Date.now() + TIMEOUT_MS;
+  while (c.buf.length < data.length && Date.now() < end) {
+    await new Promise<void>((r) => {
+      c.wake = r;
+      setTimeout(r, 100);
+    });
+  }
+  return c.buf.length >= data.length
+    ? { ok: true, data: c.buf }
+    : { ok: false, error: `got ${JSON.stringify(c.buf)}` };
+}
+
 async function runOp(o: ClientOp): Promise<ClientResult> {
   switch (o.op) {
+    case "open":
+      return open(o.conn, o.host, o.port);
+    case "echo":
+      return echoOn(o.conn, o.data);
     case "http":
       return httpGet(o.host, o.port, o.path);
     case "tcp-echo":
@@ -106,7 +150,25 @@ async function runOp(o: ClientOp): Promise<ClientResult> {
   }
 }
 
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split("/").pop() ?? "")) {
+if (process.argv[2] === "--session") {
+  // One JSON op per stdin line, one JSON result per stdout line, in order; exits at EOF.
+  let chain = Promise.resolve();
+  let pending = "";
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (d: string) => {
+    pending += d;
+    for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n")) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      chain = chain.then(async () => {
+        process.stdout.write(`${JSON.stringify(await runOp(JSON.parse(line) as ClientOp))}\n`);
+      });
+    }
+  });
+  process.stdin.on("end", () => {
+    void chain.then(() => process.exit(0));
+  });
+} else if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split("/").pop() ?? "")) {
   const ops = JSON.parse(process.argv[2] ?? "[]") as ClientOp[];
   const results: ClientResult[] = [];
   for (const o of ops) results.push(await runOp(o));

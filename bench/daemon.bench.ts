@@ -1,0 +1,363 @@
+/**
+ * @module `colo-proxy compare` (a real process) side by side with QEMU 7.2's colo-compare (a
+ * no-guest qemu-system-x86_64) and a plain framed relay (a trivial Node process forwarding
+ * primary frames to outdev, the floor any compare proxy pays), in the same run, same traffic:
+ * matching primary/secondary TCP streams over UNIX-socket chardevs.
+ *
+ * Two phases per system, each on a fresh instance:
+ *  - throughput: both streams written as fast as the sockets take them; released frames/s from
+ *    the first write to the last frame out of outdev;
+ *  - latency: batches at a fixed pace well below every system's capacity; added latency of each
+ *    frame = outdev arrival − primary write (its secondary twin is written just before it).
+ * Ratios are against QEMU. Nothing is asserted.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import type net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { tcp } from "../test/support/frames.ts";
+import {
+  encodeFrame,
+  FramedPeer,
+  QEMU_BIN,
+  Qmp,
+  qemuArgs,
+  qemuSkipReason,
+  sleep,
+} from "../test/support/qemu.ts";
+
+const FLOWS = 4;
+/** Payload sizes: bulk transfer, and small segments where per-packet cost dominates. */
+const PAYLOADS = [1000, 64];
+let PAYLOAD = 1000;
+/** Rounds per system; each keeps its best (the machine is shared and noisy). */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const THROUGHPUT_FRAMES = Number(process.env.BENCH_FRAMES ?? 100_000);
+const LATENCY_FRAMES = 2000;
+const LATENCY_BATCH = 4;
+const LATENCY_GAP_MS = 2;
+const WARMUP_FRAMES = 5000;
+
+interface Instance {
+  sock(id: string): string;
+  /** Resolves when outdev/inputs are accepted (QEMU loses output otherwise). */
+  ready(): Promise<void>;
+  stop(): Promise<void>;
+}
+interface System {
+  name: string;
+  start(dir: string): Promise<Instance>;
+}
+
+/** Frame i of the traffic: flow i % FLOWS, in-order sequence numbers per flow. */
+function buildTraffic(n: number, firstPort = 40000): Buffer[] {
+  const payload = Buffer.alloc(PAYLOAD, 0x61);
+  const seq = new Array<number>(FLOWS).fill(1000);
+  const frames: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const f = i % FLOWS;
+    frames.push(tcp({ sport: firstPort + f, seq: seq[f]!, ack: 1, payload }));
+    seq[f]! += PAYLOAD;
+  }
+  return frames;
+}
+
+/** Identifies an outdev frame: source port and TCP sequence number. */
+function frameId(f: Uint8Array): number {
+  const sport = (f[34]! << 8) | f[35]!;
+  const seq = ((f[38]! << 24) | (f[39]! << 16) | (f[40]! << 8) | f[41]!) >>> 0;
+  return (sport - 40000) * 2 ** 32 + seq;
+}
+
+function spawnQuiet(cmd: string, args: string[]): ChildProcess {
+  const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+  child.stderr?.resume();
+  return child;
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  const t = setTimeout(() => child.kill("SIGKILL"), 3000);
+  await exited;
+  clearTimeout(t);
+}
+
+const IDS = ["pri", "sec", "out"];
+const sockIn = (dir: string) => (id: string) => path.join(dir, `${id}.sock`);
+const OBJ =
+  "colo-compare,id=cmp,primary_in=pri,secondary_in=sec,outdev=out,iothread=iot,compare_timeout=10000,max_queue_size=200000";
+
+const qemu: System = {
+  name: "QEMU colo-compare",
+  async start(dir) {
+    const child = spawnQuiet(QEMU_BIN, qemuArgs(dir, { chardevs: IDS, objects: ["iothread,id=iot", OBJ] }));
+    const qmp = await Qmp.connect(path.join(dir, "qmp.sock"));
+    return {
+      sock: sockIn(dir),
+      async ready() {
+        for (;;) {
+          const list = await qmp.execute<Array<{ label: string; filename: string }>>("query-chardev");
+          if (IDS.every((id) => list.some((c) => c.label === id && !c.filename.startsWith("disconnected:"))))
+            return;
+          await sleep(5);
+        }
+      },
+      async stop() {
+        qmp.close();
+        await stopChild(child);
+      },
+    };
+  },
+};
+
+const BIN = fileURLToPath(new URL("../bin/colo-proxy.mjs", import.meta.url));
+
+const coloProxy: System = {
+  name: "colo-proxy compare",
+  async start(dir) {
+    const ctl = process.env.BENCH_DEBUG ? path.join(dir, "ctl.sock") : "none";
+    if (process.env.BENCH_DEBUG) console.error(`control: ${ctl}`);
+    const args = [BIN, "compare", "--control", ctl, "--log-level", "error"];
+    for (const id of IDS)
+      args.push("--chardev", `socket,id=${id},path=${path.join(dir, `${id}.sock`)},server=on,wait=off`);
+    args.push("--object", OBJ);
+    const child = spawnQuiet(process.execPath, args);
+    return {
+      sock: sockIn(dir),
+      // released frames wait in colo-proxy for an outdev peer; nothing to wait for
+      async ready() {},
+      stop: () => stopChild(child),
+    };
+  },
+};
+
+/** The floor: decode framed primary frames, write them to outdev; secondary is read and dropped. */
+const RELAY_JS = `
+const net = require("node:net");
+const [dir] = process.argv.slice(1);
+let out = null;
+const pending = [];
+const listen = (id, onConn) => net.createServer(onConn).listen(dir + "/" + id + ".sock");
+listen("out", (s) => { out = s; for (const b of pending.splice(0)) s.write(b); });
+listen("sec", (s) => s.resume());
+listen("pri", (s) => {
+  let buf = Buffer.alloc(0);
+  s.on("data", (d) => {
+    buf = buf.length ? Buffer.concat([buf, d]) : d;
+    let off = 0;
+    while (buf.length - off >= 4) {
+      const n = buf.readUInt32BE(off);
+      if (buf.length - off - 4 < n) break;
+      off += 4 + n;
+    }
+    if (off === 0) return;
+    const chunk = buf.subarray(0, off);
+    buf = buf.subarray(off);
+    if (out) out.write(chunk); else pending.push(chunk);
+  });
+});
+`;
+
+const relay: System = {
+  name: "plain framed relay",
+  async start(dir) {
+    const child = spawnQuiet(process.execPath, ["-e", RELAY_JS, dir]);
+    return { sock: sockIn(dir), async ready() {}, stop: () => stopChild(child) };
+  },
+};
+
+async function connectAll(inst: Instance) {
+  const [pri, sec, out] = await Promise.all(
+    IDS.map((id) => FramedPeer.connect(inst.sock(id), { timeoutMs: 30_000 })),
+  );
+  await inst.ready();
+  return { pri: pri!, sec: sec!, out: out! };
+}
+
+async function writeAll(sock: net.Socket, bufs: Buffer[]): Promise<void> {
+  for (const b of bufs) {
+    if (!sock.write(b)) await new Promise((r) => sock.once("drain", r));
+  }
+}
+
+/** Concatenates encoded frames into ~256 KiB writes. */
+function chunks(frames: Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  let cur: Buffer[] = [];
+  let size = 0;
+  for (const f of frames) {
+    const e = encodeFrame(f);
+    cur.push(e);
+    size += e.length;
+    if (size >= 256 * 1024) {
+      out.push(Buffer.concat(cur));
+      cur = [];
+      size = 0;
+    }
+  }
+  if (cur.length > 0) out.push(Buffer.concat(cur));
+  return out;
+}
+
+/** Warm up on other flows first (JIT, socket buffers): we measure steady state, not start-up. */
+async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promise<void> {
+  const warm = buildTraffic(WARMUP_FRAMES, 41000);
+  for (let i = 0; i < warm.length; i += 50) {
+    const enc = Buffer.concat(warm.slice(i, i + 50).map((f) => encodeFrame(f)));
+    sec.sock.write(enc);
+    pri.sock.write(enc);
+    await sleep(1);
+  }
+  if (!(await out.waitFrames(warm.length, 60_000))) {
+    throw new Error(`warm-up: only ${out.frames.length} of ${warm.length} frames released`);
+  }
+  out.frames.length = 0;
+}
+
+/** Counts frames arriving on outdev without copying them (the driver must outrun every system). */
+function countFrames(sock: net.Socket, want: number): Promise<{ count: number; lastAt: number }> {
+  return new Promise((resolve) => {
+    let count = 0;
+    let need = 0; // bytes still to skip in the current frame
+    let hdr = Buffer.alloc(0);
+    let lastAt = performance.now();
+    const timer = setTimeout(() => finish(), Number(process.env.BENCH_TIMEOUT ?? 120_000));
+    const finish = () => {
+      clearTimeout(timer);
+      sock.removeAllListeners("data");
+      resolve({ count, lastAt });
+    };
+    sock.removeAllListeners("data");
+    sock.on("data", (d: Buffer) => {
+      let off = 0;
+      while (off < d.length) {
+        if (need > 0) {
+          const n = Math.min(need, d.length - off);
+          need -= n;
+          off += n;
+          if (need === 0) count++;
+          continue;
+        }
+        const take = Math.min(4 - hdr.length, d.length - off);
+        hdr = Buffer.concat([hdr, d.subarray(off, off + take)]);
+        off += take;
+        if (hdr.length === 4) {
+          need = hdr.readUInt32BE(0);
+          hdr = Buffer.alloc(0);
+        }
+      }
+      lastAt = performance.now();
+      if (count >= want) finish();
+    });
+  });
+}
+
+async function throughput(sys: System, frames: Buffer[]): Promise<{ fps: number; released: number }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "colo-bench-"));
+  const inst = await sys.start(dir);
+  try {
+    const { pri, sec, out } = await connectAll(inst);
+    await warmUp(pri, sec, out);
+    const encoded = chunks(frames);
+    const counted = countFrames(out.sock, frames.length);
+    const t0 = performance.now();
+    await Promise.all([writeAll(sec.sock, encoded), writeAll(pri.sock, encoded)]);
+    const { count, lastAt } = await counted;
+    if (process.env.BENCH_DEBUG) console.error(`${sys.name}: throughput ${count} frames`);
+    for (const p of [pri, sec, out]) p.close();
+    return { fps: (count / (lastAt - t0)) * 1000, released: count };
+  } finally {
+    await inst.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+async function latency(
+  sys: System,
+  frames: Buffer[],
+): Promise<{ p50: number; p99: number; released: number }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "colo-bench-"));
+  const inst = await sys.start(dir);
+  try {
+    const { pri, sec, out } = await connectAll(inst);
+    await warmUp(pri, sec, out);
+    const sentAt = new Map<number, number>();
+    for (let i = 0; i < frames.length; i += LATENCY_BATCH) {
+      const batch = frames.slice(i, i + LATENCY_BATCH);
+      const enc = Buffer.concat(batch.map((f) => encodeFrame(f)));
+      sec.sock.write(enc);
+      const now = performance.now();
+      for (const f of batch) sentAt.set(frameId(f), now);
+      pri.sock.write(enc);
+      await sleep(LATENCY_GAP_MS);
+    }
+    await out.waitFrames(frames.length, 60_000);
+    const lat: number[] = [];
+    for (const f of out.frames) {
+      const s = sentAt.get(frameId(f.data));
+      if (s !== undefined) lat.push(f.at - s);
+    }
+    lat.sort((a, b) => a - b);
+    for (const p of [pri, sec, out]) p.close();
+    return { p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), released: out.frames.length };
+  } finally {
+    await inst.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function run(): Promise<void> {
+  const skip = qemuSkipReason();
+  const only = process.env.BENCH_SYSTEMS;
+  const systems = [relay, coloProxy, ...(skip === undefined ? [qemu] : [])].filter(
+    (s) => only === undefined || only.split(",").some((o) => s.name.includes(o)),
+  );
+  if (skip !== undefined) console.log(`(QEMU baseline skipped: ${skip})`);
+  for (const payload of PAYLOADS) {
+    PAYLOAD = payload;
+    const big = buildTraffic(THROUGHPUT_FRAMES);
+    const small = buildTraffic(LATENCY_FRAMES);
+    console.log(
+      `\n${FLOWS} TCP flows, ${PAYLOAD}-byte payloads (${big[0]!.length}-byte frames), identical on primary and secondary; ` +
+        `throughput ${THROUGHPUT_FRAMES} frames, latency ${LATENCY_FRAMES} frames at ${(LATENCY_BATCH / LATENCY_GAP_MS) * 1000}/s; best of ${ROUNDS}`,
+    );
+    const rows = new Map<string, { name: string; fps: number; released: number; p50: number; p99: number }>();
+    for (let round = 0; round < ROUNDS; round++) {
+      // Interleave systems round by round so load swings hit them alike.
+      for (const sys of systems) {
+        const tp = await throughput(sys, big);
+        const lt = await latency(sys, small);
+        const prev = rows.get(sys.name);
+        rows.set(sys.name, {
+          name: sys.name,
+          fps: Math.max(prev?.fps ?? 0, tp.fps),
+          released: Math.min(prev?.released ?? tp.released, tp.released),
+          p50: Math.min(prev?.p50 ?? Number.POSITIVE_INFINITY, lt.p50),
+          p99: Math.min(prev?.p99 ?? Number.POSITIVE_INFINITY, lt.p99),
+        });
+      }
+    }
+    const list = [...rows.values()];
+    const base = rows.get(qemu.name) ?? list[0]!;
+    console.log(
+      `${"system".padEnd(22)} ${"released/s".padStart(11)} ${"× QEMU".padStart(7)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"p99 × QEMU".padStart(10)}`,
+    );
+    for (const r of list) {
+      console.log(
+        `${r.name.padEnd(22)} ${r.fps.toFixed(0).padStart(11)} ${(r.fps / base.fps).toFixed(2).padStart(7)} ${r.p50.toFixed(3).padStart(8)} ${r.p99.toFixed(3).padStart(8)} ${(r.p99 / base.p99).toFixed(2).padStart(10)}${r.released < THROUGHPUT_FRAMES ? `  (only ${r.released} released)` : ""}`,
+      );
+    }
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await run();
