@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 npx biome check .
 npx tsc --noEmit
 mapfile -t files < <(find test -name '*.test.ts' | sort)
-exec node --import tsx --test --test-reporter=spec --test-concurrency=2 "${files[@]}"
+exec node --import tsx --test --test-reporter=spec --test-concurrency=2 --test-timeout=300000 "${files[@]}"
