@@ -23,6 +23,7 @@ import {
   bootPrimary,
   bootSecondary,
   ClientSession,
+  CONSOLE_MS,
   detectAccel,
   guestSkipReason,
   image,
@@ -112,7 +113,7 @@ describe("a checkpoint with both guests in the network path", { skip, timeout: 3
     token = (
       await (
         await pvm.console()
-      ).run("head -c 8 /dev/urandom | hexdump -v -e '/1 \"%02x\"' | tee /run/colo/state")
+      ).run("head -c 8 /dev/urandom | hexdump -v -e '/1 \"%02x\"' | tee /run/colo/state", CONSOLE_MS)
     ).trim();
     report = await ex.checkpoint();
     after1 = await client.request({ op: "echo", conn: "c", data: "after the checkpoint\n" });
@@ -127,7 +128,7 @@ describe("a checkpoint with both guests in the network path", { skip, timeout: 3
         svmOut.some((l) => l.includes("udp after")) &&
         svmOut.some((l) => l.includes("after the checkpoint\n")),
     );
-    svmState = (await (await ex.secondary!.console()).run("cat /run/colo/state")).trim();
+    svmState = (await (await ex.secondary!.console()).run("cat /run/colo/state", CONSOLE_MS)).trim();
     console.log(`# checkpoint: ${JSON.stringify(report)}`);
     console.log(`# PVM output: ${JSON.stringify(pvmOut)}`);
     console.log(`# SVM output: ${JSON.stringify(svmOut)}`);

@@ -107,7 +107,7 @@ async function startPair(t: TestCtx, opts: { secondarySecret?: string } = {}): P
       "--heartbeat-interval",
       "50",
       "--heartbeat-timeout",
-      "600",
+      "5000",
       "--log-level",
       "warn",
     ],
@@ -137,13 +137,13 @@ async function startPair(t: TestCtx, opts: { secondarySecret?: string } = {}): P
       "--heartbeat-interval",
       "50",
       "--heartbeat-timeout",
-      "600",
+      "5000",
       "--log-level",
       "warn",
     ],
     t,
   );
-  const peer = (n: string) => FramedPeer.connect(s(n), { timeoutMs: 15_000 }, t);
+  const peer = (n: string) => FramedPeer.connect(s(n), { timeoutMs: 120_000 }, t);
   const [mirror, pvmOut, released, svmIn, svmOut, netIn, netOut] = await Promise.all([
     peer("p-mirror.sock"),
     peer("p-out.sock"),
@@ -225,7 +225,7 @@ async function handshakeAndExchange(p: Pair) {
   return { pvmSeq: PVM_ISN + 1 + body.length, svmSeq: SVM_ISN + 1 + body.length, reqEnd };
 }
 
-describe("primary and secondary daemons over their link", { timeout: 120_000 }, () => {
+describe("primary and secondary daemons over their link", { timeout: 280_000 }, () => {
   test("handshake and data through both; a difference asks for a checkpoint; checkpoint-done releases; losing the secondary fails over with nothing lost", async (t) => {
     const p = await startPair(t);
     assert.ok(await linkUp(p), "link up");

@@ -36,6 +36,9 @@ export { GUEST };
  */
 export const TEST_NICE = 10;
 
+/** Deadline for a guest console command: a niced guest on a loaded 2-core CI machine can stall for many seconds. */
+export const CONSOLE_MS = 60_000;
+
 /** Generous: CPU is shared and TCG is slow; nothing here is a timing assertion. */
 export const BOOT_TIMEOUT_MS = 90_000;
 
