@@ -54,7 +54,9 @@ export interface CaptureStats {
 
 interface Entry {
   side: Side;
-  frame: Buffer;
+  /** Copy of the frame (without vnet header) in buf[0, len); buf is reused when the slot is. */
+  buf: Buffer;
+  len: number;
   timeNs: bigint;
   state: string;
 }
@@ -98,8 +100,11 @@ export class MiscompareCapture {
   readonly #wallNs: () => bigint;
   /** Insertion order = age: the first key is the oldest ring. */
   readonly #rings = new Map<string, Ring>();
-  /** Frames still in the engine → their ring entry, to record how each one ended. */
-  readonly #open = new WeakMap<Buffer, Entry>();
+  /**
+   * Frames still in the engine → their ring entry, to record how each one ended. Bounded by
+   * what the engine holds: every observed frame is released or discarded exactly once.
+   */
+  readonly #open = new Map<Buffer, Entry>();
   #ringBytes = 0;
   #lastReleased: Entry | undefined;
   /** Wall ms of recent writes (the per-minute cap). */
@@ -139,23 +144,27 @@ export class MiscompareCapture {
       ring = { primary: { entries: [], next: 0 }, secondary: { entries: [], next: 0 }, bytes: 0 };
       this.#rings.set(key, ring);
     }
-    const e: Entry = {
-      side,
-      frame: Buffer.from(frame.subarray(vnetLen)),
-      timeNs: this.#wallNs(),
-      state: "held",
-    };
+    const len = frame.length - vnetLen;
     const r = ring[side];
+    let buf: Buffer;
+    if (r.entries.length < this.#frames) {
+      buf = Buffer.allocUnsafe(len);
+    } else {
+      // Reuse the evicted slot's bytes when they fit: no allocation once the ring is warm.
+      const old = r.entries[r.next]!;
+      ring.bytes -= old.buf.length;
+      this.#ringBytes -= old.buf.length;
+      buf = old.buf.length >= len ? old.buf : Buffer.allocUnsafe(len);
+    }
+    frame.copy(buf, 0, vnetLen);
+    const e: Entry = { side, buf, len, timeNs: this.#wallNs(), state: "held" };
     if (r.entries.length < this.#frames) r.entries.push(e);
     else {
-      const old = r.entries[r.next]!;
-      ring.bytes -= old.frame.length;
-      this.#ringBytes -= old.frame.length;
       r.entries[r.next] = e;
       r.next = (r.next + 1) % this.#frames;
     }
-    ring.bytes += e.frame.length;
-    this.#ringBytes += e.frame.length;
+    ring.bytes += buf.length;
+    this.#ringBytes += buf.length;
     this.#open.set(frame, e);
     while (this.#ringBytes > this.#maxRingBytes && this.#rings.size > 1) this.#evictOldest();
   }
@@ -207,7 +216,7 @@ export class MiscompareCapture {
       const pvm = e.side === "primary";
       packets.push({
         timestampNs: e.timeNs,
-        frame: e.frame,
+        frame: e.buf.subarray(0, e.len),
         interfaceId: pvm ? 0 : 1,
         comment: `${pvm ? "pvm" : "svm"}: ${e.state}`,
       });
