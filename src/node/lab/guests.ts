@@ -60,7 +60,10 @@ export function labMissing(opts: { netns?: boolean } = {}): Missing[] {
   const out: Missing[] = [];
   if (process.platform !== "linux") return [{ what: "Linux", fix: "run on Linux (QEMU, tap, netns)" }];
   if (!has("qemu-system-x86_64"))
-    out.push({ what: "qemu-system-x86_64", fix: "sudo apt-get install qemu-system-x86 (or: sudo npm run setup)" });
+    out.push({
+      what: "qemu-system-x86_64",
+      fix: "sudo apt-get install qemu-system-x86 (or: sudo npm run setup)",
+    });
   if (!existsSync(image.kernel) || !existsSync(image.initrd)) {
     out.push({
       what: `guest image (${image.kernel}, ${image.initrd})`,
@@ -71,7 +74,8 @@ export function labMissing(opts: { netns?: boolean } = {}): Missing[] {
     if (process.getuid?.() !== 0)
       out.push({ what: "root", fix: "run as root: network namespace and tap device (sudo npm run demo)" });
     if (!has("ip")) out.push({ what: "ip (iproute2)", fix: "sudo apt-get install iproute2" });
-    if (!has("busybox")) out.push({ what: "busybox (the client's ping)", fix: "sudo apt-get install busybox-static" });
+    if (!has("busybox"))
+      out.push({ what: "busybox (the client's ping)", fix: "sudo apt-get install busybox-static" });
   }
   return out;
 }
