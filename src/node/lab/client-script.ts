@@ -21,7 +21,7 @@ export type ClientOp =
   | { op: "bulk"; host: string; port: number; bytes: number; timeoutMs?: number };
 
 export type ClientResult =
-  | { ok: true; status?: number; body?: string; data?: string }
+  | { ok: true; status?: number; body?: string; data?: string; localPort?: number }
   | { ok: false; error: string };
 
 const TIMEOUT_MS = 15_000;
@@ -31,8 +31,14 @@ function httpGet(host: string, port: number, path: string): Promise<ClientResult
     const req = http.get({ host, port, path, timeout: TIMEOUT_MS, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
+      const localPort = res.socket.localPort;
       res.on("end", () =>
-        resolve({ ok: true, status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+        resolve({
+          ok: true,
+          status: res.statusCode ?? 0,
+          body: Buffer.concat(chunks).toString(),
+          ...(localPort !== undefined ? { localPort } : {}),
+        }),
       );
       res.on("error", (e) => resolve({ ok: false, error: String(e) }));
     });
