@@ -15,6 +15,7 @@ import {
   resolveCompareConfig,
 } from "../../node/config.ts";
 import { parsePositiveU32 } from "../../node/config-qemu.ts";
+import { parseDaemonArgs, waitForSignal } from "../daemon-command.ts";
 
 export const summary = "colo-compare replacement: compare primary and secondary output, release matches";
 
@@ -235,20 +236,8 @@ export function parseCompareArgs(argv: string[], extra?: ExtraFlags): ParsedComp
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed: ParsedCompareArgs;
-  try {
-    parsed = parseCompareArgs(argv);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`colo-proxy compare: ${e.message} (code ${e.code})\n`);
-      return 2;
-    }
-    throw e;
-  }
-  if (parsed.help) {
-    process.stdout.write(help);
-    return 0;
-  }
+  const parsed = parseDaemonArgs("compare", argv, parseCompareArgs, help);
+  if (typeof parsed === "number") return parsed;
   let config: ReturnType<typeof resolveCompareConfig>;
   let controlTcp: { host: string; port: number } | null = null;
   let controlExtra: CompareDaemonOptions["controlExtra"];
@@ -276,14 +265,7 @@ export async function run(argv: string[]): Promise<number> {
     controlTcp,
     controlExtra,
   });
-  await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
-      logger.info({ signal: sig }, "stopping");
-      resolve();
-    };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
-  });
+  await waitForSignal(logger);
   await daemon.close();
   return 0;
 }

@@ -19,6 +19,7 @@ import {
   setLinkFlag,
 } from "../../node/pair-config.ts";
 import type { PrimaryConfig } from "../../node/primary.ts";
+import { parseDaemonArgs, waitForSignal } from "../daemon-command.ts";
 import { parseCompareArgs } from "./compare.ts";
 
 export const summary = "primary host: mirror client frames to the secondary, compare, release";
@@ -205,20 +206,8 @@ function applyPrimaryObject(
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let p: ReturnType<typeof parsePrimaryArgs>;
-  try {
-    p = parsePrimaryArgs(argv);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`colo-proxy primary: ${e.message} (code ${e.code})\n`);
-      return 2;
-    }
-    throw e;
-  }
-  if (p.help) {
-    process.stdout.write(help);
-    return 0;
-  }
+  const p = parseDaemonArgs("primary", argv, parsePrimaryArgs, help);
+  if (typeof p === "number") return p;
   const { PrimaryDaemon } = await import("../../node/primary.ts");
   const { parseHostPort } = await import("../../control/index.ts");
   const logger = createLogger({ level: p.control.logLevel, name: "primary" });
@@ -235,15 +224,4 @@ export async function run(argv: string[]): Promise<number> {
   await waitForSignal(logger);
   await daemon.close();
   return 0;
-}
-
-export function waitForSignal(logger: { info(o: object, m: string): void }): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
-      logger.info({ signal: sig }, "stopping");
-      resolve();
-    };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
-  });
 }

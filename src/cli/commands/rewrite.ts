@@ -8,6 +8,7 @@ import { ColoError, ConfigError } from "../../errors.ts";
 import { createLogger, isLogLevel, LOG_LEVELS } from "../../log.ts";
 import { RewriteDaemon } from "../../node/rewrite-daemon.ts";
 import { parseRewriteObject } from "../../node/rewrite-daemon-config.ts";
+import { waitForSignal } from "../daemon-command.ts";
 
 export const summary = "TCP seq/ack rewriter for the secondary (drop-in for QEMU's filter-rewriter)";
 
@@ -87,14 +88,7 @@ export async function run(argv: string[]): Promise<number> {
     if (e instanceof ColoError) throw e;
     throw new ColoError("COLO_ERR_CONFIG", `cannot start: ${(e as Error).message}`);
   }
-  await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
-      log.info({ signal: sig }, "stopping");
-      resolve();
-    };
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
-  });
+  await waitForSignal(log);
   await daemon.close();
   await control.close();
   return 0;

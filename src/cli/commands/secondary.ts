@@ -18,7 +18,7 @@ import {
   setLinkFlag,
 } from "../../node/pair-config.ts";
 import type { SecondaryConfig } from "../../node/secondary.ts";
-import { waitForSignal } from "./primary.ts";
+import { parseDaemonArgs, waitForSignal } from "../daemon-command.ts";
 
 export const summary =
   "secondary host: feed the SVM, rewrite TCP seq/ack, return its output, take over on failover";
@@ -226,20 +226,8 @@ export function parseSecondaryArgs(argv: string[]): ParsedSecondary | { help: tr
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let p: ReturnType<typeof parseSecondaryArgs>;
-  try {
-    p = parseSecondaryArgs(argv);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`colo-proxy secondary: ${e.message} (code ${e.code})\n`);
-      return 2;
-    }
-    throw e;
-  }
-  if (p.help) {
-    process.stdout.write(help);
-    return 0;
-  }
+  const p = parseDaemonArgs("secondary", argv, parseSecondaryArgs, help);
+  if (typeof p === "number") return p;
   const { SecondaryDaemon } = await import("../../node/secondary.ts");
   const logger = createLogger({ level: p.control.logLevel, name: "secondary" });
   const daemon = await SecondaryDaemon.start(p.config, {
