@@ -139,7 +139,7 @@ test("compare CLI: --passthrough and ctl passthrough add release differing flows
 test("compare CLI --capture: a miscompare writes a pcapng that tshark reads and replay explains again", async (t) => {
   const dir = tempDir(t);
   const capDir = path.join(dir, "caps");
-  const { proc, pri, sec, out, events } = await startCompare(t, [
+  const { proc, pri, sec, out, events, client, metricsPort } = await startCompare(t, [
     "--capture",
     capDir,
     "--capture-frames",
@@ -160,6 +160,12 @@ test("compare CLI --capture: a miscompare writes a pcapng that tshark reads and 
   assert.match(files[0]!, /^\d{8}T\d{6}\.\d{3}Z-tcp_10\.0\.0\.1_80-10\.0\.0\.2_40000\.pcapng$/);
   const logLine = proc.stderr.split("\n").find((l) => l.includes("miscompare capture written"))!;
   assert.equal((JSON.parse(logLine) as { file: string }).file, file, "the log line names the file");
+
+  const st = await client.execute<StatsReply>("query-stats");
+  assert.equal(st.counters?.capture_files_written, 1);
+  assert.equal(st.counters?.capture_skipped_rate, 0);
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  assert.ok(metrics.includes('colo_proxy_other_total{name="capture_files_written"} 1'), "in /metrics too");
 
   const replay = await execFileP(process.execPath, [bin, "replay", "--json", file]);
   const report = JSON.parse(replay.stdout) as {
