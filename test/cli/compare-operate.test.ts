@@ -261,3 +261,68 @@ test("--passthrough and --capture reach the compare engine's config for compare 
     assert.match(r.stderr, /COLO_ERR_CONFIG_VALUE/);
   }
 });
+
+test("primary CLI: --passthrough, ctl passthrough add and --capture work as on compare", async (t) => {
+  const dir = tempDir(t);
+  const s = (n: string) => path.join(dir, n);
+  const capDir = s("caps");
+  const proc = spawnProc(
+    process.execPath,
+    [
+      bin,
+      "primary",
+      "--mirror-in",
+      `unix:${s("mirror.sock")}`,
+      "--primary-in",
+      `unix:${s("pri.sock")}`,
+      "--outdev",
+      `unix:${s("out.sock")}`,
+      "--secondary-out",
+      `unix:${s("sec-out.sock")}`,
+      "--secondary-in",
+      `unix:${s("sec-in.sock")}`,
+      "--control",
+      s("ctl.sock"),
+      "--passthrough",
+      "udp *:53",
+      "--capture",
+      capDir,
+    ],
+    t,
+  );
+  t.after(() => proc.stop());
+  const peer = (n: string) => FramedPeer.connect(s(n), { timeoutMs: 20_000 }, t);
+  const [, pri, out, , sec] = await Promise.all([
+    peer("mirror.sock"),
+    peer("pri.sock"),
+    peer("out.sock"),
+    peer("sec-out.sock"),
+    peer("sec-in.sock"),
+  ]);
+  assert.ok(await waitUntil(() => existsSync(s("ctl.sock")), 20_000), proc.stderr);
+  const client = await ControlClient.connect({ path: s("ctl.sock") });
+  t.after(() => client.close());
+  const events: EventMessage[] = [];
+  client.onEvent((e) => events.push(e));
+
+  pri.send(udp({ sport: 53, dport: 33000, payload: "answer A" }));
+  sec.send(udp({ sport: 53, dport: 33000, payload: "answer B" }));
+  assert.ok(await out.waitFrames(1, 10_000), "startup rule");
+  const add = await ctl("--socket", s("ctl.sock"), "passthrough", "add", "tcp", "10.0.0.0/24:3389");
+  assert.equal(add.code, 0, add.out);
+  pri.send(tcp({ sport: 3389, dport: 50000, seq: 100, payload: "frame from PVM" }));
+  sec.send(tcp({ sport: 3389, dport: 50000, seq: 100, payload: "frame from SVM" }));
+  assert.ok(await out.waitFrames(2, 10_000), "run-time rule");
+  assert.equal(events.filter((e) => e.event === "CHECKPOINT_REQUEST").length, 0);
+
+  pri.send(tcp({ sport: 80, dport: 40000, seq: 1000, payload: "Date: 01" }));
+  sec.send(tcp({ sport: 80, dport: 40000, seq: 1000, payload: "Date: 02" }));
+  assert.ok(await waitUntil(() => /miscompare capture written/.test(proc.stderr), 10_000), proc.stderr);
+  assert.equal(events.filter((e) => e.event === "CHECKPOINT_REQUEST").length, 1);
+  const files = readdirSync(capDir);
+  assert.equal(files.length, 1);
+  const replay = await execFileP(process.execPath, [bin, "replay", "--json", path.join(capDir, files[0]!)]);
+  const report = JSON.parse(replay.stdout) as { events: { reason: string; flow?: string }[] };
+  assert.equal(report.events[0]?.reason, "payload-differs");
+  assert.equal(report.events[0]?.flow, "tcp 10.0.0.1:80 > 10.0.0.2:40000");
+});
