@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<Command>> = {
   // One line per command; keep sorted.
   compare: () => import("./commands/compare.ts"),
   ctl: () => import("./commands/ctl.ts"),
+  demo: () => import("./commands/demo.ts"),
   "pcap-inspect": () => import("./commands/pcap-inspect.ts"),
   primary: () => import("./commands/primary.ts"),
   replay: () => import("./commands/replay.ts"),

@@ -72,9 +72,13 @@ export class CompareEngine {
   #flushEpoch = 0;
   readonly #flushMark = new WeakMap<CompareConn, number>();
 
+  /** sink.observe, looked up once: absent in the usual case, so one field test per frame. */
+  readonly #observe: CompareSink["observe"];
+
   constructor(config: Partial<CompareConfig>, sink: CompareSink) {
     this.#cfg = resolveConfig(config);
     this.#sink = sink;
+    this.#observe = sink.observe?.bind(sink);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -108,6 +112,7 @@ export class CompareEngine {
       return;
     }
     const c = this.#lookup(m, frame, now, "primary");
+    if (this.#observe !== undefined) this.#observe("primary", c.key, frame, vnetLen);
     if (c.passthrough) {
       this.#releaseNow(frame, vnetLen, "passthrough");
       this.#table.touch(c, now);
@@ -144,6 +149,7 @@ export class CompareEngine {
       return;
     }
     const c = this.#lookup(m, frame, now, "secondary");
+    if (this.#observe !== undefined) this.#observe("secondary", c.key, frame, vnetLen);
     if (c.passthrough) {
       this.#discardNow(frame, vnetLen, "passthrough");
       this.#table.touch(c, now);

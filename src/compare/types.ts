@@ -145,6 +145,12 @@ export interface CompareSink {
   backpressure(side: Side, paused: boolean): void;
   /** Optional: time a primary frame spent in the engine (arrival → release), for a histogram. */
   holdTime?(ms: number, reason: ReleaseReason): void;
+  /**
+   * Optional: every frame that parsed, with its connection key, before the engine acts on it
+   * (so a shell can keep per-connection history, e.g. miscompare captures, without parsing
+   * again). Absent = not called.
+   */
+  observe?(side: Side, key: string, frame: Buffer, vnetLen: number): void;
 }
 
 export interface CompareConfig {

@@ -40,6 +40,8 @@ export class ControlClient {
   readonly #timeoutMs: number;
   #nextId = 1;
   #closed = false;
+  /** Lines received before the caller could subscribe; null once delivered. */
+  #early: string[] | null = [];
 
   private constructor(socket: Socket, greeting: Greeting, splitter: LineSplitter, timeoutMs: number) {
     this.#socket = socket;
@@ -47,8 +49,10 @@ export class ControlClient {
     this.#timeoutMs = timeoutMs;
     socket.on("data", (chunk: Buffer) => {
       for (const item of splitter.push(chunk)) {
-        if ("line" in item) this.#onLine(item.line);
-        else this.#fatal(new ColoError("COLO_ERR_CTL_PROTOCOL", "daemon sent an overlong line"));
+        if ("line" in item) {
+          if (this.#early !== null) this.#early.push(item.line);
+          else this.#onLine(item.line);
+        } else this.#fatal(new ColoError("COLO_ERR_CTL_PROTOCOL", "daemon sent an overlong line"));
       }
     });
     socket.on("error", (e) =>
@@ -99,8 +103,15 @@ export class ControlClient {
           return;
         }
         const client = new ControlClient(socket, g as Greeting, splitter, timeoutMs);
-        for (const item of items) if ("line" in item) client.#onLine(item.line);
+        // Lines after the greeting (events) are delivered, in order, once the caller has had a
+        // chance to subscribe: it resumes from `await connect()` before the next macrotask.
+        for (const item of items) if ("line" in item) client.#early?.push(item.line);
         resolve(client);
+        setImmediate(() => {
+          const early = client.#early ?? [];
+          client.#early = null;
+          for (const line of early) client.#onLine(line);
+        });
       };
       socket.on("data", onData);
     });

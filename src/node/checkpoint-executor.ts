@@ -160,6 +160,9 @@ export class CheckpointExecutor extends EventEmitter {
         "max-bandwidth": 64 * 1024 ** 3,
         "downtime-limit": 60_000,
       });
+      // No self-announce (RARP / guest GARP) from the new SVM: its netdev is not the clients'
+      // path, and frames only the SVM sends would sit unmatched in the primary's comparison.
+      await next.qmp.execute("migrate-set-parameters", { "announce-rounds": 0 });
       await next.qmp.execute("migrate-incoming", { uri });
       await pvm.execute("stop");
       paused = true;

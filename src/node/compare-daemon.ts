@@ -36,6 +36,7 @@ import {
   PROXY_INIT,
   XEN_INIT_REPLY,
 } from "../wire/notify.ts";
+import { MiscompareCapture } from "./capture.ts";
 import type { CompareDaemonConfig, EndpointConfig } from "./config.ts";
 
 export interface CompareDaemonOptions {
@@ -80,6 +81,8 @@ export class CompareDaemon implements ControlTarget {
   readonly outdev: ChardevEndpoint;
   readonly notify: ChardevEndpoint | undefined;
   control: Control | undefined;
+  /** Miscompare captures (--capture DIR), when on. */
+  readonly capture: MiscompareCapture | undefined;
   epoch = 0;
 
   readonly #log: Logger;
@@ -117,6 +120,25 @@ export class CompareDaemon implements ControlTarget {
       backpressure: (side, paused) => this.#onBackpressure(side, paused),
       holdTime: (ms) => this.#onHold(ms),
     };
+    if (config.capture !== undefined) {
+      const cap = new MiscompareCapture({ ...config.capture, logger: this.#log });
+      this.capture = cap;
+      // Wrapped only when capturing: without --capture the sink (and the engine) do no extra work.
+      const { release, discard, holdTime } = sink;
+      sink.observe = (side, key, frame, vnetLen) => cap.observe(side, key, frame, vnetLen);
+      sink.release = (frame, vnetLen) => {
+        cap.released(frame);
+        release(frame, vnetLen);
+      };
+      sink.discard = (frame, vnetLen, side, reason) => {
+        cap.discarded(frame, reason);
+        discard(frame, vnetLen, side, reason);
+      };
+      sink.holdTime = (ms, reason) => {
+        cap.releaseReason(reason);
+        holdTime?.(ms, reason);
+      };
+    }
     this.engine = new CompareEngine(
       {
         compareTimeout: config.compareTimeout,
@@ -126,6 +148,7 @@ export class CompareDaemon implements ControlTarget {
       },
       sink,
     );
+    for (const rule of config.passthrough ?? []) this.engine.addPassthrough(rule, this.#now());
     const vnetHdr = config.vnetHdr;
     const pri = this.counters.endpoint("primary_in");
     const sec = this.counters.endpoint("secondary_in");
@@ -215,6 +238,8 @@ export class CompareDaemon implements ControlTarget {
         expired_scan_cycle: config.expiredScanCycle,
         max_queue_size: config.maxQueueSize,
         vnet_hdr_support: config.vnetHdr,
+        passthrough: config.passthrough,
+        capture: config.capture?.dir,
       },
       "compare running",
     );
@@ -275,6 +300,7 @@ export class CompareDaemon implements ControlTarget {
   }
 
   #onCheckpointRequest(req: CheckpointRequest): void {
+    void this.capture?.request(req);
     if (this.notify !== undefined) {
       if (this.notify.connected) this.notify.send(notifyPayload(DO_CHECKPOINT));
       else this.#notifyOwed = true;

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { parsePassthroughRule } from "../compare/passthrough.ts";
 import { ConfigError } from "../errors.ts";
 import { type ChardevSocketSpec, parseChardevSpec } from "../wire/chardev-spec.ts";
 import { parsePositiveU32, parseQemuBool, parseQemuOpts, type QemuOpts } from "./config-qemu.ts";
@@ -32,7 +33,22 @@ export interface CompareDaemonConfig {
   /** Control socket path (checkpoint requests when there is no notify_dev). */
   control: string | undefined;
   logLevel: string;
+  /** Passthrough rules installed at start (--passthrough, repeatable), already validated. */
+  passthrough?: string[];
+  /** Miscompare captures (--capture DIR); absent = off. */
+  capture?: CaptureConfig;
 }
+
+/** Where and how much `--capture` writes (see src/node/capture.ts). */
+export interface CaptureConfig {
+  dir: string;
+  /** Frames kept per connection and side, default 64. */
+  frames: number;
+}
+
+export const DEFAULT_CAPTURE_FRAMES = 64;
+/** Ring memory is frames × frame size × connections: keep the per-connection part sane. */
+export const MAX_CAPTURE_FRAMES = 4096;
 
 export const DEFAULTS = { compareTimeout: 3000, expiredScanCycle: 1000, maxQueueSize: 1024 } as const;
 
@@ -243,6 +259,9 @@ export interface RawCompareOptions {
   compat_passthrough?: boolean;
   control?: string;
   log_level?: string;
+  passthrough?: string[];
+  capture_dir?: string;
+  capture_frames?: number;
 }
 
 export function emptyRawOptions(): RawCompareOptions {
@@ -354,7 +373,30 @@ export function resolveCompareConfig(
     compatPassthrough: raw.compat_passthrough ?? false,
     control: raw.control,
     logLevel: raw.log_level ?? "info",
+    passthrough: (raw.passthrough ?? []).map(checkRule),
+    ...(raw.capture_dir === undefined
+      ? {}
+      : { capture: { dir: raw.capture_dir, frames: captureFrames(raw.capture_frames) } }),
   };
+}
+
+function captureFrames(n: number | undefined): number {
+  if (n === undefined) return DEFAULT_CAPTURE_FRAMES;
+  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_CAPTURE_FRAMES)
+    throw cfgErr(
+      "COLO_ERR_CONFIG_VALUE",
+      `--capture-frames must be between 1 and ${MAX_CAPTURE_FRAMES}, got ${n}`,
+    );
+  return n;
+}
+
+/** A startup --passthrough rule, validated now so a typo is a configuration error (exit 2). */
+function checkRule(rule: string): string {
+  try {
+    return parsePassthroughRule(rule).text;
+  } catch (e) {
+    throw cfgErr("COLO_ERR_CONFIG_VALUE", `--passthrough: ${(e as Error).message}`, { rule });
+  }
 }
 
 function sameEndpoint(a: EndpointConfig, b: EndpointConfig): boolean {

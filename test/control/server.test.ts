@@ -457,3 +457,33 @@ test("fuzz: arbitrary request lines never break the server", async () => {
     await control.close();
   }
 });
+
+test("client: an event arriving in the same chunk as the greeting reaches a listener added after connect", {
+  timeout: 10_000,
+}, async () => {
+  const path = join(dir, "fake-daemon.sock");
+  const srv = createServer((s) => {
+    s.write(
+      '{"QMP":{"version":{"colo-proxy":{"major":0,"minor":1,"micro":0},"package":"x"},"capabilities":[]}}\n' +
+        '{"event":"PEER_UP","data":{"peer":"a"},"timestamp":{"seconds":1,"microseconds":0}}\n' +
+        '{"event":"PEER_UP","data":{"peer":"b"},"timestamp":{"seconds":1,"microseconds":0}}\n',
+    );
+    s.on("error", () => undefined);
+  });
+  await new Promise<void>((r) => srv.listen(path, r));
+  try {
+    const c = await ControlClient.connect({ path });
+    const peers: unknown[] = [];
+    const got = new Promise<void>((resolve) =>
+      c.onEvent((e) => {
+        peers.push(e.data.peer);
+        if (peers.length === 2) resolve();
+      }),
+    );
+    await got;
+    assert.deepEqual(peers, ["a", "b"]);
+    c.close();
+  } finally {
+    await new Promise((r) => srv.close(r));
+  }
+});

@@ -147,7 +147,8 @@ describe("a checkpoint with both guests in the network path", { skip, timeout: 3
 
   test("after it the new SVM sends the PVM's exact TCP segment: same sequence and ack numbers", () => {
     const p = pvmOut.filter((l) => l.endsWith("after the checkpoint\n"));
-    const s = svmOut.filter((l) => l.endsWith("after the checkpoint\n"));
+    // A loaded host may make the SVM retransmit it: the same segment again is still a match.
+    const s = [...new Set(svmOut.filter((l) => l.endsWith("after the checkpoint\n")))];
     assert.equal(p.length, 1, JSON.stringify(pvmOut));
     assert.deepEqual(s, p);
   });

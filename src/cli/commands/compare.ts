@@ -54,6 +54,13 @@ Friendly flags (same meaning; override the QEMU strings):
       A chardev id defined with --chardev also works.
   --compare-timeout MS  --expired-scan-cycle MS  --max-queue-size N  --vnet-hdr-support
   --compat-passthrough   pass IPv6, VLAN-tagged and ARP frames through uncompared, as QEMU does
+  --passthrough RULE     release flows matching RULE uncompared from the start (repeatable), e.g.
+                         --passthrough "tcp 10.0.0.0/24:3389"; grammar in docs/compare.md.
+                         Rules can also be changed at run time: colo-proxy ctl passthrough add|del|list
+  --capture DIR          on each miscompare (payload/size/seq), write DIR/<time>-<flow>.pcapng with
+                         the connection's last frames from both sides (interfaces pvm and svm,
+                         a comment per packet); 'colo-proxy replay FILE' explains it again
+  --capture-frames N     frames kept per connection and side for --capture (default 64)
   --config FILE          JSON file: { "chardev": ["socket,..."], "object": ["colo-compare,..."] }
                          or { "primary_in": "127.0.0.1:9001" | {"host","port","path","server","reconnect"},
                          "secondary_in", "outdev", "notify_dev", "compare_timeout",
@@ -95,6 +102,9 @@ const VALUE_FLAGS = new Set([
   "on-checkpoint",
   "on-checkpoint-interval",
   "log-level",
+  "passthrough",
+  "capture",
+  "capture-frames",
 ]);
 const BOOL_FLAGS = new Set(["vnet-hdr-support", "vnet-hdr", "compat-passthrough", "help"]);
 
@@ -184,6 +194,15 @@ export function parseCompareArgs(argv: string[], extra?: ExtraFlags): ParsedComp
         raw[key] = parsePositiveU32(value, key, `--${name}`);
         break;
       }
+      case "passthrough":
+        raw.passthrough = [...(raw.passthrough ?? []), value];
+        break;
+      case "capture":
+        raw.capture_dir = value;
+        break;
+      case "capture-frames":
+        raw.capture_frames = parsePositiveU32(value, "capture_frames", "--capture-frames");
+        break;
       case "control":
         control = value;
         break;

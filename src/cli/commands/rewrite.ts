@@ -27,6 +27,9 @@ and sent to tx_out; frames from rx_in (guest output) are rewritten and sent to r
   --control-tcp HOST:PORT   also accept control connections on TCP (loopback by default)
   --metrics HOST:PORT       Prometheus /metrics endpoint (host defaults to 127.0.0.1)
   --dashboard HOST:PORT     live web dashboard (host defaults to 127.0.0.1)
+  --on-checkpoint CMD       run CMD (/bin/sh) on each CHECKPOINT_REQUEST event (the rewriter
+                            raises none itself; accepted so one flag set fits every daemon)
+  --on-checkpoint-interval MS  minimum ms between two runs of the hook (default 1000)
   --log-level LEVEL         ${LOG_LEVELS.join("|")} (default info)
 
 Example (secondary, between QEMU redirectors f1/f2 and the guest-side redirectors):
@@ -73,6 +76,7 @@ export async function run(argv: string[]): Promise<number> {
     tcp: values["control-tcp"] === undefined ? null : parseHostPort(values["control-tcp"], "--control-tcp"),
     metrics: extra.metrics,
     dashboard: extra.dashboard,
+    onCheckpoint: extra.onCheckpoint,
     logger: log,
   });
   try {
@@ -106,6 +110,8 @@ function parse(argv: string[]) {
       "control-tcp": { type: "string" },
       metrics: { type: "string" },
       dashboard: { type: "string" },
+      "on-checkpoint": { type: "string" },
+      "on-checkpoint-interval": { type: "string" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
