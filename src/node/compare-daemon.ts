@@ -455,7 +455,7 @@ export class CompareDaemon implements ControlTarget {
       e.bytesOut = c.bytesOut;
     }
     const own = this.counters.snapshot();
-    return compareSnapshot(this.engine.liveStats, {
+    const snap = compareSnapshot(this.engine.liveStats, {
       endpoints: own.endpoints,
       links: own.links,
       badInput: own.badInput,
@@ -463,6 +463,20 @@ export class CompareDaemon implements ControlTarget {
       holdTime: this.counters.holdTime,
       checkpointInterval: this.counters.checkpointInterval,
     });
+    const cap = this.capture?.stats;
+    if (cap !== undefined) {
+      // --capture: files written and miscompares not captured (caps), for ctl stats and /metrics.
+      snap.counters = {
+        ...snap.counters,
+        capture_files_written: cap.written,
+        capture_bytes_written: cap.bytesWritten,
+        capture_skipped_rate: cap.skippedRate,
+        capture_skipped_bytes: cap.skippedBytes,
+        capture_errors: cap.errors,
+        capture_rings_evicted: cap.ringsEvicted,
+      };
+    }
+    return snap;
   }
 
   async close(): Promise<void> {

@@ -139,7 +139,7 @@ test("compare CLI: --passthrough and ctl passthrough add release differing flows
 test("compare CLI --capture: a miscompare writes a pcapng that tshark reads and replay explains again", async (t) => {
   const dir = tempDir(t);
   const capDir = path.join(dir, "caps");
-  const { proc, pri, sec, out, events } = await startCompare(t, [
+  const { proc, pri, sec, out, events, client, metricsPort } = await startCompare(t, [
     "--capture",
     capDir,
     "--capture-frames",
@@ -160,6 +160,12 @@ test("compare CLI --capture: a miscompare writes a pcapng that tshark reads and 
   assert.match(files[0]!, /^\d{8}T\d{6}\.\d{3}Z-tcp_10\.0\.0\.1_80-10\.0\.0\.2_40000\.pcapng$/);
   const logLine = proc.stderr.split("\n").find((l) => l.includes("miscompare capture written"))!;
   assert.equal((JSON.parse(logLine) as { file: string }).file, file, "the log line names the file");
+
+  const st = await client.execute<StatsReply>("query-stats");
+  assert.equal(st.counters?.capture_files_written, 1);
+  assert.equal(st.counters?.capture_skipped_rate, 0);
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  assert.ok(metrics.includes('colo_proxy_other_total{name="capture_files_written"} 1'), "in /metrics too");
 
   const replay = await execFileP(process.execPath, [bin, "replay", "--json", file]);
   const report = JSON.parse(replay.stdout) as {
@@ -254,4 +260,69 @@ test("--passthrough and --capture reach the compare engine's config for compare 
     assert.equal(r.code, 2, `${bad.join(" ")} is a configuration error`);
     assert.match(r.stderr, /COLO_ERR_CONFIG_VALUE/);
   }
+});
+
+test("primary CLI: --passthrough, ctl passthrough add and --capture work as on compare", async (t) => {
+  const dir = tempDir(t);
+  const s = (n: string) => path.join(dir, n);
+  const capDir = s("caps");
+  const proc = spawnProc(
+    process.execPath,
+    [
+      bin,
+      "primary",
+      "--mirror-in",
+      `unix:${s("mirror.sock")}`,
+      "--primary-in",
+      `unix:${s("pri.sock")}`,
+      "--outdev",
+      `unix:${s("out.sock")}`,
+      "--secondary-out",
+      `unix:${s("sec-out.sock")}`,
+      "--secondary-in",
+      `unix:${s("sec-in.sock")}`,
+      "--control",
+      s("ctl.sock"),
+      "--passthrough",
+      "udp *:53",
+      "--capture",
+      capDir,
+    ],
+    t,
+  );
+  t.after(() => proc.stop());
+  const peer = (n: string) => FramedPeer.connect(s(n), { timeoutMs: 20_000 }, t);
+  const [, pri, out, , sec] = await Promise.all([
+    peer("mirror.sock"),
+    peer("pri.sock"),
+    peer("out.sock"),
+    peer("sec-out.sock"),
+    peer("sec-in.sock"),
+  ]);
+  assert.ok(await waitUntil(() => existsSync(s("ctl.sock")), 20_000), proc.stderr);
+  const client = await ControlClient.connect({ path: s("ctl.sock") });
+  t.after(() => client.close());
+  const events: EventMessage[] = [];
+  client.onEvent((e) => events.push(e));
+
+  pri.send(udp({ sport: 53, dport: 33000, payload: "answer A" }));
+  sec.send(udp({ sport: 53, dport: 33000, payload: "answer B" }));
+  assert.ok(await out.waitFrames(1, 10_000), "startup rule");
+  const add = await ctl("--socket", s("ctl.sock"), "passthrough", "add", "tcp", "10.0.0.0/24:3389");
+  assert.equal(add.code, 0, add.out);
+  pri.send(tcp({ sport: 3389, dport: 50000, seq: 100, payload: "frame from PVM" }));
+  sec.send(tcp({ sport: 3389, dport: 50000, seq: 100, payload: "frame from SVM" }));
+  assert.ok(await out.waitFrames(2, 10_000), "run-time rule");
+  assert.equal(events.filter((e) => e.event === "CHECKPOINT_REQUEST").length, 0);
+
+  pri.send(tcp({ sport: 80, dport: 40000, seq: 1000, payload: "Date: 01" }));
+  sec.send(tcp({ sport: 80, dport: 40000, seq: 1000, payload: "Date: 02" }));
+  assert.ok(await waitUntil(() => /miscompare capture written/.test(proc.stderr), 10_000), proc.stderr);
+  assert.equal(events.filter((e) => e.event === "CHECKPOINT_REQUEST").length, 1);
+  const files = readdirSync(capDir);
+  assert.equal(files.length, 1);
+  const replay = await execFileP(process.execPath, [bin, "replay", "--json", path.join(capDir, files[0]!)]);
+  const report = JSON.parse(replay.stdout) as { events: { reason: string; flow?: string }[] };
+  assert.equal(report.events[0]?.reason, "payload-differs");
+  assert.equal(report.events[0]?.flow, "tcp 10.0.0.1:80 > 10.0.0.2:40000");
 });

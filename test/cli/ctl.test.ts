@@ -147,8 +147,8 @@ test("ctl watch prints a checkpoint request with its explanation and a marked he
     color: false,
   });
   // The watcher announces itself on stderr once subscribed; wait (bounded) for that.
-  for (let i = 0; i < 2000 && !stderr.includes("watching events"); i++)
-    await new Promise((r) => setTimeout(r, 5));
+  const end = Date.now() + 30_000;
+  while (!stderr.includes("watching events") && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
   const flow = target.flows[0];
   assert.ok(flow);
   target.miscompare(

@@ -11,7 +11,7 @@ import { coloProxyCliTarget } from "./targets.ts";
 describe("colo-proxy compare process survives bad input", { concurrency: 4 }, () => {
   for (const sc of scenarios.filter((s) => s.name.startsWith("malformed:") && s.ours !== undefined)) {
     test(sc.name, async (t) => {
-      const got = await runScenario(coloProxyCliTarget, sc, t);
+      const got = await runScenario(coloProxyCliTarget, sc, t, sc.ours!);
       assert.deepEqual(got, expected(sc.ours!));
     });
   }

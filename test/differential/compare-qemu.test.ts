@@ -14,7 +14,7 @@ describe("QEMU colo-compare where colo-proxy differs", { concurrency: 4 }, () =>
     test(sc.name, async (t) => {
       const skip = qemuSkipReason();
       if (skip !== undefined) return t.skip(skip);
-      const got = await runScenario(qemuTarget, sc, t);
+      const got = await runScenario(qemuTarget, sc, t, sc.qemu);
       assert.deepEqual(got, expected(sc.qemu));
     });
   }

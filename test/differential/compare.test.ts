@@ -16,7 +16,7 @@ describe("colo-proxy compare vs QEMU colo-compare", { concurrency: 4 }, () => {
     const title =
       sc.ours === undefined ? `${sc.name} [same as QEMU]` : `${sc.name} [differs: ${sc.ours.differs}]`;
     test(title, async (t) => {
-      const ours = await runScenario(coloProxyTarget, sc, t);
+      const ours = await runScenario(coloProxyTarget, sc, t, sc.ours ?? sc.qemu);
       if (sc.ours !== undefined) {
         assert.deepEqual(ours, expected(sc.ours), "colo-proxy's documented behaviour");
         return;
@@ -29,7 +29,7 @@ describe("colo-proxy compare vs QEMU colo-compare", { concurrency: 4 }, () => {
         t.diagnostic(`live QEMU comparison skipped: ${reason}`);
         return;
       }
-      const qemu: Outcome = await runScenario(qemuTarget, sc, t);
+      const qemu: Outcome = await runScenario(qemuTarget, sc, t, sc.qemu);
       assert.deepEqual(ours, qemu, "byte-identical outdev and the same notifications as live QEMU");
     });
   }

@@ -27,11 +27,11 @@ test("QEMU colo-compare runs with no guest: identical frames are released, a mis
   const f = udp({ payload: "hello" });
   pri!.send(f);
   sec!.send(f);
-  assert.ok(await out!.waitFrames(1, 5000), "matched UDP frame released");
+  assert.ok(await out!.waitFrames(1, 20_000), "matched UDP frame released");
   assert.deepEqual(out!.frames[0]!.data, f);
   pri!.send(tcp({ payload: "abc" }));
   sec!.send(tcp({ payload: "abd" }));
-  assert.ok(await nfy!.waitFrames(1, 5000), "DO_CHECKPOINT on miscompare");
+  assert.ok(await nfy!.waitFrames(1, 20_000), "DO_CHECKPOINT on miscompare");
   assert.equal(nfy!.frames[0]!.data.toString(), "DO_CHECKPOINT");
   assert.equal(out!.frames.length, 1, "the mismatching primary is held");
   await q.stop();

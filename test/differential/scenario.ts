@@ -7,7 +7,7 @@
  * what comes out of outdev (frames, in order) and notify_dev (messages) once traffic is quiet.
  */
 import { performance } from "node:perf_hooks";
-import { FramedPeer, sleep, type TestCtx } from "../support/qemu.ts";
+import { FramedPeer, sleep, type TestCtx, waitUntil } from "../support/qemu.ts";
 
 export type Input = "primary" | "secondary" | "notify";
 
@@ -54,7 +54,7 @@ export interface Scenario {
   qemu: Expect;
   /** Present where colo-proxy deliberately differs: our outcome and which documented difference. */
   ours?: Expect & { differs: string };
-  /** Extra quiet time before collecting (default 120 ms). */
+  /** Quiet time after the expected output, before collecting (default 120 ms). */
   settleMs?: number;
 }
 
@@ -99,16 +99,33 @@ export function compareObject(c: CompareConfig = {}): string {
 /** Gap between steps so frames on different sockets reach the compare in step order. */
 const STEP_GAP_MS = 8;
 
-/** Plays `sc` against `target` and returns the normalised outcome. */
-export async function runScenario(target: Target, sc: Scenario, t: TestCtx): Promise<Outcome> {
+/** Deadline for an expected output (generous: a loaded CI machine can stall a process for seconds). */
+const EXPECTED_WITHIN_MS = 20_000;
+/** Deadline for a wait step whose event the caller does not expect (it only delays the next step). */
+const UNEXPECTED_WITHIN_MS = 3000;
+/** Quiet time after the expected output, to catch extra frames / messages. */
+const SETTLE_MS = 120;
+
+/**
+ * Plays `sc` against `target` and returns the normalised outcome. `expect` is what the caller
+ * will assert: the runner waits (with generous deadlines) until that much output arrived, then a
+ * short quiet window for extras — it never decides the outcome, only how long to wait for it.
+ */
+export async function runScenario(
+  target: Target,
+  sc: Scenario,
+  t: TestCtx,
+  expect: Expect,
+): Promise<Outcome> {
+  const want = expected(expect);
   const cfg = sc.config ?? {};
   const withNotify = cfg.notify !== false;
   const ids = ["pri", "sec", "out", ...(withNotify ? ["nfy"] : [])];
   const running = await target.start({ chardevs: ids, objects: ["iothread,id=iot", compareObject(cfg)] }, t);
   const vnet = cfg.vnet_hdr_support === true;
   // First connections wait for the target's sockets to appear (a process may take a while to
-  // start); reconnects after a crash give up quickly.
-  let connectTimeout = 15_000;
+  // start, a minute on a loaded CI machine); reconnects after a crash give up sooner.
+  let connectTimeout = 60_000;
   const connect = (id: "pri" | "sec" | "out" | "nfy") =>
     FramedPeer.connect(running.sock(id), { vnetHdr: vnet && id !== "nfy", timeoutMs: connectTimeout }, t);
   const peers: Record<Input, FramedPeer | undefined> = {
@@ -118,7 +135,7 @@ export async function runScenario(target: Target, sc: Scenario, t: TestCtx): Pro
   };
   const out = await connect("out");
   await running.waitConnected(ids);
-  connectTimeout = 1000;
+  connectTimeout = 5000;
   const peer = (on: Input): FramedPeer => {
     const p = peers[on];
     if (p === undefined) throw new Error(`scenario ${sc.name}: no ${on} input configured`);
@@ -127,9 +144,13 @@ export async function runScenario(target: Target, sc: Scenario, t: TestCtx): Pro
   const notifyFrames = () => peers.notify?.frames ?? [];
   for (const step of sc.steps) {
     if ("sleep" in step) await sleep(step.sleep);
-    else if ("outCount" in step) await out.waitFrames(step.outCount, 3000);
+    else if ("outCount" in step)
+      await out.waitFrames(
+        step.outCount,
+        want.out.length >= step.outCount ? EXPECTED_WITHIN_MS : UNEXPECTED_WITHIN_MS,
+      );
     else if ("notifyCount" in step) {
-      const end = performance.now() + 3000;
+      const end = performance.now() + (want.notify.length > 0 ? EXPECTED_WITHIN_MS : UNEXPECTED_WITHIN_MS);
       while (notifyFrames().length < step.notifyCount && performance.now() < end) await sleep(5);
     } else if ("reconnect" in step) {
       const old = peer(step.reconnect);
@@ -153,12 +174,23 @@ export async function runScenario(target: Target, sc: Scenario, t: TestCtx): Pro
       await sleep(STEP_GAP_MS);
     }
   }
-  await out.waitQuiet(sc.settleMs ?? 120, 5000);
-  const seen: string[] = [];
-  for (const f of notifyFrames()) {
-    const m = f.data.toString("latin1");
-    if (!seen.includes(m)) seen.push(m);
-  }
+  const distinctNotify = (): string[] => {
+    const seen: string[] = [];
+    for (const f of notifyFrames()) {
+      const m = f.data.toString("latin1");
+      if (!seen.includes(m)) seen.push(m);
+    }
+    return seen;
+  };
+  // Wait for what the caller expects (a target that produces less fails the assertion after the
+  // deadline), then for quiet so extra output is seen too.
+  await out.waitFrames(want.out.length, EXPECTED_WITHIN_MS);
+  await waitUntil(() => {
+    const seen = distinctNotify();
+    return want.notify.every((m) => seen.includes(m)) && running.alive() === want.alive;
+  }, EXPECTED_WITHIN_MS);
+  await out.waitQuiet(sc.settleMs ?? SETTLE_MS, 5000);
+  const seen = distinctNotify();
   const outcome: Outcome = { out: out.frames.map((f) => hex(f.data)), notify: seen, alive: running.alive() };
   await running.stop();
   return outcome;

@@ -49,7 +49,7 @@ export const coloProxyTarget: Target = {
       async waitConnected(ids) {
         const ok = await waitUntil(
           () => ids.every((id) => eps[id as keyof typeof eps]?.connected === true),
-          5000,
+          20_000,
         );
         if (!ok) throw new Error(`colo-proxy compare: chardevs not connected: ${ids.join(", ")}`);
       },

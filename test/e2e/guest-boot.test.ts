@@ -9,6 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { filterSockets, type QemuVm } from "../../src/node/guest/qemu.ts";
 import {
   bootPrimary,
+  CONSOLE_MS,
   detectAccel,
   deterministicBody,
   GUEST,
@@ -115,6 +116,6 @@ describe("a guest behind the primary's filters", { skip, timeout: 240_000 }, () 
 
   test("the guest's shell on the console sees its own state", async () => {
     const con = await pvm.console();
-    assert.equal((await con.run("cat /run/colo/state")).trim(), "state=0");
+    assert.equal((await con.run("cat /run/colo/state", CONSOLE_MS)).trim(), "state=0");
   });
 });

@@ -20,6 +20,7 @@ import {
 } from "../../src/node/guest/qemu.ts";
 import {
   BOOT_TIMEOUT_MS,
+  CONSOLE_MS,
   detectAccel,
   guestSkipReason,
   image,
@@ -34,7 +35,7 @@ if (skip) console.log(`# checkpoint-executor: skipped: ${skip}`);
 
 const TOKEN = "head -c 8 /dev/urandom | hexdump -v -e '/1 \"%02x\"' | tee /run/colo/state";
 const uptime = async (vm: QemuVm) =>
-  Number.parseFloat((await (await vm.console()).run("cut -d' ' -f1 /proc/uptime")).trim());
+  Number.parseFloat((await (await vm.console()).run("cut -d' ' -f1 /proc/uptime", CONSOLE_MS)).trim());
 
 describe("checkpoint executor (stock QEMU: stop + full migration)", { skip, timeout: 300_000 }, () => {
   const td = new Teardown();
@@ -86,7 +87,7 @@ describe("checkpoint executor (stock QEMU: stop + full migration)", { skip, time
   after(() => td.run());
 
   test("the new SVM holds what the PVM wrote to its RAM just before the checkpoint", async () => {
-    const token = (await (await pvm.console()).run(TOKEN)).trim();
+    const token = (await (await pvm.console()).run(TOKEN, CONSOLE_MS)).trim();
     assert.match(token, /^[0-9a-f]{16}$/);
     const upBefore = await uptime(pvm);
     const report = await ex.checkpoint();
@@ -94,7 +95,7 @@ describe("checkpoint executor (stock QEMU: stop + full migration)", { skip, time
     assert.equal(report.generation, 1);
     const svm = ex.secondary;
     assert.ok(svm?.running);
-    assert.equal((await (await svm.console()).run("cat /run/colo/state")).trim(), token);
+    assert.equal((await (await svm.console()).run("cat /run/colo/state", CONSOLE_MS)).trim(), token);
     // A continuation of the PVM, not a fresh boot: uptime carries on and /init never ran here.
     assert.ok((await uptime(svm)) >= upBefore);
     assert.ok(!svm.consoleLog().includes(READY_MARKER));
@@ -113,7 +114,7 @@ describe("checkpoint executor (stock QEMU: stop + full migration)", { skip, time
 
   test("requests during a checkpoint coalesce into one follow-up; the old SVM is gone", async () => {
     const first = ex.secondary;
-    const token = (await (await pvm.console()).run(TOKEN)).trim();
+    const token = (await (await pvm.console()).run(TOKEN, CONSOLE_MS)).trim();
     const a = ex.checkpoint();
     const b = ex.checkpoint();
     const c = ex.checkpoint();
@@ -124,7 +125,7 @@ describe("checkpoint executor (stock QEMU: stop + full migration)", { skip, time
     assert.equal(committed.length, 3);
     assert.equal(first?.running, false);
     const svm = ex.secondary;
-    assert.equal((await (await svm!.console()).run("cat /run/colo/state")).trim(), token);
+    assert.equal((await (await svm!.console()).run("cat /run/colo/state", CONSOLE_MS)).trim(), token);
   });
 
   test("a failed migration rejects with COLO_ERR_CHECKPOINT_FAILED and leaves the PVM running", async () => {
@@ -148,7 +149,7 @@ describe("checkpoint executor (stock QEMU: stop + full migration)", { skip, time
         return true;
       });
       assert.equal((await pvm.qmp.execute<{ status: string }>("query-status")).status, "running");
-      assert.equal((await (await pvm.console()).run("echo alive")).trim(), "alive");
+      assert.equal((await (await pvm.console()).run("echo alive", CONSOLE_MS)).trim(), "alive");
     } finally {
       await bad.close();
     }

@@ -12,7 +12,7 @@ import type { EventMessage } from "../../src/control/protocol.ts";
 import { CompareDaemon } from "../../src/node/compare-daemon.ts";
 import { emptyRawOptions, resolveCompareConfig } from "../../src/node/config.ts";
 import { tcp, udp } from "../support/frames.ts";
-import { FramedPeer, sleep, type TestCtx, tempDir, waitUntil } from "../support/qemu.ts";
+import { FramedPeer, type TestCtx, tempDir, waitUntil } from "../support/qemu.ts";
 
 async function daemon(t: TestCtx, extra: string[] = [], opts: { notify?: boolean; outClient?: string } = {}) {
   const dir = tempDir(t);
@@ -44,14 +44,14 @@ test("without notify_dev a miscompare is a CHECKPOINT_REQUEST event; checkpoint-
   const p = tcp({ payload: "hello" });
   pri.send(p);
   sec.send(tcp({ payload: "HELLO" }));
-  assert.ok(await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 3000));
+  assert.ok(await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 20_000));
   const req = events.find((e) => e.event === "CHECKPOINT_REQUEST")!;
   assert.equal(req.data.reason, "payload-differs");
   assert.match(String(req.data.explanation), /differ/);
   assert.equal(out!.frames.length, 0, "held until the checkpoint");
   const done = await client.execute<{ epoch: number; released: number; dropped: number }>("checkpoint-done");
   assert.deepEqual(done, { epoch: 1, released: 1, dropped: 1 });
-  assert.ok(await out!.waitFrames(1, 3000));
+  assert.ok(await out!.waitFrames(1, 20_000));
   assert.deepEqual(out!.frames[0]!.data, p);
   const status = await client.execute<{
     role: string;
@@ -78,20 +78,20 @@ test("bad input on primary_in is counted and reset; frames held before it surviv
   const huge = Buffer.alloc(4);
   huge.writeUInt32BE(1_000_000);
   pri.sendRaw(huge);
-  assert.ok(await waitUntil(() => pri.closed, 3000), "the bad stream is closed");
-  assert.ok(await waitUntil(() => events.some((e) => e.event === "BAD_INPUT"), 3000));
+  assert.ok(await waitUntil(() => pri.closed, 20_000), "the bad stream is closed");
+  assert.ok(await waitUntil(() => events.some((e) => e.event === "BAD_INPUT"), 20_000));
   const bad = events.find((e) => e.event === "BAD_INPUT")!;
   assert.equal(bad.data.code, "COLO_ERR_FRAME_TOO_LARGE");
   assert.equal(bad.data.source, "primary_in");
   // secondary and outdev were not disturbed; a reconnected primary works again
   sec.send(held);
-  assert.ok(await out!.waitFrames(1, 3000), "the frame held before the bad input is released");
+  assert.ok(await out!.waitFrames(1, 20_000), "the frame held before the bad input is released");
   assert.deepEqual(out!.frames[0]!.data, held);
   const pri2 = await FramedPeer.connect(sock("pri"), {}, t);
   const next = udp({ payload: "next" });
   pri2.send(next);
   sec.send(next);
-  assert.ok(await out!.waitFrames(2, 3000));
+  assert.ok(await out!.waitFrames(2, 20_000));
   assert.deepEqual(out!.frames[1]!.data, next);
   const stats = await client.execute<{ badInput: Record<string, number>; released: Record<string, number> }>(
     "query-stats",
@@ -107,37 +107,40 @@ test("outdev as a client (QEMU's compare_out0) connects, reconnects, and nothing
   const server = net.createServer((s) => received.push(new FramedPeer(s, false)));
   await new Promise<void>((r) => server.listen(outPath, r));
   t.after(() => server.close());
-  const { pri, sec } = await daemon(t, [], { outClient: outPath });
+  const { d, pri, sec } = await daemon(t, [], { outClient: outPath });
   const f1 = udp({ payload: "one" });
   pri.send(f1);
   sec.send(f1);
-  assert.ok(await waitUntil(() => received[0] !== undefined && received[0].frames.length === 1, 3000));
+  assert.ok(await waitUntil(() => received[0] !== undefined && received[0].frames.length === 1, 20_000));
   assert.deepEqual(received[0]!.frames[0]!.data, f1);
   received[0]!.close();
-  await sleep(20);
+  // f2 goes out only once the daemon saw the close (and reconnects); a frame written into the
+  // closing connection would be lost, which is not what this test is about.
+  assert.ok(await waitUntil(() => !d.outdev.connected, 20_000), "daemon saw the redirector go away");
   const f2 = udp({ payload: "two" });
   pri.send(f2);
   sec.send(f2);
   assert.ok(
-    await waitUntil(() => received[1] !== undefined && received[1].frames.length === 1, 3000),
+    await waitUntil(() => received[1] !== undefined && received[1].frames.length === 1, 20_000),
     "reconnected",
   );
   assert.deepEqual(received[1]!.frames[0]!.data, f2);
 });
 
 test("notify_dev: INIT answered, DO_CHECKPOINT owed while Xen is away is sent when it connects", async (t) => {
-  const { sock, pri, sec, out } = await daemon(t, [], { notify: true });
+  const { sock, pri, sec, out, events } = await daemon(t, [], { notify: true });
   pri.send(tcp({ payload: "a" }));
   sec.send(tcp({ payload: "b" }));
-  await sleep(50);
+  // Xen connects only after the miscompare asked for the checkpoint: the request is owed.
+  assert.ok(await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 20_000));
   const nfy = await FramedPeer.connect(sock("nfy"), {}, t);
-  assert.ok(await nfy.waitFrames(1, 3000));
+  assert.ok(await nfy.waitFrames(1, 20_000));
   assert.equal(nfy.frames[0]!.data.toString(), "DO_CHECKPOINT");
   nfy.send(Buffer.from("COLO_USERSPACE_PROXY_INIT"));
-  assert.ok(await nfy.waitFrames(2, 3000));
+  assert.ok(await nfy.waitFrames(2, 20_000));
   assert.equal(nfy.frames[1]!.data.toString(), "COLO_COMPARE_GET_XEN_INIT");
   nfy.send(Buffer.from("COLO_CHECKPOINT"));
-  assert.ok(await out!.waitFrames(1, 3000));
+  assert.ok(await out!.waitFrames(1, 20_000));
   assert.deepEqual(out!.frames[0]!.data, tcp({ payload: "a" }));
 });
 

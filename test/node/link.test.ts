@@ -48,7 +48,7 @@ describe("link over loopback TCP", () => {
     const p = mk({ role: "primary", addr: { host: "127.0.0.1", port } });
     const ups = Promise.all([once(s, "up"), once(p, "up")]);
     await p.start();
-    await withTimeout(ups, 5000, "link up");
+    await withTimeout(ups, 30_000, "link up");
     const gotS: Buffer[] = [];
     const gotP: Buffer[] = [];
     s.on("frame", (ch, f) => {
@@ -71,7 +71,7 @@ describe("link over loopback TCP", () => {
       (async () => {
         while (gotS.length < 500 || gotP.length < 500) await new Promise((r) => setTimeout(r, 10));
       })(),
-      5000,
+      30_000,
       "frames",
     );
     assert.deepEqual(gotS, sent);
@@ -97,7 +97,7 @@ describe("link over loopback TCP", () => {
         while (!errs.some((e) => e.code === "COLO_ERR_LINK_AUTH"))
           await new Promise((r) => setTimeout(r, 10));
       })(),
-      5000,
+      30_000,
       "auth error",
     );
     assert.equal(up, false);
@@ -110,20 +110,20 @@ describe("link over loopback TCP", () => {
     const p = mk({ role: "primary", addr: { host: "127.0.0.1", port } });
     const ups = Promise.all([once(s, "up"), once(p, "up")]);
     await p.start();
-    await withTimeout(ups, 5000, "link up");
+    await withTimeout(ups, 30_000, "link up");
     const errs: ColoError[] = [];
     s.on("link-error", (e) => errs.push(e));
     const stranger = net.connect(port, "127.0.0.1");
     await once(stranger, "connect");
     stranger.resume(); // consume our HELLO so 'close' can fire
     stranger.write(Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-    await withTimeout(once(stranger, "close"), 5000, "stranger dropped");
+    await withTimeout(once(stranger, "close"), 30_000, "stranger dropped");
     assert.ok(errs.length >= 1);
     assert.match(errs[0]!.code, /^COLO_ERR_LINK_/);
     assert.ok(s.up && p.up, "link still up");
     const got = once(s, "frame");
     p.sendFrame(Channel.ClientToGuest, Buffer.alloc(64, 7), 0);
-    const [, f] = await withTimeout(got, 2000, "frame after garbage");
+    const [, f] = await withTimeout(got, 30_000, "frame after garbage");
     assert.ok((f as Buffer).equals(Buffer.alloc(64, 7)));
   });
 
@@ -136,16 +136,16 @@ describe("link over loopback TCP", () => {
       const p = mk({ role: "primary", addr: { path } });
       const up1 = once(p, "up");
       await p.start();
-      await withTimeout(up1, 5000, "first up");
+      await withTimeout(up1, 30_000, "first up");
       const down = once(p, "down");
       await s1.close();
-      const [err] = (await withTimeout(down, 5000, "down")) as [ColoError];
+      const [err] = (await withTimeout(down, 30_000, "down")) as [ColoError];
       assert.match(err.code, /COLO_ERR_LINK_(CLOSED|TIMEOUT)/);
       assert.equal(p.up, false);
       const s2 = mk({ role: "secondary", addr: { path } });
       const up2 = once(p, "up");
       await s2.start();
-      await withTimeout(up2, 5000, "reconnect");
+      await withTimeout(up2, 30_000, "reconnect");
       assert.equal(p.counters.ups, 2);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -170,7 +170,7 @@ describe("link over loopback TCP", () => {
         while (!errs.some((e) => e.code === "COLO_ERR_LINK_TIMEOUT"))
           await new Promise((r) => setTimeout(r, 10));
       })(),
-      5000,
+      30_000,
       "handshake timeout",
     );
     mute.close();
@@ -182,15 +182,15 @@ describe("link over loopback TCP", () => {
     const p = mk({ role: "primary", addr: { host: "127.0.0.1", port } });
     const ups = Promise.all([once(s, "up"), once(p, "up")]);
     await p.start();
-    await withTimeout(ups, 5000, "link up");
+    await withTimeout(ups, 30_000, "link up");
     const cp = once(s, "checkpoint");
     const e = p.checkpoint();
-    const [epoch] = await withTimeout(cp, 2000, "checkpoint");
+    const [epoch] = await withTimeout(cp, 30_000, "checkpoint");
     assert.equal(epoch, e);
     assert.equal(s.epoch, e);
     const got = once(p, "frame");
     s.sendFrame(Channel.GuestOutput, Buffer.alloc(64, 1), 0);
-    const [, , , fe] = await withTimeout(got, 2000, "fresh frame");
+    const [, , , fe] = await withTimeout(got, 30_000, "fresh frame");
     assert.equal(fe, e);
   });
 
@@ -236,10 +236,10 @@ describe("link over loopback TCP", () => {
       });
       const ups = Promise.all([once(s, "up"), once(p, "up")]);
       await p.start();
-      await withTimeout(ups, 5000, "tls link up");
+      await withTimeout(ups, 30_000, "tls link up");
       const got = once(s, "frame");
       p.sendFrame(Channel.ClientToGuest, Buffer.alloc(100, 3), 0);
-      const [, f] = await withTimeout(got, 2000, "frame over tls");
+      const [, f] = await withTimeout(got, 30_000, "frame over tls");
       assert.ok((f as Buffer).equals(Buffer.alloc(100, 3)));
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -103,17 +103,17 @@ describe("pair daemons in QEMU's canonical topology", { timeout: 60_000 }, () =>
     c.onEvent((e) => events.push(e.event));
     const syn = c2g(1000, 0, "S");
     mirror.send(syn);
-    assert.ok(await red0.waitFrames(1, 5000), "client frame forwarded to the QEMU secondary");
+    assert.ok(await red0.waitFrames(1, 20_000), "client frame forwarded to the QEMU secondary");
     assert.ok(red0.frames[0]!.data.equals(syn));
     // Already rewritten by QEMU's filter-rewriter on the secondary: same seq space as the PVM.
     red1.send(g2c(5001, 1001, "PA", "same bytes", 9));
     pri.send(g2c(5001, 1001, "PA", "same bytes", 3));
-    assert.ok(await out.waitFrames(1, 5000), "match released");
+    assert.ok(await out.waitFrames(1, 20_000), "match released");
     assert.ok(out.frames[0]!.data.equals(g2c(5001, 1001, "PA", "same bytes", 3)));
     red1.send(g2c(5011, 1001, "PA", "other", 10));
     pri.send(g2c(5011, 1001, "PA", "diffs", 4));
     assert.ok(
-      await waitUntil(() => events.includes("CHECKPOINT_REQUEST"), 5000),
+      await waitUntil(() => events.includes("CHECKPOINT_REQUEST"), 20_000),
       "difference → checkpoint request",
     );
     const st = await c.execute<{ role: string; peers: { name: string; state: string }[] }>("query-status");
@@ -156,16 +156,16 @@ describe("pair daemons in QEMU's canonical topology", { timeout: 60_000 }, () =>
       "dialled the QEMU primary",
     );
     mirror0.send(c2g(1000, 0, "S"));
-    assert.ok(await gin.waitFrames(1, 5000));
+    assert.ok(await gin.waitFrames(1, 20_000));
     gout.send(g2c(700_000, 1001, "SA", "", 0)); // SVM ISN
-    assert.ok(await waitUntil(() => compare1.got.length === 1, 5000), "SVM SYN-ACK to colo-compare");
+    assert.ok(await waitUntil(() => compare1.got.length === 1, 20_000), "SVM SYN-ACK to colo-compare");
     mirror0.send(c2g(1001, 5001, "A")); // client acks the PVM's ISN 5000
-    assert.ok(await gin.waitFrames(2, 5000));
+    assert.ok(await gin.waitFrames(2, 20_000));
     const m = newFrameMeta();
     parseFrame(gin.frames[1]!.data, 0, m);
     assert.equal(m.tcpAck, 700_001, "ack rewritten into the SVM's space");
     gout.send(g2c(700_001, 1001, "PA", "resp", 5));
-    assert.ok(await waitUntil(() => compare1.got.length === 2, 5000));
+    assert.ok(await waitUntil(() => compare1.got.length === 2, 20_000));
     parseFrame(compare1.got[1]!, 0, m);
     assert.equal(m.tcpSeq, 5001, "SVM output in the PVM's sequence space for colo-compare");
     // Without a link, the operator (or QEMU's COLO frame via a hook) reports checkpoints.
@@ -173,7 +173,7 @@ describe("pair daemons in QEMU's canonical topology", { timeout: 60_000 }, () =>
     t.after?.(() => c.close());
     await c.execute("checkpoint-done");
     gout.send(g2c(700_005, 1001, "PA", "x", 6));
-    assert.ok(await waitUntil(() => compare1.got.length === 3, 5000));
+    assert.ok(await waitUntil(() => compare1.got.length === 3, 20_000));
     parseFrame(compare1.got[2]!, 0, m);
     assert.equal(m.tcpSeq, 700_005, "after a checkpoint the offset is 0 (the SVM is a PVM copy)");
   });

@@ -37,9 +37,10 @@ function chardevs(dir: string): string[] {
 }
 const OBJECT = "filter-rewriter,id=rew0,tx_in=tx_in,tx_out=tx_out,rx_in=rx_in,rx_out=rx_out";
 
-async function connectAll(t: TestCtx, dir: string, vnetHdr = false): Promise<Peers> {
+async function connectAll(t: TestCtx, dir: string, vnetHdr = false, timeoutMs = 5000): Promise<Peers> {
   const p: Partial<Peers> = {};
-  for (const r of ROLES) p[r] = await FramedPeer.connect(path.join(dir, `${r}.sock`), { vnetHdr }, t);
+  for (const r of ROLES)
+    p[r] = await FramedPeer.connect(path.join(dir, `${r}.sock`), { vnetHdr, timeoutMs }, t);
   return p as Peers;
 }
 
@@ -54,7 +55,7 @@ async function startDaemon(t: TestCtx, object = OBJECT, vnetHdr = false) {
   await d.start();
   t.after(() => d.close());
   const peers = await connectAll(t, dir, vnetHdr);
-  assert.ok(await waitUntil(() => ROLES.every((r) => d.endpoints[r].connected), 5000));
+  assert.ok(await waitUntil(() => ROLES.every((r) => d.endpoints[r].connected), 20_000));
   return { d, dir, peers, events };
 }
 
@@ -69,7 +70,7 @@ async function drive(peers: Peers, s: Scenario, vnetLen = 0, onCheckpoint?: () =
     const [i, o] = step.dir === "tx" ? [peers.tx_in, peers.tx_out] : [peers.rx_in, peers.rx_out];
     const want = o.frames.length + 1;
     i.send(stepFrame(s.flow ?? {}, step, vnetLen), vnetLen);
-    assert.ok(await o.waitFrames(want, 5000), "daemon forwarded the frame");
+    assert.ok(await o.waitFrames(want, 20_000), "daemon forwarded the frame");
     const f = o.frames[want - 1]!;
     if (vnetLen > 0) assert.equal(f.vnetLen, vnetLen);
     out.push({ dir: step.dir, hex: f.data.toString("hex") });
@@ -143,7 +144,7 @@ describe("rewrite daemon", () => {
     await drive(peers, { ...session, steps: session.steps.slice(0, 3) });
     // A length word far above the 69632-byte limit: no resync is possible, the peer is reset.
     peers.tx_in.sendRaw(Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4]));
-    assert.ok(await waitUntil(() => peers.tx_in.closed, 5000), "the bad peer was disconnected");
+    assert.ok(await waitUntil(() => peers.tx_in.closed, 20_000), "the bad peer was disconnected");
     const bad = events.find((e) => e.event === "BAD_INPUT");
     assert.equal(bad?.data.code, "COLO_ERR_FRAME_TOO_LARGE");
     assert.equal(bad?.data.source, "tx_in");
@@ -166,7 +167,7 @@ describe("rewrite daemon", () => {
     const junk = Buffer.alloc(30, 0xab);
     junk.writeUInt16BE(0x0800, 12); // IPv4 EtherType but a truncated header
     peers.tx_in.send(junk);
-    assert.ok(await peers.tx_out.waitFrames(1, 5000));
+    assert.ok(await peers.tx_out.waitFrames(1, 20_000));
     assert.deepEqual(peers.tx_out.frames[0]!.data, junk);
     assert.equal(
       Object.values(d.stats().badInput).reduce((a, b) => a + b, 0),
@@ -200,7 +201,14 @@ describe("colo-proxy rewrite (CLI)", () => {
     const bin = new URL("../../bin/colo-proxy.mjs", import.meta.url).pathname;
     const args = [bin, "rewrite", ...chardevs(dir).flatMap((c) => ["--chardev", c]), "--object", OBJECT];
     const proc = spawnProc(process.execPath, [...args, "--control", ctl], t);
-    const peers = await connectAll(t, dir);
+    // Starting a process (tsx compiling the CLI) can take tens of seconds on a loaded CI machine;
+    // a process that died instead fails at once with its stderr.
+    const peers = await Promise.race([
+      connectAll(t, dir, false, 120_000),
+      proc.exited.then((s) => {
+        throw new Error(`colo-proxy rewrite exited (${s}) before listening: ${proc.stderr}`);
+      }),
+    ]);
     const client = await ControlClient.connect({ path: ctl });
     t.after(() => client.close());
     const out = await drive(peers, session, 0, () => {});
@@ -214,7 +222,7 @@ describe("colo-proxy rewrite (CLI)", () => {
       [["tcp 10.0.0.2:80 > 10.0.0.1:40000", 0]],
     );
     peers.rx_in.sendRaw(Buffer.from([0, 0, 0, 0, 0]));
-    assert.ok(await waitUntil(() => proc.stderr.includes("COLO_ERR_FRAME_EMPTY"), 5000), proc.stderr);
+    assert.ok(await waitUntil(() => proc.stderr.includes("COLO_ERR_FRAME_EMPTY"), 30_000), proc.stderr);
     const stats = await client.execute<{ badInput: Record<string, number> }>("query-stats");
     assert.equal(stats.badInput.COLO_ERR_FRAME_EMPTY, 1);
     proc.child.kill("SIGTERM");

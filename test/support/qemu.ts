@@ -91,6 +91,17 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+class DeadlineError extends Error {}
+
+/** `p`, or a rejection once `ms` passed without it settling. */
+export function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlineError(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
+
 /** Polls `check` every `stepMs` until it returns true or `timeoutMs` passes; returns the last result. */
 export async function waitUntil(check: () => boolean, timeoutMs: number, stepMs = 5): Promise<boolean> {
   const end = performance.now() + timeoutMs;
@@ -209,20 +220,34 @@ export class Qmp {
   }
 
   /** Connects (retrying while the socket is not there yet) and negotiates capabilities. */
-  static async connect(sockPath: string, timeoutMs = 10_000): Promise<Qmp> {
+  static async connect(sockPath: string, timeoutMs = 30_000): Promise<Qmp> {
     const sock = await connectRetry(sockPath, timeoutMs);
     const qmp = new Qmp(sock);
-    await qmp.greeting;
-    await qmp.execute("qmp_capabilities");
+    try {
+      await withDeadline(qmp.greeting, timeoutMs, "QMP greeting");
+      await qmp.execute("qmp_capabilities");
+    } catch (e) {
+      sock.destroy();
+      throw e;
+    }
     return qmp;
   }
 
-  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
+  /**
+   * Sends one command; rejects when QEMU does not answer within `timeoutMs` (a hung QEMU must fail
+   * the test, never hang the run). A timed-out command closes the connection: later replies could
+   * no longer be matched to their commands.
+   */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = 30_000): Promise<T> {
+    const reply = new Promise<T>((resolve, reject) => {
       this.pending.push({ resolve: resolve as (v: unknown) => void, reject });
       this.sock.write(
         `${JSON.stringify(args === undefined ? { execute: command } : { execute: command, arguments: args })}\n`,
       );
+    });
+    return withDeadline(reply, timeoutMs, `QMP ${command}`).catch((e: unknown) => {
+      if (e instanceof DeadlineError) this.sock.destroy();
+      throw e;
     });
   }
 
@@ -314,7 +339,7 @@ export async function startQemu(opts: QemuOptions, t?: TestCtx): Promise<Qemu> {
     qmp,
     dir,
     sock,
-    async waitConnected(ids, timeoutMs = 5000) {
+    async waitConnected(ids, timeoutMs = 20_000) {
       const end = performance.now() + timeoutMs;
       for (;;) {
         const list = await qmp.execute<Array<{ label: string; filename: string }>>("query-chardev");
@@ -388,9 +413,17 @@ export class FramedPeer {
     const m = /^(.*):(\d+)$/.exec(address);
     if (m !== null && !address.includes("/")) {
       sock = net.connect(Number(m[2]), m[1]);
-      await new Promise<void>((resolve, reject) => {
-        sock.once("connect", resolve);
-        sock.once("error", reject);
+      const s = sock;
+      await withDeadline(
+        new Promise<void>((resolve, reject) => {
+          s.once("connect", resolve);
+          s.once("error", reject);
+        }),
+        opts.timeoutMs ?? 5000,
+        `connect ${address}`,
+      ).catch((e: unknown) => {
+        s.destroy();
+        throw e;
       });
     } else {
       sock = await connectRetry(address, opts.timeoutMs ?? 5000);
@@ -431,11 +464,22 @@ export class FramedPeer {
     return this.sock.write(bytes);
   }
 
-  /** Resolves once all written data has been handed to the kernel. */
-  flush(): Promise<void> {
+  /**
+   * Resolves once all written data has been handed to the kernel, the socket closed (a peer that
+   * died never drains), or `timeoutMs` passed (a deaf peer never reads).
+   */
+  flush(timeoutMs = 30_000): Promise<void> {
     return new Promise((resolve) => {
-      if (this.sock.writableLength === 0 || this.sock.destroyed) resolve();
-      else this.sock.once("drain", () => resolve());
+      if (this.sock.writableLength === 0 || this.sock.destroyed) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        this.sock.off("drain", done);
+        this.sock.off("close", done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.sock.once("drain", done);
+      this.sock.once("close", done);
     });
   }
 
@@ -456,7 +500,11 @@ export class FramedPeer {
     return this.frames.length >= n;
   }
 
-  /** Waits until no frame arrived for `quietMs` (at most `maxMs`). */
+  /**
+   * Waits until no frame arrived for `quietMs` (at most `maxMs`). Only for catching *extra*
+   * frames after the expected ones arrived (waitFrames): on a loaded machine a short quiet window
+   * can pass before anything arrived at all.
+   */
   async waitQuiet(quietMs: number, maxMs = 10_000): Promise<void> {
     const end = performance.now() + maxMs;
     let count = -1;

@@ -14,7 +14,7 @@ interface Got {
   vnetLen: number;
 }
 
-const WAIT = 5000;
+const WAIT = 20_000;
 
 function frame(i: number, len = 64): Buffer {
   const b = Buffer.alloc(len, (i * 7) & 0xff);
