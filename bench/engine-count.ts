@@ -1,52 +1,13 @@
 /**
- * @module For instruction/cache counting under valgrind: build `conns` connections, then push
- * `pairs` matching pairs round-robin. Usage: node --import tsx bench/engine-count.ts <payload> <conns> <pairs>
+ * @module Compare engine work per packet for instruction and cache-miss counting under valgrind
+ * (docs/benchmarks.md, compare engine): the engine task of engine.bench.ts with `conns`
+ * connections, 200k warm-up pairs (at least one round over every connection), then `pairs` more.
+ * Run it with pairs = 0 and pairs = N and divide the difference by N, so start-up cancels out:
+ *   valgrind --tool=cachegrind --cache-sim=yes node --import tsx bench/engine-count.ts 64 100000 200000
  */
-import { CompareEngine } from "../src/compare/engine.ts";
-import type { CompareSink } from "../src/compare/types.ts";
-import { buildTcp } from "../src/packet/build.ts";
+import { engineTask, PAIRS_PER_CALL } from "./engine.bench.ts";
 
-const [payload, conns, pairs] = process.argv.slice(2).map(Number) as [number, number, number];
-const L3 = 14;
-const L4 = L3 + 20;
-const sink: CompareSink = {
-  release() {},
-  discard() {},
-  checkpointRequest(r) {
-    throw new Error(r.message);
-  },
-  backpressure() {},
-};
-const mk = (ttl: number) =>
-  buildTcp({
-    src: "10.0.0.1",
-    dst: "10.1.0.0",
-    sport: 80,
-    dport: 1,
-    seq: 0,
-    ack: 1,
-    flags: "PA",
-    payload: Buffer.alloc(payload, 0x5a),
-    ttl,
-    id: ttl,
-  });
-const e = new CompareEngine({ maxConnections: Math.max(65536, conns) }, sink);
-const p = mk(64);
-const s = mk(63);
-const seqs = new Uint32Array(conns);
-let next = 0;
-function pair(): void {
-  const i = next;
-  next = next + 1 === conns ? 0 : next + 1;
-  const seq = seqs[i]!;
-  for (const f of [p, s]) {
-    f.writeUInt16BE(1 + (i % 60000), L4 + 2);
-    f[L3 + 18] = Math.floor(i / 60000);
-    f.writeUInt32BE(seq >>> 0, L4 + 4);
-  }
-  e.pushPrimary(p, 0, 0);
-  e.pushSecondary(s, 0, 0);
-  seqs[i] = seq + payload;
-}
-for (let k = 0; k < Math.max(conns, 200_000); k++) pair();
-for (let k = 0; k < pairs; k++) pair();
+const [payload = 64, conns = 1, pairs = 0] = process.argv.slice(2).map(Number);
+const step = engineTask({ payload, conns });
+for (let k = 0; k < Math.max(conns, 200_000); k += PAIRS_PER_CALL) step();
+for (let k = 0; k < pairs; k += PAIRS_PER_CALL) step();
