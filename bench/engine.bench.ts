@@ -17,11 +17,11 @@ import { buildTcp } from "../src/packet/build.ts";
 import { newFrameMeta } from "../src/packet/meta.ts";
 import { parseFrame } from "../src/packet/parse.ts";
 
-const PAIRS_PER_CALL = 1000;
+export const PAIRS_PER_CALL = 1000;
 const L3 = 14;
 const L4 = L3 + 20;
 
-interface Scenario {
+export interface Scenario {
   payload: number;
   conns: number;
 }
@@ -62,7 +62,7 @@ const sink: CompareSink = {
   backpressure() {},
 };
 
-function engineTask({ payload, conns }: Scenario): () => void {
+export function engineTask({ payload, conns }: Scenario): () => void {
   const engine = new CompareEngine({ maxConnections: Math.max(65536, conns) }, sink);
   const [p, s] = frames(payload);
   const seqs = new Uint32Array(conns);

@@ -291,8 +291,8 @@ export class CompareEngine {
     for (const c of this.#table.values()) {
       if (rows.length >= limit) break;
       let oldest = Number.POSITIVE_INFINITY;
-      for (let h = c.primary.head; h !== null; h = h.next) oldest = Math.min(oldest, h.arrival);
-      for (let h = c.secondary.head; h !== null; h = h.next) oldest = Math.min(oldest, h.arrival);
+      for (let h = c.pHead; h !== null; h = h.next) oldest = Math.min(oldest, h.arrival);
+      for (let h = c.sHead; h !== null; h = h.next) oldest = Math.min(oldest, h.arrival);
       let state = "open";
       if (c.passthrough) state = "passthrough";
       else if (c.miscompared) state = "miscompared";
@@ -303,8 +303,8 @@ export class CompareEngine {
         flow: c.flowText,
         protocol: c.protocol,
         state,
-        primaryQueued: c.primary.count,
-        secondaryQueued: c.secondary.count,
+        primaryQueued: c.pCount,
+        secondaryQueued: c.sCount,
         oldestHeldMs: oldest === Number.POSITIVE_INFINITY ? 0 : now - oldest,
         bytesCompared: c.bytesCompared,
         packetsCompared: c.packetsCompared,
@@ -342,12 +342,12 @@ export class CompareEngine {
     let s = 0;
     let bytes = 0;
     for (const c of this.#table.values()) {
-      for (const [q, side] of [
-        [c.primary, PRIMARY],
-        [c.secondary, SECONDARY],
+      for (const [head, count, side] of [
+        [c.pHead, c.pCount, PRIMARY],
+        [c.sHead, c.sCount, SECONDARY],
       ] as const) {
         let n = 0;
-        for (let h = q.head; h !== null; h = h.next) {
+        for (let h = head; h !== null; h = h.next) {
           n++;
           if (h.conn !== c || h.side !== side) problems.push(`record in wrong queue on ${c.flowText}`);
           if (c.stream && h.next !== null && seqAfter(h.seq, h.next.seq)) {
@@ -355,11 +355,11 @@ export class CompareEngine {
           }
           if (side === PRIMARY) bytes += h.frame.length;
         }
-        if (n !== q.count) problems.push(`queue count ${q.count} != ${n} on ${c.flowText}`);
+        if (n !== count) problems.push(`queue count ${count} != ${n} on ${c.flowText}`);
         if (side === PRIMARY) p += n;
         else s += n;
       }
-      if (c.primary.count + c.secondary.count === 0 && !this.#table.isListed(c)) {
+      if (c.pCount + c.sCount === 0 && !this.#table.isListed(c)) {
         problems.push(`LRU membership wrong on ${c.flowText}`);
       }
     }
@@ -453,7 +453,7 @@ export class CompareEngine {
   }
 
   #release(c: CompareConn, h: Held, reason: ReleaseReason, now: number): void {
-    c.primary.remove(h);
+    c.remove(h);
     const frame = h.frame;
     const vnetLen = h.vnetLen;
     const age = now - h.arrival;
@@ -470,7 +470,7 @@ export class CompareEngine {
   }
 
   #discard(c: CompareConn, h: Held, reason: DiscardReason): void {
-    c.secondary.remove(h);
+    c.remove(h);
     const frame = h.frame;
     const vnetLen = h.vnetLen;
     this.#stats.heldSecondary--;
@@ -497,14 +497,14 @@ export class CompareEngine {
 
   /** Flushes one connection: primary in queue order (TCP: sequence order), secondary discarded. */
   #flushConn(c: CompareConn, now: number, rr: ReleaseReason, dr: DiscardReason): void {
-    for (let h = c.primary.head; h !== null; h = c.primary.head) {
+    for (let h = c.pHead; h !== null; h = c.pHead) {
       if (c.stream && h.len > 0 && (!c.flushedEndSet || seqAfter(h.end, c.flushedEnd))) {
         c.flushedEnd = h.end;
         c.flushedEndSet = true;
       }
       this.#release(c, h, rr, now);
     }
-    for (let h = c.secondary.head; h !== null; h = c.secondary.head) this.#discard(c, h, dr);
+    for (let h = c.sHead; h !== null; h = c.sHead) this.#discard(c, h, dr);
     // Bytes released uncompared count as compared: after a checkpoint the SVM is a copy of the
     // PVM, so anything the secondary still sends below this point is stale or a retransmission.
     if (c.flushedEndSet && (!c.compareSeqSet || seqAfter(c.flushedEnd, c.compareSeq))) {
@@ -580,14 +580,14 @@ export class CompareEngine {
 
   /** After a pass: a queue at max_queue_size asks for a checkpoint and pauses that input. */
   #checkQueue(c: CompareConn, side: HeldSide, now: number): void {
-    const q = side === PRIMARY ? c.primary : c.secondary;
+    const count = side === PRIMARY ? c.pCount : c.sCount;
     const max = this.#cfg.maxQueueSize;
-    if (q.count < max) return;
+    if (count < max) return;
     const name: Side = side === PRIMARY ? "primary" : "secondary";
-    if (side === PRIMARY && q.count > max) this.#stats.overQueueLimit++;
+    if (side === PRIMARY && count > max) this.#stats.overQueueLimit++;
     if (!c.queueFullRaised) {
       c.queueFullRaised = true;
-      const depth = q.count;
+      const depth = count;
       this.#trigger(now, "queue-full", c, () => ({
         side: name,
         depth,
@@ -626,7 +626,7 @@ export class CompareEngine {
     const isn = side === PRIMARY ? c.primaryIsn : c.secondaryIsn;
     // A SYN after close, or with a new ISN, starts a new connection on the same 4-tuple. Only
     // reset when nothing is held: held segments belong to the old sequence space.
-    if ((c.closed || (known && isn !== seq)) && c.primary.count + c.secondary.count === 0) c.resetStream();
+    if ((c.closed || (known && isn !== seq)) && c.pCount + c.sCount === 0) c.resetStream();
     if (side === PRIMARY) {
       if (!c.primaryIsnSet) {
         c.primaryIsnSet = true;
@@ -668,7 +668,7 @@ export class CompareEngine {
     h.dataOff = m.payloadOffset;
     h.ack = m.tcpAck;
     h.flags = flags;
-    c.primary.insertBySeq(h);
+    c.insertBySeq(h);
     if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runTcp(c, now);
     this.#checkQueue(c, PRIMARY, now);
@@ -697,11 +697,11 @@ export class CompareEngine {
     let reason: DiscardReason | null = null;
     if (len === 0) reason = "no-payload";
     else if (c.compareSeqSet && !seqAfter(end, c.compareSeq)) reason = "already-compared";
-    else if (c.secondary.count >= this.#cfg.maxQueueSize) reason = "queue-full";
+    else if (c.sCount >= this.#cfg.maxQueueSize) reason = "queue-full";
     if (reason !== null) {
       this.#discardNow(frame, vnetLen, reason);
       if (reason === "queue-full") this.#checkQueue(c, SECONDARY, now);
-      else if (!c.miscompared && c.primary.count > 0) this.#runTcp(c, now);
+      else if (!c.miscompared && c.pCount > 0) this.#runTcp(c, now);
       return;
     }
     const h = this.#hold(c, SECONDARY, frame, vnetLen, now);
@@ -711,7 +711,7 @@ export class CompareEngine {
     h.dataOff = m.payloadOffset;
     h.ack = m.tcpAck;
     h.flags = flags;
-    c.secondary.insertBySeq(h);
+    c.insertBySeq(h);
     if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runTcp(c, now);
     this.#checkQueue(c, SECONDARY, now);
@@ -735,15 +735,13 @@ export class CompareEngine {
 
   /** Compares the connection's queues in sequence space as far as both sides allow. */
   #runTcp(c: CompareConn, now: number): void {
-    const P = c.primary;
-    const S = c.secondary;
     for (;;) {
-      const p = P.head;
+      const p = c.pHead;
       if (p === null) return;
       if (p.len === 0) {
         // QEMU releases these whenever a secondary packet is queued; we also release them when
         // the secondary has already acked (or SYN'd / RST'd) as far, so a lone pure ACK never waits.
-        if (S.count > 0 || this.#covered(c, p)) {
+        if (c.sCount > 0 || this.#covered(c, p)) {
           this.#release(c, p, "no-payload", now);
           continue;
         }
@@ -766,10 +764,10 @@ export class CompareEngine {
         p.off = (c.compareSeq - p.seq) >>> 0;
         pStart = c.compareSeq;
       }
-      let s = S.head;
+      let s = c.sHead;
       while (s !== null && c.compareSeqSet && !seqAfter(s.end, c.compareSeq)) {
         this.#discard(c, s, "already-compared");
-        s = S.head;
+        s = c.sHead;
       }
       if (s === null) return;
       let sStart = (s.seq + s.off) >>> 0;
@@ -864,21 +862,21 @@ export class CompareEngine {
   #datagramPrimary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
     const h = this.#hold(c, PRIMARY, frame, vnetLen, now);
     this.#region(h, m);
-    c.primary.push(h);
+    c.push(h);
     if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runDatagram(c, now);
     this.#checkQueue(c, PRIMARY, now);
   }
 
   #datagramSecondary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
-    if (c.secondary.count >= this.#cfg.maxQueueSize) {
+    if (c.sCount >= this.#cfg.maxQueueSize) {
       this.#discardNow(frame, vnetLen, "queue-full");
       this.#checkQueue(c, SECONDARY, now);
       return;
     }
     const h = this.#hold(c, SECONDARY, frame, vnetLen, now);
     this.#region(h, m);
-    c.secondary.push(h);
+    c.push(h);
     if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runDatagram(c, now);
     this.#checkQueue(c, SECONDARY, now);
@@ -886,8 +884,8 @@ export class CompareEngine {
 
   /** FIFO: the oldest primary is matched against the oldest equal secondary. */
   #runDatagram(c: CompareConn, now: number): void {
-    for (let p = c.primary.head; p !== null && c.secondary.head !== null; p = c.primary.head) {
-      let s: Held | null = c.secondary.head;
+    for (let p = c.pHead; p !== null && c.sHead !== null; p = c.pHead) {
+      let s: Held | null = c.sHead;
       while (s !== null) {
         if (
           s.len === p.len &&
@@ -898,7 +896,7 @@ export class CompareEngine {
         s = s.next;
       }
       if (s === null) {
-        this.#datagramMiscompare(c, p, c.secondary.head!, now);
+        this.#datagramMiscompare(c, p, c.sHead!, now);
         return;
       }
       c.bytesCompared += p.len;

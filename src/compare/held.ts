@@ -36,52 +36,6 @@ export class Held {
   gNext: Held | null = null;
 }
 
-/** A per-connection, per-side queue (intrusive doubly linked list). */
-export class HeldQueue {
-  head: Held | null = null;
-  tail: Held | null = null;
-  count = 0;
-
-  push(h: Held): void {
-    h.prev = this.tail;
-    h.next = null;
-    if (this.tail) this.tail.next = h;
-    else this.head = h;
-    this.tail = h;
-    this.count++;
-  }
-
-  /**
-   * Inserts keeping ascending TCP sequence order (signed 32-bit difference, so it survives
-   * wraparound); equal sequence numbers keep arrival order. Scans from the tail: in-order
-   * arrivals, the common case, cost O(1).
-   */
-  insertBySeq(h: Held): void {
-    let at = this.tail;
-    while (at !== null && ((at.seq - h.seq) | 0) > 0) at = at.prev;
-    if (at === this.tail) {
-      this.push(h);
-      return;
-    }
-    h.prev = at;
-    h.next = at === null ? this.head : at.next;
-    if (h.next) h.next.prev = h;
-    if (at === null) this.head = h;
-    else at.next = h;
-    this.count++;
-  }
-
-  remove(h: Held): void {
-    if (h.prev) h.prev.next = h.next;
-    else this.head = h.next;
-    if (h.next) h.next.prev = h.prev;
-    else this.tail = h.prev;
-    h.prev = null;
-    h.next = null;
-    this.count--;
-  }
-}
-
 /** Every held record of both sides in arrival order, plus the record pool. */
 export class HeldStore {
   head: Held | null = null;

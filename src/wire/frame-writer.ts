@@ -178,6 +178,12 @@ export class FrameWriter {
       }
     }
     if (this.#head === this.#frames.length) {
+      // An explicit flush (e.g. the compare daemon's, right after each input chunk) leaves the
+      // turn-end flush nothing to do: cancel it rather than pay an empty callback per chunk.
+      if (this.#scheduled !== null) {
+        clearImmediate(this.#scheduled);
+        this.#scheduled = null;
+      }
       this.#frames.length = 0;
       this.#vnets.length = 0;
       this.#head = 0;
