@@ -206,6 +206,9 @@ export const configFileSchema = z
     compat_passthrough: z.boolean().optional(),
     control: z.string().min(1).optional(),
     log_level: z.string().optional(),
+    passthrough: z.array(z.string()).optional(),
+    capture: z.string().min(1).optional(),
+    capture_frames: positive.optional(),
   })
   .strict();
 export type ConfigFile = z.infer<typeof configFileSchema>;
@@ -284,6 +287,10 @@ export function mergeConfigFile(raw: RawCompareOptions, file: ConfigFile): void 
   raw.compat_passthrough ??= file.compat_passthrough;
   raw.control ??= file.control;
   raw.log_level ??= file.log_level;
+  // Rules add up: the file's first, then the command line's.
+  if (file.passthrough !== undefined) raw.passthrough = [...file.passthrough, ...(raw.passthrough ?? [])];
+  raw.capture_dir ??= file.capture;
+  raw.capture_frames ??= file.capture_frames;
 }
 
 /** Resolves and validates everything into the daemon's config. */

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
@@ -242,6 +242,14 @@ test("--passthrough and --capture reach the compare engine's config for compare 
     resolveCompareConfig(parseCompareArgs([...common, "--secondary-in", "127.0.0.1:9004"]).raw).capture,
     undefined,
   );
+  // The JSON config file: its rules come first, the command line's are added; flags win for the rest.
+  const file = path.join(dir, "compare.json");
+  writeFileSync(file, JSON.stringify({ passthrough: ["icmp"], capture: "/nowhere", capture_frames: 9 }));
+  const j = resolveCompareConfig(
+    parseCompareArgs([...common, "--secondary-in", "127.0.0.1:9004", "--config", file, ...flags]).raw,
+  );
+  assert.deepEqual(j.passthrough, ["icmp", "tcp 10.0.0.0/24:3389", "udp *:53"]);
+  assert.deepEqual(j.capture, { dir, frames: 9 });
   for (const bad of [
     ["--passthrough", "tcp 10.0.0.300"],
     ["--capture", dir, "--capture-frames", "100000"],

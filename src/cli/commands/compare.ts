@@ -65,7 +65,9 @@ Friendly flags (same meaning; override the QEMU strings):
                          or { "primary_in": "127.0.0.1:9001" | {"host","port","path","server","reconnect"},
                          "secondary_in", "outdev", "notify_dev", "compare_timeout",
                          "expired_scan_cycle", "max_queue_size", "vnet_hdr_support",
-                         "compat_passthrough", "control", "log_level" }. Command-line flags win.
+                         "compat_passthrough", "control", "log_level", "passthrough": [RULE...],
+                         "capture": DIR, "capture_frames": N }. Command-line flags win
+                         (passthrough rules from both are used).
 
 Checkpoints without notify_dev (QEMU COLO with colo-proxy outside QEMU):
   --control PATH         control socket (default $RUNDIR/colo-proxy-compare.sock, 'none' disables).
