@@ -91,7 +91,16 @@ export class Link extends EventEmitter<LinkEvents> {
   #epoch = 0;
   #congested = false;
   readonly errors: Partial<Record<ErrorCode, number>> = {};
-  readonly counters = { connects: 0, ups: 0, downs: 0, framesIn: 0, framesOut: 0, staleFrames: 0 };
+  readonly counters = {
+    connects: 0,
+    ups: 0,
+    downs: 0,
+    framesIn: 0,
+    framesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    staleFrames: 0,
+  };
 
   constructor(opts: LinkOptions) {
     super();
@@ -137,7 +146,10 @@ export class Link extends EventEmitter<LinkEvents> {
     const c = this.#active;
     if (c === null) return false;
     const ok = c.session.sendFrame(channel, frame, vnetLen, this.#opts.now());
-    if (ok) this.counters.framesOut++;
+    if (ok) {
+      this.counters.framesOut++;
+      this.counters.bytesOut += frame.length;
+    }
     return ok;
   }
 
@@ -271,6 +283,7 @@ export class Link extends EventEmitter<LinkEvents> {
         established: (peer) => this.#established(conn, peer),
         frame: (channel, frame, vnetLen, epoch) => {
           this.counters.framesIn++;
+          this.counters.bytesIn += frame.length;
           this.emit("frame", channel, frame, vnetLen, epoch);
         },
         checkpoint: (epoch) => {

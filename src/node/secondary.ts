@@ -315,9 +315,9 @@ export class SecondaryDaemon implements ControlTarget {
       eps.link = {
         counters: {
           framesIn: l.counters.framesIn,
-          bytesIn: 0,
+          bytesIn: l.counters.bytesIn,
           framesOut: l.counters.framesOut,
-          bytesOut: 0,
+          bytesOut: l.counters.bytesOut,
           framesDropped: 0,
         },
         connected: l.up,

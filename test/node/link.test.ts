@@ -76,6 +76,9 @@ describe("link over loopback TCP", () => {
     );
     assert.deepEqual(gotS, sent);
     assert.deepEqual(gotP, sent);
+    const bytes = sent.reduce((n, f) => n + f.length, 0);
+    assert.equal(p.counters.bytesOut, bytes);
+    assert.equal(s.counters.bytesIn, bytes);
   });
 
   test("a wrong secret never brings the link up and is reported as COLO_ERR_LINK_AUTH", async () => {
