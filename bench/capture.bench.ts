@@ -12,31 +12,9 @@ import { Bench } from "tinybench";
 import { CompareEngine } from "../src/compare/engine.ts";
 import type { CompareSink } from "../src/compare/types.ts";
 import { MiscompareCapture } from "../src/node/capture.ts";
-import { buildTcp } from "../src/packet/build.ts";
-
-const PAIRS_PER_CALL = 1000;
-const L3 = 14;
-const L4 = L3 + 20;
+import { frames, PAIRS_PER_CALL, patch } from "./engine.bench.ts";
 
 type Mode = "off" | "empty hook" | "capture";
-
-function frames(payload: number): [Buffer, Buffer] {
-  const data = Buffer.alloc(payload, 0x5a);
-  const mk = (ttl: number, id: number) =>
-    buildTcp({
-      src: "10.0.0.1",
-      dst: "10.1.0.0",
-      sport: 80,
-      dport: 1,
-      seq: 0,
-      ack: 1,
-      flags: "PA",
-      payload: data,
-      ttl,
-      id,
-    });
-  return [mk(64, 1), mk(63, 2)];
-}
 
 function sinkFor(mode: Mode, dir: string): CompareSink {
   const base: CompareSink = {
@@ -68,10 +46,7 @@ function task(mode: Mode, payload: number, conns: number, dir: string): () => vo
     const i = next;
     next = next + 1 === conns ? 0 : next + 1;
     const seq = seqs[i]!;
-    for (const f of [p, s]) {
-      f.writeUInt16BE(1 + i, L4 + 2);
-      f.writeUInt32BE(seq >>> 0, L4 + 4);
-    }
+    patch(p, s, i, seq);
     engine.pushPrimary(p, 0, 0);
     engine.pushSecondary(s, 0, 0);
     seqs[i] = seq + payload;

@@ -26,7 +26,8 @@ export interface Scenario {
   conns: number;
 }
 
-function frames(payload: number): [Buffer, Buffer] {
+/** A primary/secondary pair of equal TCP segments whose headers differ (TTL, IP id). */
+export function frames(payload: number): [Buffer, Buffer] {
   const data = Buffer.alloc(payload, 0x5a);
   const mk = (ttl: number, id: number) =>
     buildTcp({
@@ -45,7 +46,7 @@ function frames(payload: number): [Buffer, Buffer] {
 }
 
 /** Points both frames at connection `i` and stream position `seq`. */
-function patch(p: Buffer, s: Buffer, i: number, seq: number): void {
+export function patch(p: Buffer, s: Buffer, i: number, seq: number): void {
   for (const f of [p, s]) {
     f.writeUInt16BE(1 + (i % 60000), L4 + 2); // client port
     f[L3 + 18] = Math.floor(i / 60000); // client address, 3rd byte
