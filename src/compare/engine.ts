@@ -12,7 +12,7 @@ import { extractFlow, formatFlow, type ProtocolName, protocolName } from "../con
 import { ConnTable } from "../conntrack/table.ts";
 import { ColoError } from "../errors.ts";
 import { type FrameMeta, newFrameMeta, ParseStatus } from "../packet/meta.ts";
-import { parseFrame } from "../packet/parse.ts";
+import { flowKeyText, parseFrame } from "../packet/parse.ts";
 import { checkParam, resolveConfig } from "./config.ts";
 import { CompareConn } from "./conn.ts";
 import { dumpAround, firstDifference } from "./explain.ts";
@@ -61,7 +61,7 @@ export class CompareEngine {
   readonly #table = new ConnTable<CompareConn>();
   readonly #held = new HeldStore();
   readonly #rules = new PassthroughRules();
-  readonly #meta: FrameMeta = newFrameMeta();
+  readonly #meta: FrameMeta = CompareEngine.#newMeta();
   readonly #stats: CompareStats = newStats();
   /** A checkpoint request is outstanding (sent, no checkpointDone yet). */
   #pending = false;
@@ -74,6 +74,13 @@ export class CompareEngine {
 
   /** sink.observe, looked up once: absent in the usual case, so one field test per frame. */
   readonly #observe: CompareSink["observe"];
+
+  /** The parser fills only the key units: lookups need no key string (see conntrack/table.ts). */
+  static #newMeta(): FrameMeta {
+    const m = newFrameMeta();
+    m.keyString = false;
+    return m;
+  }
 
   constructor(config: Partial<CompareConfig>, sink: CompareSink) {
     this.#cfg = resolveConfig(config);
@@ -383,9 +390,9 @@ export class CompareEngine {
 
   #lookup(m: FrameMeta, frame: Buffer, now: number, side: Side): CompareConn {
     // Fragments have their own (protocol-only) key, so they are compared as datagrams.
-    const key = m.key;
-    const found = this.#table.get(key);
+    const found = this.#table.find(m.keyUnits, m.keyLen);
     if (found !== undefined) return found;
+    const key = flowKeyText(m);
     const t = this.#table;
     let overLimit = false;
     if (t.size >= this.#cfg.maxConnections) {
