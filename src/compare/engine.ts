@@ -807,21 +807,7 @@ export class CompareEngine {
       const pOff = p.dataOff + p.off;
       const sOff = s.dataOff + s.off;
       if (p.frame.compare(s.frame, sOff, sOff + n, pOff, pOff + n) !== 0) {
-        const pf = p.frame;
-        const sf = s.frame;
-        this.#miscompare(c, now, "payload-differs", () => {
-          const i = firstDifference(pf, pOff, sf, sOff, n);
-          const seq = (pStart + i) >>> 0;
-          const dump = dumpAround(pf, pOff, pRem, sf, sOff, sRem, i);
-          const rel = c.baseSet ? (seq - c.base) >>> 0 : undefined;
-          return {
-            seq,
-            ...(rel !== undefined ? { streamOffset: rel, hexOffset: rel - (i - dump.from) } : {}),
-            primaryHex: dump.primaryHex,
-            secondaryHex: dump.secondaryHex,
-            message: `payload differs on ${c.flowText} at ${rel !== undefined ? `stream offset ${rel}` : "byte"} (seq ${seq})`,
-          };
-        });
+        this.#payloadDiffers(c, now, p.frame, pOff, pRem, s.frame, sOff, sRem, n, pStart);
         return;
       }
       const exact = p.off === 0 && s.off === 0 && p.len === s.len && p.seq === s.seq;
@@ -839,6 +825,37 @@ export class CompareEngine {
         } else return;
       }
     }
+  }
+
+  /**
+   * TCP payload miscompare. A method of its own, not a closure inside #runTcp: variables captured
+   * there made V8 allocate a context object on every loop iteration, i.e. on every compared frame.
+   */
+  #payloadDiffers(
+    c: CompareConn,
+    now: number,
+    pf: Buffer,
+    pOff: number,
+    pRem: number,
+    sf: Buffer,
+    sOff: number,
+    sRem: number,
+    n: number,
+    pStart: number,
+  ): void {
+    this.#miscompare(c, now, "payload-differs", () => {
+      const i = firstDifference(pf, pOff, sf, sOff, n);
+      const seq = (pStart + i) >>> 0;
+      const dump = dumpAround(pf, pOff, pRem, sf, sOff, sRem, i);
+      const rel = c.baseSet ? (seq - c.base) >>> 0 : undefined;
+      return {
+        seq,
+        ...(rel !== undefined ? { streamOffset: rel, hexOffset: rel - (i - dump.from) } : {}),
+        primaryHex: dump.primaryHex,
+        secondaryHex: dump.secondaryHex,
+        message: `payload differs on ${c.flowText} at ${rel !== undefined ? `stream offset ${rel}` : "byte"} (seq ${seq})`,
+      };
+    });
   }
 
   #seqMismatch(c: CompareConn, now: number, ps: number, ss: number): void {
