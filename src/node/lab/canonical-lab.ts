@@ -17,7 +17,7 @@
  *                            SVM (sink netdev): f1 (red0) · f2 (red1) [· rew0]
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { ControlClient } from "../../control/client.ts";
 import type { StatsReply } from "../../control/commands.ts";
@@ -147,6 +147,83 @@ export interface CanonicalLabOptions {
 const MAX_EVENTS = 10_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * One `colo-proxy` CLI process (bin/colo-proxy.mjs, as an operator runs it) and its control
+ * connection. Its stderr is appended to `logPath`. Killed at the latest by the process exit hook.
+ */
+class ProxyProcess {
+  readonly control: ControlClient;
+  readonly #child: ChildProcess;
+  readonly #exited: Promise<void>;
+
+  private constructor(child: ChildProcess, exited: Promise<void>, control: ControlClient) {
+    this.#child = child;
+    this.#exited = exited;
+    this.control = control;
+  }
+
+  static async start(args: string[], controlPath: string, logPath: string): Promise<ProxyProcess> {
+    rmSync(controlPath, { force: true });
+    const log = openSync(logPath, "a");
+    const child = spawn(process.execPath, [path.join(repoRoot, "bin/colo-proxy.mjs"), ...args], {
+      cwd: repoRoot,
+      stdio: ["ignore", log, log],
+    });
+    closeSync(log);
+    liveProxies.add(child);
+    const exited = new Promise<void>((r) =>
+      child.once("exit", () => {
+        liveProxies.delete(child);
+        r();
+      }),
+    );
+    const tail = () => (existsSync(logPath) ? readFileSync(logPath, "utf8").slice(-3000) : "");
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!existsSync(controlPath)) {
+        if (child.exitCode !== null || Date.now() > deadline)
+          throw new ColoError("COLO_ERR_CONFIG", `colo-proxy ${args[0]} did not start`, { log: tail() });
+        await sleep(50);
+      }
+      return new ProxyProcess(child, exited, await ControlClient.connect({ path: controlPath }));
+    } catch (e) {
+      child.kill("SIGKILL");
+      await exited;
+      throw e;
+    }
+  }
+
+  /** SIGTERM (SIGKILL after 5 s), or SIGKILL at once with `hard`. Never throws. */
+  async stop(hard = false): Promise<void> {
+    this.control.close();
+    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
+    this.#child.kill(hard ? "SIGKILL" : "SIGTERM");
+    const t = setTimeout(() => this.#child.kill("SIGKILL"), 5000);
+    await this.#exited;
+    clearTimeout(t);
+  }
+}
+
+const liveProxies = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of liveProxies) c.kill("SIGKILL");
+});
+
+/** Waits until colo-proxy reports every one of its chardevs connected. */
+async function proxyLinksUp(control: ControlClient, deadline: number, log: () => string): Promise<void> {
+  for (;;) {
+    const st = await control.execute<StatsReply>("query-stats");
+    const links = Object.entries(st.links);
+    if (links.length > 0 && links.every(([, up]) => up)) return;
+    if (Date.now() > deadline)
+      throw new ColoError("COLO_ERR_GUEST_TIMEOUT", "colo-proxy's peers did not all connect", {
+        links: st.links,
+        log: log(),
+      });
+    await sleep(100);
+  }
+}
+
 /** Waits until QEMU's socket chardev `id` has its peer (QOM property `connected`). */
 async function waitConnected(vm: QemuVm, id: string, deadline: number): Promise<void> {
   for (;;) {
@@ -164,13 +241,11 @@ export class CanonicalLab {
   readonly ns: ClientNetns;
   readonly pvm: QemuVm;
   readonly svm: QemuVm;
-  /** The colo-proxy process's control connection. */
-  readonly control: ControlClient;
-  /** Control events of the colo-proxy process (bounded). */
+  /** Control events of the colo-proxy process (bounded; kept across restarts). */
   readonly events: EventMessage[] = [];
-  /** The colo-proxy command line (after `colo-proxy`), for reports. */
+  /** The colo-proxy command line (after `colo-proxy`). */
   readonly proxyArgs: string[];
-  readonly #proxy: ChildProcess;
+  #proxy: ProxyProcess;
   readonly #td: Teardown;
 
   private constructor(p: {
@@ -179,8 +254,7 @@ export class CanonicalLab {
     ns: ClientNetns;
     pvm: QemuVm;
     svm: QemuVm;
-    control: ControlClient;
-    proxy: ChildProcess;
+    proxy: ProxyProcess;
     proxyArgs: string[];
     td: Teardown;
   }) {
@@ -189,14 +263,58 @@ export class CanonicalLab {
     this.ns = p.ns;
     this.pvm = p.pvm;
     this.svm = p.svm;
-    this.control = p.control;
     this.#proxy = p.proxy;
     this.proxyArgs = p.proxyArgs;
     this.#td = p.td;
+    this.#record();
+  }
+
+  /** The running colo-proxy's control connection. */
+  get control(): ControlClient {
+    return this.#proxy.control;
+  }
+
+  #record(): void {
     this.control.onEvent((e) => {
       if (this.events.length >= MAX_EVENTS) this.events.shift();
       this.events.push(e);
     });
+  }
+
+  /**
+   * Kills colo-proxy (SIGKILL: a crash) and starts it again with the same command line; resolves
+   * once its own chardevs are all connected again. QEMU's side is left as it is.
+   */
+  async restartProxy(): Promise<void> {
+    await this.#proxy.stop(true);
+    const s = canonicalSockets(this.runDir);
+    this.#proxy = await ProxyProcess.start(this.proxyArgs, s.control, this.#logPath);
+    this.#record();
+    await proxyLinksUp(this.control, Date.now() + 30_000, () => this.proxyLog());
+  }
+
+  /**
+   * QEMU 7.2's filter-redirector stops reading its indev for good once that peer has gone
+   * (fixed upstream only in 2026), so after `colo-proxy compare` restarts the PVM's redire0 is
+   * deaf to released frames. Deleting and re-adding it over QMP revives it; it must sit before
+   * redire1 again (rx walks the filter list tail→head, and injected frames continue from there).
+   */
+  async readdRedire0(): Promise<void> {
+    await this.pvm.qmp.execute("object-del", { id: "redire0" });
+    await this.pvm.qmp.execute("object-add", {
+      "qom-type": "filter-redirector",
+      id: "redire0",
+      netdev: "hn0",
+      queue: "rx",
+      indev: "compare_out",
+      position: "id=redire1",
+      insert: "before",
+    });
+    await waitConnected(this.pvm, "compare_out", Date.now() + 30_000);
+  }
+
+  get #logPath(): string {
+    return path.join(this.runDir, "colo-proxy.log");
   }
 
   static async start(o: CanonicalLabOptions): Promise<CanonicalLab> {
@@ -225,31 +343,9 @@ export class CanonicalLab {
       ...["--control", s.control, "--log-level", o.logLevel ?? "info"],
     ];
     const logPath = path.join(runDir, "colo-proxy.log");
-    const log = openSync(logPath, "w");
-    const proxy = spawn(process.execPath, [path.join(repoRoot, "bin/colo-proxy.mjs"), ...proxyArgs], {
-      cwd: repoRoot,
-      stdio: ["ignore", log, log],
-    });
-    const proxyExited = new Promise<void>((r) => proxy.once("exit", () => r()));
-    td.add(async () => {
-      if (proxy.exitCode === null && proxy.signalCode === null) {
-        proxy.kill("SIGTERM");
-        const t = setTimeout(() => proxy.kill("SIGKILL"), 5000);
-        await proxyExited;
-        clearTimeout(t);
-      }
-    });
     const proxyLog = () => (existsSync(logPath) ? readFileSync(logPath, "utf8").slice(-3000) : "");
-    const deadline = Date.now() + 60_000;
-    while (!existsSync(s.control)) {
-      if (proxy.exitCode !== null || Date.now() > deadline)
-        throw new ColoError("COLO_ERR_CONFIG", `colo-proxy ${proxyArgs[0]} did not start`, {
-          log: proxyLog(),
-        });
-      await sleep(50);
-    }
-    const control = await ControlClient.connect({ path: s.control });
-    td.add(() => control.close());
+    const proxy = await ProxyProcess.start(proxyArgs, s.control, logPath);
+    td.add(() => proxy.stop());
 
     const ns = await createClientNetns(o.netnsPrefix ?? "colo-canon");
     td.add(() => ns.destroy());
@@ -276,19 +372,9 @@ export class CanonicalLab {
     if (pvmR.status === "rejected") throw pvmR.reason;
     if (svmR.status === "rejected") throw svmR.reason;
 
-    // Ready when colo-proxy sees every peer (QEMU's client chardevs redial once a second).
+    // Ready when colo-proxy sees every peer (QEMU's client chardevs redial once a second)...
     const linkDeadline = Date.now() + 30_000;
-    for (;;) {
-      const st = await control.execute<StatsReply>("query-stats");
-      const links = Object.entries(st.links);
-      if (links.length > 0 && links.every(([, up]) => up)) break;
-      if (Date.now() > linkDeadline)
-        throw new ColoError("COLO_ERR_GUEST_TIMEOUT", "colo-proxy's peers did not all connect", {
-          links: st.links,
-          log: proxyLog(),
-        });
-      await sleep(100);
-    }
+    await proxyLinksUp(proxy.control, linkDeadline, proxyLog);
     // ...and when QEMU's own client chardevs that colo-proxy cannot see are connected too: the
     // SVM's red0/red1 dial the PVM's mirror0/compare1 (proxy-compare), the PVM's colo-compare
     // dials its own compare0/compare_out (proxy-rewrite).
@@ -304,17 +390,19 @@ export class CanonicalLab {
     for (const [vm, id] of qemuClients) {
       await waitConnected(vm, id, linkDeadline);
     }
-    return new CanonicalLab({
+    const lab = new CanonicalLab({
       variant: o.variant,
       runDir,
       ns,
       pvm: pvmR.value,
       svm: svmR.value,
-      control,
       proxy,
       proxyArgs,
       td,
     });
+    // Teardown stops whichever colo-proxy runs by then (restartProxy replaces it).
+    td.add(() => lab.#proxy.stop());
+    return lab;
   }
 
   /** colo-proxy's log so far (JSON lines). */
