@@ -86,7 +86,8 @@ describe("canonical COLO-FT layout, colo-proxy compare in place of colo-compare"
   });
   after(async () => {
     session?.close();
-    await randRequest?.catch(() => {});
+    // The :8080 client is still waiting for its held response: closing the lab kills it.
+    randRequest?.catch(() => {});
     await lab?.close();
   });
 
@@ -206,7 +207,10 @@ describe("canonical COLO-FT layout, colo-proxy rewrite in place of filter-rewrit
     // Debian's QEMU has COLO migration compiled out: the miscompare wakes no checkpoint and has no
     // external event, so the PVM's differing response stays held and the client times out.
     const before = (await lab.stats()).connections.opened;
-    const [r] = await runClient(lab.ns, [{ op: "http", host: GUEST.ip4, port: 8080, path: "/" }]);
+    // Held for good, so any bound on the wait shows it; 6 s is twice QEMU's compare timeout.
+    const [r] = await runClient(lab.ns, [
+      { op: "http", host: GUEST.ip4, port: 8080, path: "/", timeoutMs: 6000 },
+    ]);
     assert.ok(r && !r.ok, JSON.stringify(r));
     assert.match(r.error, /timeout/);
     // The connection itself was set up (the rewriter saw it), only the response was held.
