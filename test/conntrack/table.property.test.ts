@@ -1,38 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import type { FlowTuple } from "../../src/conntrack/flow.ts";
-import {
-  ConnTable,
-  hashKeyUnits,
-  type KeyHash,
-  MAX_TABLE_KEY_UNITS,
-  TrackedConn,
-} from "../../src/conntrack/table.ts";
+import { ConnTable, hashKeyUnits, type KeyHash, MAX_TABLE_KEY_UNITS } from "../../src/conntrack/table.ts";
 import * as b from "../../src/packet/build.ts";
 import { newFrameMeta, ParseStatus } from "../../src/packet/meta.ts";
 import { parseFrame } from "../../src/packet/parse.ts";
 import { anyFrame } from "../packet/arb.ts";
-
-const tuple: FlowTuple = {
-  vlanOuter: -1,
-  vlanInner: -1,
-  etherType: 0x800,
-  family: 4,
-  proto: 17,
-  src: new Uint8Array(4),
-  dst: new Uint8Array(4),
-  srcPort: 1,
-  dstPort: 2,
-  fragment: false,
-};
-
-class Conn extends TrackedConn {
-  held = false;
-  override holding(): boolean {
-    return this.held;
-  }
-}
+import { Conn, tuple } from "./fixtures.ts";
 
 const HASHES: [string, KeyHash][] = [
   ["default", hashKeyUnits],
