@@ -37,14 +37,15 @@ interface Task {
   ns: number[];
 }
 const tasks: Task[] = [];
-for (const payload of [64, 1448]) {
-  for (const conns of [1, 1000, 100_000]) {
-    for (const [build, E] of [
-      ["old", Old],
-      ["new", New],
-    ] as const) {
-      tasks.push({ build, sc: { payload, conns }, step: engineTask({ payload, conns }, E), ns: [] });
-    }
+const scenarios: Scenario[] = [];
+for (const payload of [64, 1448]) for (const conns of [1, 1000, 100_000]) scenarios.push({ payload, conns });
+scenarios.push({ payload: 64, conns: 100_000, randomIsn: true });
+for (const sc of scenarios) {
+  for (const [build, E] of [
+    ["old", Old],
+    ["new", New],
+  ] as const) {
+    tasks.push({ build, sc, step: engineTask(sc, E), ns: [] });
   }
 }
 
@@ -65,21 +66,28 @@ const median = (xs: number[]): number => {
   const m = s.length >> 1;
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
-const find = (build: string, payload: number, conns: number) =>
-  tasks.find((t) => t.build === build && t.sc.payload === payload && t.sc.conns === conns)!;
+const find = (build: string, payload: number, conns: number, randomIsn = false) =>
+  tasks.find(
+    (t) =>
+      t.build === build &&
+      t.sc.payload === payload &&
+      t.sc.conns === conns &&
+      (t.sc.randomIsn ?? false) === randomIsn,
+  )!;
 const ratios = (a: Task, b: Task) => median(a.ns.map((x, i) => x / b.ns[i]!));
 
 console.log(
   `old = ${ref} (${sha.slice(0, 10)}), new = working tree; ${rounds} rounds of ${framesPerSlice} frames`,
 );
 const rows = [];
-for (const payload of [64, 1448]) {
-  for (const conns of [1, 1000, 100_000]) {
-    const o = find("old", payload, conns);
-    const n = find("new", payload, conns);
+for (const { payload, conns, randomIsn = false } of scenarios) {
+  {
+    const o = find("old", payload, conns, randomIsn);
+    const n = find("new", payload, conns, randomIsn);
     rows.push({
       payload: `${payload} B`,
       connections: conns,
+      isn: randomIsn ? "random" : "0",
       "old ns/frame": Math.round(median(o.ns)),
       "new ns/frame": Math.round(median(n.ns)),
       "old frames/s": Math.round(1e9 / median(o.ns)),
@@ -96,3 +104,7 @@ for (const payload of [64, 1448]) {
   });
   console.log(`${payload} B per-frame cost relative to 1 connection — ${line.join("; ")}`);
 }
+const isn = (["old", "new"] as const).map(
+  (b) => `${b} ${ratios(find(b, 64, 100_000, true), find(b, 64, 1)).toFixed(2)}`,
+);
+console.log(`64 B, 100k connections with random ISNs, relative to 1 connection — ${isn.join("; ")}`);
