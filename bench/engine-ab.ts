@@ -2,22 +2,50 @@
  * @module Interleaved before/after comparison of the compare engine against an older commit, in one
  * process (docs/benchmarks.md, compare engine):
  *
- *     node --import tsx bench/engine-ab.ts <git-ref> [rounds=15] [pairs-per-slice=100000]
+ *     node --import tsx bench/engine-ab.ts <git-ref> [rounds=15] [pairs-per-slice=100000] [--isolated]
  *
  * Extracts `<git-ref>:src` into .cache/engine-baseline/<sha>/src and builds the engine task of
  * engine.bench.ts for both builds ("old" = that commit, "new" = this tree) at 64 B / 1448 B
  * payloads and 1 / 1k / 100k connections. Each round runs every task for one slice of pairs, in a
  * rotated order, so load changes on a shared machine hit old and new alike. Prints the median
  * ns/frame of each task, the median of the per-round ratios new/old, and for each build the median
- * of the per-round ratios (100k connections)/(1 connection): the flatness figure. Both builds share
- * one heap (every engine's connections are live throughout), so GC work is not fully separated.
+ * of the per-round ratios (100k connections)/(1 connection): the flatness figure. Without
+ * --isolated every engine shares one heap (all their connections stay live, ~1M objects), which
+ * inflates the 100k rows through cache and TLB pressure; with --isolated each task of each round
+ * runs in a fresh process (warm-up, then the median of 3 slices), rounds still rotating the order.
  */
-import { execFileSync, execSync } from "node:child_process";
+import { execFileSync, execSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { type EngineClass, engineTask, PAIRS_PER_CALL, type Scenario } from "./engine.bench.ts";
 
-const [ref = "main", roundsArg = "15", sliceArg = "100000"] = process.argv.slice(2);
+const importEngine = async (srcDir: string) =>
+  (await import(join(srcDir, "compare/engine.ts"))).CompareEngine as EngineClass;
+const newSrc = fileURLToPath(new URL("../src", import.meta.url));
+
+const argv = process.argv.slice(2);
+if (argv[0] === "--child") {
+  // One task in a process of its own (--isolated): warm up, then print ns/frame of `slices` slices.
+  const [, srcDir = newSrc, payload, conns, randomIsn, calls, slices] = argv;
+  const step = engineTask(
+    { payload: Number(payload), conns: Number(conns), randomIsn: randomIsn === "1" },
+    await importEngine(srcDir),
+  );
+  const n = Number(calls);
+  for (let k = 0; k < Math.max(Number(conns), 200_000); k += PAIRS_PER_CALL) step();
+  const out: number[] = [];
+  for (let i = 0; i < Number(slices); i++) {
+    const t0 = process.hrtime.bigint();
+    for (let c = 0; c < n; c++) step();
+    out.push(Number(process.hrtime.bigint() - t0) / (2 * PAIRS_PER_CALL * n));
+  }
+  console.log(JSON.stringify(out));
+  process.exit(0);
+}
+
+const isolated = argv.includes("--isolated");
+const [ref = "main", roundsArg = "15", sliceArg = "100000"] = argv.filter((a) => !a.startsWith("--"));
 const rounds = Number(roundsArg);
 const callsPerSlice = Math.max(1, Math.round(Number(sliceArg) / PAIRS_PER_CALL));
 const root = new URL("..", import.meta.url).pathname;
@@ -27,8 +55,7 @@ if (!existsSync(join(dir, "src"))) {
   mkdirSync(dir, { recursive: true });
   execSync(`git -C ${JSON.stringify(root)} archive ${sha} src | tar -x -C ${JSON.stringify(dir)}`);
 }
-const Old = (await import(join(dir, "src/compare/engine.ts"))).CompareEngine as EngineClass;
-const New = (await import("../src/compare/engine.ts")).CompareEngine as EngineClass;
+const srcOf = { old: join(dir, "src"), new: newSrc };
 
 interface Task {
   build: "old" | "new";
@@ -41,23 +68,10 @@ const scenarios: Scenario[] = [];
 for (const payload of [64, 1448]) for (const conns of [1, 1000, 100_000]) scenarios.push({ payload, conns });
 scenarios.push({ payload: 64, conns: 100_000, randomIsn: true });
 for (const sc of scenarios) {
-  for (const [build, E] of [
-    ["old", Old],
-    ["new", New],
-  ] as const) {
-    tasks.push({ build, sc, step: engineTask(sc, E), ns: [] });
-  }
-}
-
-const framesPerSlice = 2 * PAIRS_PER_CALL * callsPerSlice;
-for (let r = -1; r < rounds; r++) {
-  // Round -1 warms up (JIT tiers, a full sweep over every connection); it is not recorded.
-  for (let k = 0; k < tasks.length; k++) {
-    const t = tasks[(k + Math.max(r, 0) * 5) % tasks.length]!;
-    const t0 = process.hrtime.bigint();
-    for (let c = 0; c < callsPerSlice; c++) t.step();
-    const dt = Number(process.hrtime.bigint() - t0);
-    if (r >= 0) t.ns.push(dt / framesPerSlice);
+  for (const build of ["old", "new"] as const) {
+    // In-process tasks are built up front (all engines share one heap); isolated ones per run.
+    const step = isolated ? () => {} : engineTask(sc, await importEngine(srcOf[build]));
+    tasks.push({ build, sc, step, ns: [] });
   }
 }
 
@@ -66,6 +80,45 @@ const median = (xs: number[]): number => {
   const m = s.length >> 1;
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
+
+/** Runs one task in a fresh process; returns the median ns/frame of its slices. */
+function runIsolated(t: Task): number {
+  const r = spawnSync(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      fileURLToPath(import.meta.url),
+      "--child",
+      srcOf[t.build],
+      String(t.sc.payload),
+      String(t.sc.conns),
+      t.sc.randomIsn ? "1" : "0",
+      String(callsPerSlice),
+      "3",
+    ],
+    { encoding: "utf8" },
+  );
+  if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
+  return median(JSON.parse(r.stdout) as number[]);
+}
+
+const framesPerSlice = 2 * PAIRS_PER_CALL * callsPerSlice;
+for (let r = isolated ? 0 : -1; r < rounds; r++) {
+  // Round -1 warms up (JIT tiers, a full sweep over every connection); it is not recorded.
+  for (let k = 0; k < tasks.length; k++) {
+    const t = tasks[(k + Math.max(r, 0) * 5) % tasks.length]!;
+    if (isolated) {
+      t.ns.push(runIsolated(t));
+      continue;
+    }
+    const t0 = process.hrtime.bigint();
+    for (let c = 0; c < callsPerSlice; c++) t.step();
+    const dt = Number(process.hrtime.bigint() - t0);
+    if (r >= 0) t.ns.push(dt / framesPerSlice);
+  }
+}
+
 const find = (build: string, payload: number, conns: number, randomIsn = false) =>
   tasks.find(
     (t) =>
