@@ -1,10 +1,10 @@
 /**
  * @module Compare engine throughput: frames/s (primary + secondary) of matching TCP traffic for
- * 64 B and 1448 B payloads spread over 1, 1k and 100k connections, next to two baselines over the
- * same frames: a parse-only loop (the floor: every frame must be parsed) and parse + one Map.get
- * per frame in a Map of as many connections (the cost of merely finding a connection, which grows
- * with table size through cache misses). Per-packet cost should stay flat from 1 to 100k
- * connections apart from that lookup.
+ * 64 B and 1448 B payloads spread over 1, 1k and 100k connections, next to three baselines over
+ * the same frames: a parse-only loop (the floor: every frame must be parsed), parse + one Map.get
+ * of the key string per frame in a Map of as many connections (the lookup the engine used before
+ * its hash table), and parse + one ConnTable.find of the key units (the engine's lookup now).
+ * Per-packet cost should stay flat from 1 to 100k connections.
  *
  * Frames are two preallocated buffers (one per side) whose ports/addresses and sequence number are
  * patched before each push, so 100k connections cost no frame memory; the engine has released or
@@ -13,9 +13,11 @@
 import { Bench } from "tinybench";
 import { CompareEngine } from "../src/compare/engine.ts";
 import type { CompareSink } from "../src/compare/types.ts";
+import { extractFlow } from "../src/conntrack/flow.ts";
+import { ConnTable, TrackedConn } from "../src/conntrack/table.ts";
 import { buildTcp } from "../src/packet/build.ts";
 import { newFrameMeta } from "../src/packet/meta.ts";
-import { parseFrame } from "../src/packet/parse.ts";
+import { flowKeyText, parseFrame } from "../src/packet/parse.ts";
 
 export const PAIRS_PER_CALL = 1000;
 const L3 = 14;
@@ -106,17 +108,25 @@ export function engineTask(
   };
 }
 
-/** Baselines: parse both frames; optionally also look each key up in a Map of `conns` entries. */
-function parseTask({ payload, conns }: Scenario, lookup: boolean): () => void {
+type Baseline = "parse" | "map" | "table";
+
+/**
+ * Baselines over the same frames: `parse` parses both frames as the engine does (key units only,
+ * no key string); `map` also builds the key string and looks it up in a Map of `conns` entries
+ * (the lookup before the hash table); `table` looks the key units up in a ConnTable of `conns`
+ * connections (the engine's lookup now). Each lookup touches the found object, as the engine does.
+ */
+function parseTask({ payload, conns }: Scenario, mode: Baseline): () => void {
   const meta = newFrameMeta();
+  meta.keyString = mode === "map";
   const [p, s] = frames(payload);
   const map = new Map<string, { n: number }>();
-  if (lookup) {
-    for (let i = 0; i < conns; i++) {
-      patch(p, s, i, 0);
-      parseFrame(p, 0, meta);
-      map.set(meta.key, { n: 0 });
-    }
+  const table = new ConnTable<TrackedConn>();
+  for (let i = 0; mode !== "parse" && i < conns; i++) {
+    patch(p, s, i, 0);
+    parseFrame(p, 0, meta);
+    if (mode === "map") map.set(meta.key, { n: 0 });
+    else table.add(new TrackedConn(flowKeyText(meta), i, extractFlow(meta, p), 0), 0);
   }
   let next = 0;
   let seq = 0;
@@ -127,9 +137,11 @@ function parseTask({ payload, conns }: Scenario, lookup: boolean): () => void {
       patch(p, s, i, seq);
       seq += payload;
       parseFrame(p, 0, meta);
-      if (lookup) map.get(meta.key)!.n++;
+      if (mode === "map") map.get(meta.key)!.n++;
+      else if (mode === "table") table.find(meta.keyUnits, meta.keyLen)!.lastActive++;
       parseFrame(s, 0, meta);
-      if (lookup) map.get(meta.key)!.n++;
+      if (mode === "map") map.get(meta.key)!.n++;
+      else if (mode === "table") table.find(meta.keyUnits, meta.keyLen)!.lastActive++;
     }
   };
 }
@@ -140,8 +152,9 @@ export async function run(): Promise<void> {
     for (const conns of [1, 1000, 100_000]) scenarios.push({ payload, conns });
   const bench = new Bench({ time: 1500, warmupTime: 300 });
   for (const sc of scenarios) {
-    bench.add(`parse ${sc.payload}B ${sc.conns}`, parseTask(sc, false));
-    bench.add(`lookup ${sc.payload}B ${sc.conns}`, parseTask(sc, true));
+    bench.add(`parse ${sc.payload}B ${sc.conns}`, parseTask(sc, "parse"));
+    bench.add(`lookup ${sc.payload}B ${sc.conns}`, parseTask(sc, "map"));
+    bench.add(`table ${sc.payload}B ${sc.conns}`, parseTask(sc, "table"));
     bench.add(`engine ${sc.payload}B ${sc.conns}`, engineTask(sc));
   }
   await bench.run();
@@ -154,16 +167,18 @@ export async function run(): Promise<void> {
   const rows = scenarios.map((sc) => {
     const parse = framesPerSec(`parse ${sc.payload}B ${sc.conns}`);
     const lookup = framesPerSec(`lookup ${sc.payload}B ${sc.conns}`);
+    const table = framesPerSec(`table ${sc.payload}B ${sc.conns}`);
     const engine = framesPerSec(`engine ${sc.payload}B ${sc.conns}`);
     return {
       payload: `${sc.payload} B`,
       connections: sc.conns,
       "parse frames/s": Math.round(parse),
       "parse+Map.get frames/s": Math.round(lookup),
+      "parse+table.find frames/s": Math.round(table),
       "engine frames/s": Math.round(engine),
       "engine ns/frame": Math.round(1e9 / engine),
       "engine/parse": (engine / parse).toFixed(2),
-      "engine/(parse+get)": (engine / lookup).toFixed(2),
+      "engine/(parse+find)": (engine / table).toFixed(2),
     };
   });
   console.table(rows);
