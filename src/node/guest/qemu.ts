@@ -109,6 +109,10 @@ export function filterSockets(runDir: string) {
     sInInj: s("s-in-inj"),
     /** secondary: SVM output, consumed by QEMU and handed to colo-proxy. */
     sOut: s("s-out"),
+    /** secondary with its own netdev: frames from the SVM's wire (net_in), used after failover. */
+    sNetIn: s("s-net-in"),
+    /** secondary with its own netdev: SVM output colo-proxy puts on the wire after failover. */
+    sNetOut: s("s-net-out"),
   };
 }
 
@@ -160,6 +164,28 @@ export function secondaryFilterArgs(runDir: string, qemuListens = false): string
     ...chardev("s_out", s.sOut, qemuListens),
     ...["-object", "filter-redirector,id=f1,netdev=hn0,queue=tx,indev=s_in_inj"],
     ...["-object", "filter-redirector,id=f2,netdev=hn0,queue=rx,outdev=s_out"],
+  ];
+}
+
+/**
+ * The secondary's filters when the SVM's netdev is a real wire (the layout `colo-proxy secondary
+ * --help` shows): f0 takes every frame arriving from the wire to net_in (colo-proxy drops them
+ * while COLO runs, so the SVM never sees a client frame twice, and injects them after failover);
+ * f1 injects the mirrored client frames; f3 takes all SVM output to guest_out (nothing reaches
+ * the wire directly); f2 puts what colo-proxy sends on net_out onto the wire (after failover).
+ * tx walks f0→f1, rx walks f3→f0: injected frames continue past the outdev redirectors.
+ */
+export function secondaryNetFilterArgs(runDir: string): string[] {
+  const s = filterSockets(runDir);
+  return [
+    ...chardev("s_net_in", s.sNetIn, false),
+    ...chardev("s_in_inj", s.sInInj, false),
+    ...chardev("s_net_out", s.sNetOut, false),
+    ...chardev("s_out", s.sOut, false),
+    ...["-object", "filter-redirector,id=f0,netdev=hn0,queue=tx,outdev=s_net_in"],
+    ...["-object", "filter-redirector,id=f1,netdev=hn0,queue=tx,indev=s_in_inj"],
+    ...["-object", "filter-redirector,id=f2,netdev=hn0,queue=rx,indev=s_net_out"],
+    ...["-object", "filter-redirector,id=f3,netdev=hn0,queue=rx,outdev=s_out"],
   ];
 }
 
@@ -310,6 +336,16 @@ export class QemuVm {
       if (!this.#qmp) this.#child.kill("SIGKILL");
       await this.exited;
       clearTimeout(t);
+    }
+  }
+
+  /** SIGKILL at once, as when its host dies: no `quit`, nothing flushed. Never throws. */
+  async crash(): Promise<void> {
+    this.#console?.close();
+    this.#qmp?.close();
+    if (this.running) {
+      this.#child.kill("SIGKILL");
+      await this.exited;
     }
   }
 

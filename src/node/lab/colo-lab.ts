@@ -8,6 +8,9 @@
  *
  *   client netns ── tap-p ── PVM ── filter-mirror/redirectors ── primary daemon ─┐ link (unix)
  *                                    SVM ── redirectors (s-in-inj, s-out) ── secondary daemon ┘
+ *
+ * With `secondaryTap` the client is bridge br-c, tap-p and tap-s its ports, and the SVM sits on
+ * tap-s behind redirectors to the secondary's net_in/net_out as well (its path after failover).
  */
 import { writeFileSync } from "node:fs";
 import path from "node:path";
@@ -50,6 +53,14 @@ export interface ColoLabOptions {
   secondaryLogger?: Logger;
   /** Name prefix of the client netns. */
   netnsPrefix?: string;
+  /**
+   * Give the SVM a real wire: the client sits on a bridge with the PVM's tap and `tap-s`, the
+   * SVM's netdev, behind the secondary's four redirectors (net_in/net_out, see
+   * secondaryNetFilterArgs), and the secondary translates TCP timestamps. After failover the SVM
+   * serves the client's connections. No checkpoints in this layout (see docs/e2e.md): a fresh SVM
+   * cannot open tap-s while the old one holds it.
+   */
+  secondaryTap?: boolean;
 }
 
 /** An event from either daemon's control layer, with the daemon it came from. */
@@ -148,11 +159,16 @@ export class ColoLab {
     const link = ["--addr", unix(f("link.sock")), "--secret-file", f("link.secret")];
     const controlSockets = { primary: f("primary.ctl"), secondary: f("secondary.ctl") };
     const metrics = o.metrics ? ["--metrics", "127.0.0.1:0"] : [];
+    const wired = o.secondaryTap === true;
+    if (wired && o.checkpoints === true)
+      throw new Error("ColoLab: secondaryTap does not support checkpoints");
 
     // Daemons first: they listen, QEMU connects (and fails fast if nobody listens).
     const sp = parseSecondaryArgs([
       ...link,
       ...["--guest-in", unix(s.sInInj), "--guest-out", unix(s.sOut)],
+      // Timestamps: after takeover the client applies PAWS to the SVM's TSvals.
+      ...(wired ? ["--net-in", unix(s.sNetIn), "--net-out", unix(s.sNetOut), "--timestamps"] : []),
       ...metrics,
     ]);
     const pp = parsePrimaryArgs([
@@ -176,11 +192,11 @@ export class ColoLab {
     });
     td.add(() => primary.close());
 
-    const ns = await createClientNetns(o.netnsPrefix ?? "colo-lab");
+    const ns = await createClientNetns(o.netnsPrefix ?? "colo-lab", { secondaryTap: wired });
     td.add(() => ns.destroy());
     const [pvmR, svmR] = await Promise.allSettled([
       bootPrimary({ runDir, accel, nice, netns: ns, inbound }),
-      bootSecondary({ runDir, accel, nice }),
+      bootSecondary({ runDir, accel, nice, ...(wired ? { netns: ns } : {}) }),
     ]);
     for (const r of [pvmR, svmR]) if (r.status === "fulfilled") td.add(() => r.value.kill());
     if (pvmR.status === "rejected") throw pvmR.reason;
@@ -189,7 +205,7 @@ export class ColoLab {
     const svm = svmR.value;
 
     let executor: CheckpointExecutor | undefined;
-    if (o.checkpoints !== false) {
+    if (o.checkpoints !== false && !wired) {
       const ex = new CheckpointExecutor({
         primary: pvm,
         secondary: svm,
