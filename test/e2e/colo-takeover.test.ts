@@ -77,8 +77,8 @@ describe("primary lost: the SVM takes over the client's established connection",
     assert.ok((p.released.matched ?? 0) >= 10, JSON.stringify(p.released));
     assert.equal(p.released.flush ?? 0, 0);
     assert.equal(p.released.passthrough ?? 0, 0);
-    assert.deepEqual(p.dropped, {});
-    assert.deepEqual(p.badInput, {});
+    assert.equal(sum(p.dropped), 0, JSON.stringify(p.dropped));
+    assert.equal(sum(p.badInput), 0, JSON.stringify(p.badInput));
     // Every SVM frame the primary got was a twin of a PVM frame (nothing unexpected or stale).
     assert.ok((p.discarded?.matched ?? 0) >= 10, JSON.stringify(p.discarded));
 
@@ -135,7 +135,7 @@ describe("primary lost: the SVM takes over the client's established connection",
       assert.ok(conn.rewrittenTx > conn0.rewrittenTx, JSON.stringify({ conn0, conn }));
       assert.ok(conn.rewrittenRx > conn0.rewrittenRx, JSON.stringify({ conn0, conn }));
     }
-    assert.deepEqual(s.badInput, {});
+    assert.equal(sum(s.badInput), 0, JSON.stringify(s.badInput));
   });
 
   test("after takeover: new connections are served by the SVM", async () => {
