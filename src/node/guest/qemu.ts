@@ -209,6 +209,29 @@ export async function attachSecondaryFilters(qmp: QmpClient, runDir: string): Pr
   await filter("f2", "rx", { outdev: "s_out" });
 }
 
+/**
+ * The same layout as secondaryNetFilterArgs, hot-added over QMP in the same order (filters are
+ * appended to the netdev's list), for a fresh SVM after a checkpoint.
+ */
+export async function attachSecondaryNetFilters(qmp: QmpClient, runDir: string): Promise<void> {
+  const s = filterSockets(runDir);
+  const sock = (id: string, p: string) =>
+    qmp.execute("chardev-add", {
+      id,
+      backend: { type: "socket", data: { addr: { type: "unix", data: { path: p } }, server: false } },
+    });
+  await sock("s_net_in", s.sNetIn);
+  await sock("s_in_inj", s.sInInj);
+  await sock("s_net_out", s.sNetOut);
+  await sock("s_out", s.sOut);
+  const filter = (id: string, queue: string, dev: Record<string, string>) =>
+    qmp.execute("object-add", { "qom-type": "filter-redirector", id, netdev: "hn0", queue, ...dev });
+  await filter("f0", "tx", { outdev: "s_net_in" });
+  await filter("f1", "tx", { indev: "s_in_inj" });
+  await filter("f2", "rx", { indev: "s_net_out" });
+  await filter("f3", "rx", { outdev: "s_out" });
+}
+
 export interface StartOptions {
   name: string;
   runDir: string;

@@ -22,12 +22,14 @@ import { CheckpointExecutor, type CheckpointReport } from "../checkpoint-executo
 import {
   type Accel,
   attachSecondaryFilters,
+  attachSecondaryNetFilters,
   filterSockets,
   type Inbound,
   machineArgs,
   nicArgs,
   type QemuVm,
   sinkNetdev,
+  tapNetdev,
 } from "../guest/qemu.ts";
 import { PrimaryDaemon } from "../primary.ts";
 import { SecondaryDaemon } from "../secondary.ts";
@@ -57,8 +59,8 @@ export interface ColoLabOptions {
    * Give the SVM a real wire: the client sits on a bridge with the PVM's tap and `tap-s`, the
    * SVM's netdev, behind the secondary's four redirectors (net_in/net_out, see
    * secondaryNetFilterArgs), and the secondary translates TCP timestamps. After failover the SVM
-   * serves the client's connections. No checkpoints in this layout (see docs/e2e.md): a fresh SVM
-   * cannot open tap-s while the old one holds it.
+   * serves the client's connections. Checkpoints work: each fresh SVM opens its own tap
+   * (`t-svm-N`, a tap has one owner), which joins the bridge once its filters are attached.
    */
   secondaryTap?: boolean;
 }
@@ -115,6 +117,13 @@ export class ColoLab {
     return this.executor?.secondary ?? this.#svm0;
   }
 
+  /** With `secondaryTap`: the current SVM's tap in the client netns (`tap-s`, then `t-svm-N`). */
+  get svmTap(): string | undefined {
+    if (this.ns.secondaryTap === undefined) return undefined;
+    const svm = this.svm;
+    return svm === this.#svm0 ? this.ns.secondaryTap : `t-${svm.name}`;
+  }
+
   /** Metrics endpoints (`http://127.0.0.1:PORT/metrics`), when started with `metrics`. */
   metricsUrls(): { primary?: string; secondary?: string } {
     const url = (m: { host: string; port: number } | null | undefined) =>
@@ -160,8 +169,6 @@ export class ColoLab {
     const controlSockets = { primary: f("primary.ctl"), secondary: f("secondary.ctl") };
     const metrics = o.metrics ? ["--metrics", "127.0.0.1:0"] : [];
     const wired = o.secondaryTap === true;
-    if (wired && o.checkpoints === true)
-      throw new Error("ColoLab: secondaryTap does not support checkpoints");
 
     // Daemons first: they listen, QEMU connects (and fails fast if nobody listens).
     const sp = parseSecondaryArgs([
@@ -205,7 +212,8 @@ export class ColoLab {
     const svm = svmR.value;
 
     let executor: CheckpointExecutor | undefined;
-    if (o.checkpoints !== false && !wired) {
+    if (o.checkpoints !== false) {
+      const svmTap = (name: string) => `t-${name}`;
       const ex = new CheckpointExecutor({
         primary: pvm,
         secondary: svm,
@@ -213,11 +221,19 @@ export class ColoLab {
         nice,
         secondaryArgs: (name) => [
           ...machineArgs({ name, role: "secondary", image, accel, runDir }),
-          ...sinkNetdev(),
+          ...(wired ? tapNetdev(svmTap(name)) : sinkNetdev()),
           ...nicArgs(),
         ],
-        // The new SVM's filters connect anew to the secondary's guest_in/guest_out.
-        attachSecondary: (vm) => attachSecondaryFilters(vm.qmp, runDir),
+        ...(wired ? { netns: ns.name } : {}),
+        // The new SVM's filters connect anew to the secondary's guest_in/guest_out (and net_in/
+        // net_out); a wired SVM's tap joins the bridge only then (it is paused until committed).
+        attachSecondary: async (vm) => {
+          if (!wired) return attachSecondaryFilters(vm.qmp, runDir);
+          await attachSecondaryNetFilters(vm.qmp, runDir);
+          const tap = svmTap(vm.name);
+          await ns.exec("sysctl", ["-qw", `net.ipv6.conf.${tap}.disable_ipv6=1`]);
+          await ns.exec("ip", ["link", "set", tap, "master", ns.clientIf, "up"]);
+        },
         // The SVM now holds the PVM's state: release what the primary held, bump the epoch.
         onCommitted: () => {
           primary.compare.checkpointDone();
