@@ -56,6 +56,14 @@ export class CompareConn extends TrackedConn {
   primaryFin = false;
   secondaryFin = false;
   primaryRst = false;
+  /** Window-scale shift from each side's SYN / SYN-ACK; -1 until that handshake segment is seen. */
+  primaryWscale = -1;
+  secondaryWscale = -1;
+  /** Right edge (ack + scaled window) of the secondary's receive window, as last advertised. */
+  secondaryRightSet = false;
+  secondaryRight = 0;
+  /** The engine's checkpoint count when this connection's secondary state was last brought up to date. */
+  generation = 0;
   /** Highest end of primary TCP data released uncompared (flush, passthrough), to advance compareSeq. */
   flushedEndSet = false;
   flushedEnd = 0;
@@ -153,6 +161,9 @@ export class CompareConn extends TrackedConn {
     this.secondaryFin = false;
     this.primaryRst = false;
     this.flushedEndSet = false;
+    this.primaryWscale = -1;
+    this.secondaryWscale = -1;
+    this.secondaryRightSet = false;
     this.closed = false;
   }
 }

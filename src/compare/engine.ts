@@ -19,6 +19,7 @@ import { dumpAround, firstDifference } from "./explain.ts";
 import { type Held, type HeldSide, HeldStore } from "./held.ts";
 import { type PassthroughRule, PassthroughRules } from "./passthrough.ts";
 import { type BadInputCode, type CompareStats, newStats, snapshotStats } from "./stats.ts";
+import { setTcpWindow, synWindowScale, tcpWindow } from "./tcp-window.ts";
 import type {
   CheckpointReason,
   CheckpointRequest,
@@ -70,6 +71,8 @@ export class CompareEngine {
   readonly #paused = { primary: false, secondary: false };
   #failover = false;
   #flushEpoch = 0;
+  /** Checkpoints done; a connection's secondary state older than this is brought up to date lazily. */
+  #generation = 0;
   readonly #flushMark = new WeakMap<CompareConn, number>();
 
   /** sink.observe, looked up once: absent in the usual case, so one field test per frame. */
@@ -200,6 +203,7 @@ export class CompareEngine {
    */
   checkpointDone(now: number): void {
     this.#stats.checkpoints++;
+    this.#generation++;
     this.#flushAll(now, "flush", "flush");
     this.#pending = false;
     this.#lastRequest = null;
@@ -640,9 +644,27 @@ export class CompareEngine {
     }
   }
 
+  /**
+   * First TCP packet of a connection since a checkpoint: the SVM is now a copy of the PVM, so it
+   * has every byte the PVM acked (its ack is at least the PVM's); its window is the PVM's, and
+   * unknown here until it next advertises one.
+   */
+  #resync(c: CompareConn): void {
+    c.generation = this.#generation;
+    if (c.primaryAckSet && (!c.secondaryAckSet || seqAfter(c.primaryAck, c.secondaryAck))) {
+      c.secondaryAck = c.primaryAck;
+      c.secondaryAckSet = true;
+    }
+    c.secondaryRightSet = false;
+  }
+
   #tcpPrimary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
+    if (c.generation !== this.#generation) this.#resync(c);
     const flags = m.tcpFlags;
-    if (flags & SYN) this.#onSyn(c, PRIMARY, m.tcpSeq);
+    if (flags & SYN) {
+      this.#onSyn(c, PRIMARY, m.tcpSeq);
+      c.primaryWscale = synWindowScale(frame, m.l4Offset, m.tcpHeaderLen);
+    }
     if (flags & ACK && (!c.primaryAckSet || seqAfter(m.tcpAck, c.primaryAck))) {
       c.primaryAck = m.tcpAck;
       c.primaryAckSet = true;
@@ -666,6 +688,7 @@ export class CompareEngine {
     h.end = (seq + len) >>> 0;
     h.len = len;
     h.dataOff = m.payloadOffset;
+    h.l4 = m.l4Offset;
     h.ack = m.tcpAck;
     h.flags = flags;
     c.insertBySeq(h);
@@ -675,11 +698,24 @@ export class CompareEngine {
   }
 
   #tcpSecondary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
+    if (c.generation !== this.#generation) this.#resync(c);
     const flags = m.tcpFlags;
-    if (flags & SYN) this.#onSyn(c, SECONDARY, m.tcpSeq);
-    if (flags & ACK && (!c.secondaryAckSet || seqAfter(m.tcpAck, c.secondaryAck))) {
-      c.secondaryAck = m.tcpAck;
-      c.secondaryAckSet = true;
+    if (flags & SYN) {
+      this.#onSyn(c, SECONDARY, m.tcpSeq);
+      c.secondaryWscale = synWindowScale(frame, m.l4Offset, m.tcpHeaderLen);
+    }
+    if (flags & ACK) {
+      if (!c.secondaryAckSet || seqAfter(m.tcpAck, c.secondaryAck)) {
+        c.secondaryAck = m.tcpAck;
+        c.secondaryAckSet = true;
+      }
+      if (c.secondaryWscale >= 0) {
+        // The latest advertisement counts (a receiver that shrinks its window drops beyond it);
+        // SVM output reaches us in order. A SYN's window is never scaled (RFC 7323).
+        const win = tcpWindow(frame, m.l4Offset);
+        c.secondaryRight = (m.tcpAck + (flags & SYN ? win : win * 2 ** c.secondaryWscale)) >>> 0;
+        c.secondaryRightSet = true;
+      }
     }
     if (flags & RST) {
       c.secondaryRst = true;
@@ -739,10 +775,11 @@ export class CompareEngine {
       const p = c.pHead;
       if (p === null) return;
       if (p.len === 0) {
-        // QEMU releases these whenever a secondary packet is queued; we also release them when
-        // the secondary has already acked (or SYN'd / RST'd) as far, so a lone pure ACK never waits.
-        if (c.sCount > 0 || this.#covered(c, p)) {
-          this.#release(c, p, "no-payload", now);
+        // Released once the secondary has caught up with it (acked as far, or SYN'd / RST'd),
+        // so a lone pure ACK never waits; QEMU releases them whenever a secondary packet is
+        // queued, which we keep only for segments that acknowledge nothing (strict ack gating).
+        if (this.#covered(c, p) || (c.sCount > 0 && !(p.flags & ACK))) {
+          this.#releaseTcp(c, p, "no-payload", now);
           continue;
         }
         return;
@@ -750,17 +787,18 @@ export class CompareEngine {
       if (p.off === p.len) {
         // Fully compared earlier, held by ack gating.
         if (this.#ackOk(c, p)) {
-          this.#release(c, p, "matched", now);
+          this.#releaseTcp(c, p, "matched", now);
           continue;
         }
         return;
       }
       let pStart = (p.seq + p.off) >>> 0;
       if (c.compareSeqSet && seqAfter(c.compareSeq, pStart)) {
-        if (!seqAfter(p.end, c.compareSeq)) {
-          this.#release(c, p, "retransmit", now);
+        if (!seqAfter(p.end, c.compareSeq) && this.#ackOk(c, p)) {
+          this.#releaseTcp(c, p, "retransmit", now);
           continue;
         }
+        if (!seqAfter(p.end, c.compareSeq)) return;
         p.off = (c.compareSeq - p.seq) >>> 0;
         pStart = c.compareSeq;
       }
@@ -817,7 +855,6 @@ export class CompareEngine {
         });
         return;
       }
-      const exact = p.off === 0 && s.off === 0 && p.len === s.len && p.seq === s.seq;
       p.off += n;
       s.off += n;
       c.compareSeq = (pStart + n) >>> 0;
@@ -825,13 +862,36 @@ export class CompareEngine {
       c.bytesCompared += n;
       if (s.off === s.len) this.#discard(c, s, "matched");
       if (p.off === p.len) {
-        // QEMU rule A (identical segment) releases without ack gating; otherwise gate on acks.
-        if (exact || this.#ackOk(c, p)) {
-          c.packetsCompared++;
-          this.#release(c, p, "matched", now);
-        } else return;
+        c.packetsCompared++;
+        // Gated on acks even when identical (QEMU's rule A releases those ungated): the client
+        // must never see an ack the SVM has not reached, or it would never resend what the SVM lost.
+        if (this.#ackOk(c, p)) this.#releaseTcp(c, p, "matched", now);
+        else return;
       }
     }
+  }
+
+  /** Releases a TCP segment the comparison let through, after the window clamp. */
+  #releaseTcp(c: CompareConn, p: Held, reason: ReleaseReason, now: number): void {
+    this.#clampWindow(c, p);
+    this.#release(c, p, reason, now);
+  }
+
+  /**
+   * Window clamp: the client may send up to ack + (window << scale) of the segment it last got, so
+   * lower the window of a released primary segment until that edge is not beyond the secondary's
+   * own advertised right edge; the SVM would drop the excess and, as the PVM acks it, the client
+   * would never resend it. Needs both handshakes (the window scales); SYNs and RSTs are left alone.
+   */
+  #clampWindow(c: CompareConn, p: Held): void {
+    if (!c.secondaryRightSet || c.primaryWscale < 0 || (p.flags & (SYN | RST | ACK)) !== ACK) return;
+    const f = p.frame;
+    const win = tcpWindow(f, p.l4);
+    const room = (c.secondaryRight - p.ack) | 0;
+    const max = room <= 0 ? 0 : Math.min(0xffff, Math.floor(room / 2 ** c.primaryWscale));
+    if (win <= max) return;
+    setTcpWindow(f, p.vnetLen, p.l4, max);
+    this.#stats.windowClamped++;
   }
 
   #seqMismatch(c: CompareConn, now: number, ps: number, ss: number): void {

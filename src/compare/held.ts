@@ -28,6 +28,8 @@ export class Held {
   off = 0;
   /** Frame offset of the first compared byte. */
   dataOff = 0;
+  /** TCP: frame offset of the TCP header (the window clamp rewrites its window field). */
+  l4 = 0;
   ack = 0;
   flags = 0;
   prev: Held | null = null;

@@ -70,6 +70,8 @@ export interface CompareStats {
   /** Malformed frames by stable code, per side. */
   badInput: { primary: Record<BadInputCode, number>; secondary: Record<BadInputCode, number> };
   backpressureEvents: number;
+  /** Released primary TCP segments whose window was lowered to the secondary's (window clamp). */
+  windowClamped: number;
   failover: boolean;
 }
 
@@ -106,6 +108,7 @@ export function newStats(): CompareStats {
     connectionsOverLimit: 0,
     badInput: { primary: zeros(PARSE_STATUS_CODES), secondary: zeros(PARSE_STATUS_CODES) },
     backpressureEvents: 0,
+    windowClamped: 0,
     failover: false,
   };
 }

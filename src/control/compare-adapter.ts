@@ -92,6 +92,7 @@ export function compareSnapshot(cs: Readonly<CompareStats>, extra: CompareSnapsh
       connections_evicted: cs.connectionsEvicted,
       connections_over_limit: cs.connectionsOverLimit,
       backpressure_events: cs.backpressureEvents,
+      window_clamped: cs.windowClamped,
     },
     gauges: { held_primary_bytes: cs.heldPrimaryBytes, failover: cs.failover ? 1 : 0 },
   };

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { ipv4PseudoSum, verifyChecksum } from "../../src/packet/checksum.ts";
 import { setup, stream, tcp } from "./harness.ts";
 
 const ISN = 1_000_000;
@@ -182,12 +183,208 @@ test("ack gating: a re-segmented primary whose ack is ahead waits (no checkpoint
   engine.checkInvariant();
 });
 
-test("identical segments (QEMU rule A) are released even when the primary's ack is ahead", () => {
+test("strict ack gating: an identical segment (QEMU rule A) whose ack is ahead waits for the secondary's ack", () => {
   const { engine, sink } = setup();
   const p = tcp("primary", { seq: ISN, payload: "abcd", ack: 9000 });
   engine.pushPrimary(p, 0, 0);
   engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "abcd", ack: 8000 }), 0, 1);
+  assert.equal(sink.released.length, 0, "QEMU releases this at once; the client would see ack 9000");
+  assert.equal(sink.requests.length, 0);
+  assert.equal(engine.stats().discardedBy.matched, 1, "the compared secondary copy is done with");
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 4, ack: 9000 }), 0, 2);
   assert.deepEqual(sink.released, [p]);
+  assert.equal(engine.stats().releasedBy.matched, 1);
+  engine.checkInvariant();
+});
+
+test("strict ack gating: a primary pure ACK ahead waits even while secondary segments are queued", () => {
+  const { engine, sink } = setup();
+  // The SVM's data (its echo of the client's first bytes) is queued, waiting for the PVM's copy.
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "echo", ack: 6000 }), 0, 0);
+  // The PVM acks further client data the SVM has not acknowledged (QEMU releases this one).
+  const ack = tcp("primary", { seq: ISN, ack: 7000 });
+  engine.pushPrimary(ack, 0, 1);
+  assert.equal(sink.released.length, 0);
+  const data = tcp("primary", { seq: ISN, payload: "echo", ack: 7000 });
+  engine.pushPrimary(data, 0, 2);
+  assert.equal(sink.released.length, 0, "compared, but acks 7000 too");
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 4, ack: 7000 }), 0, 3);
+  assert.deepEqual(sink.released, [ack, data], "both go, in order, once the secondary acked 7000");
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
+
+test("strict ack gating: a retransmission whose ack is ahead waits too; a lone covered pure ACK does not", () => {
+  const { engine, sink } = setup();
+  const p = tcp("primary", { seq: ISN, payload: "abcd", ack: 100 });
+  engine.pushPrimary(p, 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "abcd", ack: 100 }), 0, 0);
+  assert.deepEqual(sink.released, [p]);
+  const again = tcp("primary", { seq: ISN, payload: "abcd", ack: 200 });
+  engine.pushPrimary(again, 0, 1);
+  assert.equal(sink.released.length, 1, "retransmitted bytes, but ack 200 > secondary ack 100");
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 4, ack: 200 }), 0, 2);
+  assert.deepEqual(sink.released, [p, again]);
+  assert.equal(engine.stats().releasedBy.retransmit, 1);
+  const lone = tcp("primary", { seq: ISN + 4, ack: 200 });
+  engine.pushPrimary(lone, 0, 3);
+  assert.equal(sink.released.at(-1), lone, "covered: released with no secondary packet queued");
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
+
+test("strict ack gating: segments acknowledging nothing (a bare SYN) keep QEMU's release on a queued secondary", () => {
+  const { engine, sink } = setup();
+  engine.pushSecondary(tcp("secondary", { seq: 5000, payload: "early", ack: 0, flags: "P" }), 0, 0);
+  const syn = tcp("primary", { seq: ISN, flags: "S", ack: 0 });
+  engine.pushPrimary(syn, 0, 1);
+  assert.deepEqual(sink.released, [syn]);
+  engine.checkInvariant();
+});
+
+/** Handshake on both sides (client-initiated: the guest's SYN-ACK) with window scale shifts. */
+function handshake(
+  engine: ReturnType<typeof setup>["engine"],
+  o: { pShift?: number; sShift?: number; ack?: number } = {},
+): void {
+  const ack = o.ack ?? 5000;
+  const opts = (shift: number | undefined) =>
+    shift === undefined ? [] : [{ kind: "wscale" as const, shift }];
+  engine.pushPrimary(tcp("primary", { seq: ISN - 1, flags: "SA", ack, options: opts(o.pShift) }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN - 1, flags: "SA", ack, options: opts(o.sShift) }), 0, 0);
+}
+
+/** The TCP window field and whether the TCP checksum verifies (IPv4 frames from the harness). */
+function windowOf(f: Buffer): { win: number; csumOk: boolean } {
+  const ip = 14;
+  const tcpOff = ip + (f[ip]! & 0x0f) * 4;
+  const tcpLen = f.readUInt16BE(ip + 2) - (tcpOff - ip);
+  const pseudo = ipv4PseudoSum(f, ip + 12, ip + 16, 6, tcpLen);
+  return {
+    win: f.readUInt16BE(tcpOff + 14),
+    csumOk: verifyChecksum(f, tcpOff, tcpOff + tcpLen, pseudo),
+  };
+}
+
+test("window clamp: a released primary never lets the client send beyond the secondary's window", () => {
+  const { engine, sink } = setup();
+  handshake(engine, { pShift: 7, sShift: 7 });
+  // The SVM advertises 100 << 7 = 12800 bytes past ack 5000; the PVM 400 << 7.
+  engine.pushSecondary(tcp("secondary", { seq: ISN, ack: 5000, window: 100 }), 0, 1);
+  const p = tcp("primary", { seq: ISN, payload: "data", ack: 5000, window: 400 });
+  engine.pushPrimary(p, 0, 2);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "data", ack: 5000, window: 100 }), 0, 3);
+  assert.equal(sink.released.at(-1), p, "the same buffer, its window lowered in place");
+  assert.deepEqual(windowOf(p), { win: 100, csumOk: true });
+  // A pure ACK further on: edge 5000 + 1280 + (50 << 7) must stay within the SVM's 5000 + 12800.
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 4, ack: 6280, window: 90 }), 0, 4);
+  const a = tcp("primary", { seq: ISN + 4, ack: 6280, window: 300 });
+  engine.pushPrimary(a, 0, 5);
+  assert.equal(sink.released.at(-1), a);
+  assert.deepEqual(windowOf(a), { win: 90, csumOk: true });
+  // A window already within the secondary's is left alone (bytes untouched).
+  const small = tcp("primary", { seq: ISN + 4, ack: 6280, window: 20 });
+  const copy = Buffer.from(small);
+  engine.pushPrimary(small, 0, 6);
+  assert.deepEqual(small, copy);
+  assert.equal(engine.stats().windowClamped, 2);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
+
+test("window clamp: different window scales on the two sides; a full secondary window clamps to 0", () => {
+  const { engine, sink } = setup();
+  handshake(engine, { pShift: 2, sShift: 6 });
+  engine.pushSecondary(tcp("secondary", { seq: ISN, ack: 5000, window: 10 }), 0, 1); // edge 5640
+  const p = tcp("primary", { seq: ISN, ack: 5000, window: 1000 }); // edge 9000
+  engine.pushPrimary(p, 0, 2);
+  assert.deepEqual(windowOf(p), { win: 160, csumOk: true }, "640 bytes = 160 << 2");
+  // The SVM's buffer fills: ack 5640, window 0. The PVM's ack of the same bytes gets window 0.
+  engine.pushSecondary(tcp("secondary", { seq: ISN, ack: 5640, window: 0 }), 0, 3);
+  const q = tcp("primary", { seq: ISN, ack: 5640, window: 1000 });
+  engine.pushPrimary(q, 0, 4);
+  assert.deepEqual(windowOf(q), { win: 0, csumOk: true });
+  assert.deepEqual(sink.released.slice(1), [p, q], "after the SYN-ACK");
+  engine.checkInvariant();
+});
+
+test("window clamp: SYN-ACK windows are unscaled; no clamp without both handshakes", () => {
+  {
+    const { engine, sink } = setup();
+    const sa = tcp("primary", {
+      seq: ISN - 1,
+      flags: "SA",
+      ack: 5000,
+      window: 65000,
+      options: [{ kind: "wscale", shift: 7 }],
+    });
+    engine.pushPrimary(sa, 0, 0);
+    engine.pushSecondary(
+      tcp("secondary", {
+        seq: ISN - 1,
+        flags: "SA",
+        ack: 5000,
+        window: 64000,
+        options: [{ kind: "wscale", shift: 7 }],
+      }),
+      0,
+      0,
+    );
+    assert.deepEqual(sink.released, [sa]);
+    assert.equal(windowOf(sa).win, 65000, "a SYN-ACK is never rewritten");
+    // The SVM's SYN-ACK edge is 5000 + 64000 (unscaled): 600 << 7 = 76800 is beyond it.
+    const p = tcp("primary", { seq: ISN, ack: 5000, window: 600 });
+    engine.pushPrimary(p, 0, 1);
+    assert.equal(windowOf(p).win, 500, "64000 >> 7");
+  }
+  {
+    // Picked up mid-stream: window scales unknown, so windows pass unchanged (as QEMU).
+    const { engine, sink } = setup();
+    engine.pushSecondary(tcp("secondary", { seq: ISN, ack: 5000, window: 1 }), 0, 0);
+    const p = tcp("primary", { seq: ISN, ack: 5000, window: 9000 });
+    const copy = Buffer.from(p);
+    engine.pushPrimary(p, 0, 1);
+    assert.deepEqual(sink.released, [copy]);
+    assert.equal(engine.stats().windowClamped, 0);
+  }
+});
+
+test("window clamp: a partial checksum (vnet header NEEDS_CSUM) is left for the host to complete", () => {
+  const { engine, sink } = setup();
+  handshake(engine, { pShift: 0, sShift: 0 });
+  engine.pushSecondary(tcp("secondary", { seq: ISN, ack: 5000, window: 1000 }), 0, 1);
+  const bare = tcp("primary", { seq: ISN, ack: 5000, window: 3000 });
+  const vnet = Buffer.alloc(10);
+  vnet[0] = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
+  const f = Buffer.concat([vnet, bare]);
+  const csum = f.readUInt16BE(10 + 34 + 16);
+  engine.pushPrimary(f, 10, 2);
+  assert.equal(sink.released.at(-1), f);
+  assert.equal(f.readUInt16BE(10 + 34 + 14), 1000);
+  assert.equal(f.readUInt16BE(10 + 34 + 16), csum, "checksum field untouched");
+  engine.checkInvariant();
+});
+
+test("after a checkpoint the secondary counts as having acked what the primary acked; its window is relearnt", () => {
+  const { engine, sink } = setup();
+  handshake(engine, { pShift: 0, sShift: 0 });
+  engine.pushSecondary(tcp("secondary", { seq: ISN, ack: 5000, window: 100 }), 0, 1);
+  const held = tcp("primary", { seq: ISN, ack: 8000, window: 5000 });
+  engine.pushPrimary(held, 0, 2);
+  assert.equal(sink.released.length, 1, "only the SYN-ACK: ack 8000 is ahead of the secondary");
+  engine.checkpointDone(3);
+  assert.equal(sink.released.at(-1), held, "flushed");
+  assert.equal(windowOf(held).win, 5000, "a flushed frame is not clamped");
+  // The new SVM is a copy of the PVM: it has the client's bytes up to 8000, and the PVM's window.
+  const next = tcp("primary", { seq: ISN, ack: 8000, window: 6000 });
+  engine.pushPrimary(next, 0, 4);
+  assert.equal(sink.released.at(-1), next, "no secondary packet needed");
+  assert.equal(windowOf(next).win, 6000, "no stale secondary window applied");
+  engine.pushSecondary(tcp("secondary", { seq: ISN, ack: 8000, window: 3000 }), 0, 5);
+  const later = tcp("primary", { seq: ISN, ack: 8000, window: 6000 });
+  engine.pushPrimary(later, 0, 6);
+  assert.equal(windowOf(later).win, 3000);
+  assert.equal(sink.requests.length, 0);
   engine.checkInvariant();
 });
 

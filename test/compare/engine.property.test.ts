@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
+import { CompareEngine } from "../../src/compare/engine.ts";
 import { buildTcp } from "../../src/packet/build.ts";
-import { setup, stream, tcp, udp } from "./harness.ts";
+import { ipv4PseudoSum, verifyChecksum } from "../../src/packet/checksum.ts";
+import { RecordingSink, setup, stream, tcp, udp } from "./harness.ts";
 
 /** Cut [0, len) at the given points (deduplicated, sorted) into [start, end) pieces. */
 function pieces(len: number, cuts: number[]): [number, number][] {
@@ -323,5 +325,123 @@ test("property: independent acks, pure ACKs and close on each side never miscomp
       },
     ),
     { numRuns: 200 },
+  );
+});
+
+test("property: no released segment acks beyond the secondary's ack or lets the client send beyond its window", () => {
+  const seqLe = (a: number, b: number) => ((a - b) | 0) <= 0;
+  fc.assert(
+    fc.property(
+      fc.record({
+        len: fc.integer({ min: 1, max: 3000 }),
+        isn: fc.integer({ min: 0, max: 0xffffffff }),
+        clientIsn: fc.integer({ min: 0, max: 0xffffffff }),
+        pShift: fc.integer({ min: 0, max: 14 }),
+        sShift: fc.integer({ min: 0, max: 14 }),
+        pCuts: fc.array(fc.integer({ min: 0, max: 3000 }), { maxLength: 8 }),
+        sCuts: fc.array(fc.integer({ min: 0, max: 3000 }), { maxLength: 8 }),
+        pSegs: fc.array(
+          fc.record({ dAck: fc.integer({ min: 0, max: 3000 }), win: fc.nat(0xffff), pure: fc.boolean() }),
+          {
+            minLength: 1,
+            maxLength: 12,
+          },
+        ),
+        sSegs: fc.array(
+          fc.record({ dAck: fc.integer({ min: 0, max: 3000 }), win: fc.nat(0xffff), pure: fc.boolean() }),
+          {
+            minLength: 1,
+            maxLength: 12,
+          },
+        ),
+        picks: fc.array(fc.boolean(), { minLength: 1, maxLength: 40 }),
+      }),
+      (c) => {
+        // What the client may rely on, from the secondary frames pushed so far (the test's model).
+        let sAck = c.clientIsn;
+        let sRight = (c.clientIsn + 65535) >>> 0;
+        const violations: string[] = [];
+        const copies = new Map<Buffer, Buffer>();
+        let releasedCount = 0;
+        const sink = new RecordingSink();
+        const release = sink.release.bind(sink);
+        sink.release = (f, v) => {
+          releasedCount++;
+          const tcpOff = 14 + 20;
+          const flags = f[tcpOff + 13]!;
+          const ack = f.readUInt32BE(tcpOff + 8);
+          const win = f.readUInt16BE(tcpOff + 14);
+          if (!seqLe(ack, sAck)) violations.push(`released ack ${ack} > secondary ack ${sAck}`);
+          if (!(flags & 0x02) && !seqLe((ack + win * 2 ** c.pShift) >>> 0, sRight))
+            violations.push(`ack ${ack} + ${win} << ${c.pShift} beyond secondary edge ${sRight}`);
+          const orig = copies.get(f);
+          if (orig !== undefined) {
+            if (win > orig.readUInt16BE(tcpOff + 14)) violations.push("window raised");
+            const a = Buffer.from(f);
+            const b = Buffer.from(orig);
+            a.fill(0, tcpOff + 14, tcpOff + 18);
+            b.fill(0, tcpOff + 14, tcpOff + 18);
+            if (!a.equals(b)) violations.push("bytes other than window/checksum changed");
+            const tcpLen = f.length - tcpOff;
+            if (!verifyChecksum(f, tcpOff, f.length, ipv4PseudoSum(f, 26, 30, 6, tcpLen)))
+              violations.push("bad TCP checksum");
+          }
+          release(f, v);
+        };
+        const engine = new CompareEngine({ compareTimeout: 1_000_000 }, sink);
+        const data = stream(c.len, 5);
+        const first = (c.isn + 1) >>> 0;
+        const build = (
+          side: "primary" | "secondary",
+          cuts: number[],
+          segs: { dAck: number; win: number; pure: boolean }[],
+        ) => {
+          let a = 0;
+          const out: Buffer[] = [];
+          pieces(c.len, cuts).forEach(([lo, hi], i) => {
+            const s = segs[Math.min(i, segs.length - 1)]!;
+            a += s.dAck;
+            const ack = (c.clientIsn + a) >>> 0;
+            const o = { seq: (first + lo) >>> 0, ack, window: s.win };
+            if (s.pure) out.push(tcp(side, o));
+            out.push(tcp(side, { ...o, payload: data.subarray(lo, hi) }));
+          });
+          return { frames: out, last: a };
+        };
+        const ps = build("primary", c.pCuts, c.pSegs);
+        const ss = build("secondary", c.sCuts, c.sSegs);
+        for (const f of ps.frames) copies.set(f, Buffer.from(f));
+        const sa = (side: "primary" | "secondary", shift: number) =>
+          tcp(side, {
+            seq: c.isn,
+            flags: "SA",
+            ack: c.clientIsn,
+            window: 65535,
+            options: [{ kind: "wscale", shift }],
+          });
+        engine.pushPrimary(sa("primary", c.pShift), 0, 0);
+        engine.pushSecondary(sa("secondary", c.sShift), 0, 0);
+        const pushS = (f: Buffer, t: number) => {
+          const ack = f.readUInt32BE(34 + 8);
+          if (seqLe(sAck, ack)) sAck = ack;
+          sRight = (ack + f.readUInt16BE(34 + 14) * 2 ** c.sShift) >>> 0;
+          engine.pushSecondary(f, 0, t);
+        };
+        let t = 0;
+        for (const step of interleave(ps.frames, ss.frames, c.picks)) {
+          t++;
+          if ("p" in step) engine.pushPrimary(step.p, 0, t);
+          else pushS(step.s, t);
+        }
+        // The secondary catches up: acks all the primary acked, with a window as large as any.
+        const last = (c.clientIsn + Math.max(ps.last, ss.last)) >>> 0;
+        pushS(tcp("secondary", { seq: (first + c.len) >>> 0, ack: last, window: 0xffff }), t + 1);
+        assert.deepEqual(violations, []);
+        assert.equal(sink.requests.length, 0, sink.requests[0]?.message);
+        assert.equal(releasedCount, ps.frames.length + 1, "everything released once the secondary caught up");
+        engine.checkInvariant();
+      },
+    ),
+    { numRuns: 300 },
   );
 });

@@ -41,6 +41,10 @@ export const DIFF = {
     "ack gating: colo-proxy holds a primary acking ahead of the secondary until it catches up; QEMU requests a checkpoint",
   pureAck:
     "payload-less secondary segments are recorded, never queued: they cannot time out (QEMU queues them)",
+  strictAck:
+    "strict ack gating: colo-proxy releases no primary segment (identical, pure ACK, retransmission) acking beyond the secondary; QEMU releases those",
+  windowClamp:
+    "window clamp: colo-proxy lowers a released segment's window to the secondary's right edge; QEMU outputs it unchanged",
 } as const;
 
 // --- TCP -------------------------------------------------------------------------------------------
@@ -181,6 +185,48 @@ export const scenarios: Scenario[] = [
       out: [
         tcp({ seq: 1000, ack: 6000, payload: "hello " }),
         tcp({ seq: 1006, ack: 6000, payload: "world" }),
+      ],
+    },
+  },
+  {
+    name: "tcp: identical segment whose primary acks ahead of the secondary (rule A)",
+    steps: [
+      P(tcp({ seq: 1000, ack: 6000, payload: "hello " })),
+      S(tcp({ seq: 1000, ack: 5000, payload: "hello " })),
+    ],
+    qemu: { out: [tcp({ seq: 1000, ack: 6000, payload: "hello " })] },
+    // Held until the secondary acks 6000 (the compare timeout ends it if it never does).
+    ours: { differs: DIFF.strictAck, out: [] },
+  },
+  {
+    name: "tcp: primary pure ACK ahead of the secondary while a secondary segment is queued",
+    steps: [S(tcp({ seq: 1000, ack: 5000, payload: "hello " })), P(tcp({ seq: 1000, ack: 6000 }))],
+    qemu: { out: [tcp({ seq: 1000, ack: 6000 })] },
+    ours: { differs: DIFF.strictAck, out: [] },
+  },
+  {
+    name: "tcp: primary advertises a larger receive window than the secondary (window scale 7)",
+    steps: (() => {
+      const ws = Uint8Array.of(1, 3, 3, 7);
+      return [
+        P(tcp({ seq: 999, ack: 5000, flags: "SA", options: ws })),
+        S(tcp({ seq: 999, ack: 5000, flags: "SA", options: ws })),
+        P(tcp({ seq: 1000, ack: 5000, payload: "hello ", window: 500 })),
+        S(tcp({ seq: 1000, ack: 5000, payload: "hello ", window: 100 })),
+      ];
+    })(),
+    qemu: {
+      out: [
+        tcp({ seq: 999, ack: 5000, flags: "SA", options: Uint8Array.of(1, 3, 3, 7) }),
+        tcp({ seq: 1000, ack: 5000, payload: "hello ", window: 500 }),
+      ],
+    },
+    // The client may send up to ack + 100 << 7, what the SVM accepts (checksum updated).
+    ours: {
+      differs: DIFF.windowClamp,
+      out: [
+        tcp({ seq: 999, ack: 5000, flags: "SA", options: Uint8Array.of(1, 3, 3, 7) }),
+        tcp({ seq: 1000, ack: 5000, payload: "hello ", window: 100 }),
       ],
     },
   },

@@ -115,23 +115,29 @@ describe("two real guests through the colo-proxy pair", { skip, timeout: 300_000
   });
 
   let bulkRequests = -1;
-  test("1 MB TCP echo over IPv4 and over IPv6: every byte comes back", async () => {
+  test("1 MB TCP echoes, over IPv4 and IPv6 at once: every byte comes back", async () => {
     const n0 = sum(stats().checkpointRequests);
-    const r = await session(lab, [
-      { op: "bulk", host: GUEST.ip4, port: 7, bytes: 1 << 20 },
-      { op: "bulk", host: GUEST.ip6, port: 7, bytes: 1 << 20 },
+    // Two at once: the case that used to stall the SVM almost every time (docs/e2e.md).
+    const r = await Promise.all([
+      session(lab, [{ op: "bulk", host: GUEST.ip4, port: 7, bytes: 1 << 20 }]),
+      session(lab, [{ op: "bulk", host: GUEST.ip6, port: 7, bytes: 1 << 20 }]),
     ]);
-    assert.deepEqual(r, [
+    assert.deepEqual(r.flat(), [
       { ok: true, data: `${1 << 20} bytes` },
       { ok: true, data: `${1 << 20} bytes` },
     ]);
+    // Until the comparison holds nothing (closing segments included), or a request shows up; a
+    // frame held for good would time out (20 s) into one well within this bound.
+    const held = () => stats().queues.primary + stats().queues.secondary;
+    await waitFor(() => held() === 0 || sum(stats().checkpointRequests) > n0, 40_000);
     await lab.settled();
     bulkRequests = sum(stats().checkpointRequests) - n0;
+    assert.equal(held(), 0, JSON.stringify(lab.primary.compare.connections()));
   });
 
-  // Known problem (docs/e2e.md): on a loaded host the SVM falls behind a bulk echo and only the
-  // compare timeout's checkpoint resynchronises it. The bytes are right; the checkpoint is not.
-  test("… without any checkpoint request", { todo: "SVM falls behind bulk TCP (docs/e2e.md)" }, () => {
+  // Strict ack gating and the window clamp keep the SVM's stream whole (docs/e2e.md): a checkpoint
+  // here would mean the SVM lost client bytes the client will never resend.
+  test("… without any checkpoint request", () => {
     assert.equal(bulkRequests, 0);
   });
 
