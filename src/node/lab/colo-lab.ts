@@ -74,6 +74,9 @@ export interface LabEvent {
 
 const MAX_EVENTS = 10_000;
 
+/** The tap a checkpointed SVM opens in the client netns (a tap has one owner: not tap-s). */
+const svmTapOf = (svmName: string) => `t-${svmName}`;
+
 export class ColoLab {
   readonly runDir: string;
   readonly ns: ClientNetns;
@@ -121,7 +124,7 @@ export class ColoLab {
   get svmTap(): string | undefined {
     if (this.ns.secondaryTap === undefined) return undefined;
     const svm = this.svm;
-    return svm === this.#svm0 ? this.ns.secondaryTap : `t-${svm.name}`;
+    return svm === this.#svm0 ? this.ns.secondaryTap : svmTapOf(svm.name);
   }
 
   /** Metrics endpoints (`http://127.0.0.1:PORT/metrics`), when started with `metrics`. */
@@ -213,7 +216,6 @@ export class ColoLab {
 
     let executor: CheckpointExecutor | undefined;
     if (o.checkpoints !== false) {
-      const svmTap = (name: string) => `t-${name}`;
       const ex = new CheckpointExecutor({
         primary: pvm,
         secondary: svm,
@@ -221,7 +223,7 @@ export class ColoLab {
         nice,
         secondaryArgs: (name) => [
           ...machineArgs({ name, role: "secondary", image, accel, runDir }),
-          ...(wired ? tapNetdev(svmTap(name)) : sinkNetdev()),
+          ...(wired ? tapNetdev(svmTapOf(name)) : sinkNetdev()),
           ...nicArgs(),
         ],
         ...(wired ? { netns: ns.name } : {}),
@@ -230,7 +232,7 @@ export class ColoLab {
         attachSecondary: async (vm) => {
           if (!wired) return attachSecondaryFilters(vm.qmp, runDir);
           await attachSecondaryNetFilters(vm.qmp, runDir);
-          const tap = svmTap(vm.name);
+          const tap = svmTapOf(vm.name);
           await ns.exec("sysctl", ["-qw", `net.ipv6.conf.${tap}.disable_ipv6=1`]);
           await ns.exec("ip", ["link", "set", tap, "master", ns.clientIf, "up"]);
         },
