@@ -238,7 +238,9 @@ describe("two real guests through the colo-proxy pair", { skip, timeout: 300_000
       const nondet = other.request({ op: "http", host: GUEST.ip4, port: 8080, path: "/" });
       assert.ok(await waitFor(() => killed !== undefined, 60_000), "no checkpoint request");
       await killed;
-      console.log(`# secondary killed with the PVM ${pvmStatusAtKill}, checkpoint running: ${lab.checkpointRunning}`);
+      console.log(
+        `# secondary killed with the PVM ${pvmStatusAtKill}, checkpoint running: ${lab.checkpointRunning}`,
+      );
       const r = await transfer;
       assert.deepEqual(r, { ok: true, data: `${bytes} bytes` });
       assert.ok((await nondet).ok);

@@ -172,7 +172,11 @@ class MainLoopPeer {
   #outBytes = 0;
   #sent = 0;
 
-  constructor(pri: net.Socket, out: net.Socket, readonly frameLen: number) {
+  constructor(
+    pri: net.Socket,
+    out: net.Socket,
+    readonly frameLen: number,
+  ) {
     this.#pri = pri;
     this.#out = out;
     out.on("data", (d: Buffer) => {
@@ -215,7 +219,8 @@ test("a congested outdev never stops primary_in: QEMU reads outdev in the loop t
   const dir = tempDir(t);
   const sock = (id: string) => path.join(dir, `${id}.sock`);
   const raw = emptyRawOptions();
-  for (const id of ["pri", "sec", "out"]) raw.chardevs.push(`socket,id=${id},path=${sock(id)},server=on,wait=off`);
+  for (const id of ["pri", "sec", "out"])
+    raw.chardevs.push(`socket,id=${id},path=${sock(id)},server=on,wait=off`);
   raw.objects.push("colo-compare,id=c,primary_in=pri,secondary_in=sec,outdev=out");
   const d = await CompareDaemon.start(resolveCompareConfig(raw), { controlSocket: null });
   t.after(() => d.close());
@@ -228,6 +233,9 @@ test("a congested outdev never stops primary_in: QEMU reads outdev in the loop t
   const n = 8000; // ~11 MB: far more than both sockets' buffers and outdev's 1 MiB high-water mark
   // Not awaited: with the old coupling (outdev congested → primary_in paused) this never finished.
   void peer.send(frame, n);
-  assert.ok(await waitUntil(() => peer.received === n, 30_000), `${peer.received}/${n} frames reached outdev`);
+  assert.ok(
+    await waitUntil(() => peer.received === n, 30_000),
+    `${peer.received}/${n} frames reached outdev`,
+  );
   assert.equal(d.stats().dropped["outdev-queue-full"] ?? 0, 0);
 });
