@@ -47,11 +47,15 @@ export function frames(payload: number): [Buffer, Buffer] {
 
 /** Points both frames at connection `i` and stream position `seq`. */
 export function patch(p: Buffer, s: Buffer, i: number, seq: number): void {
-  for (const f of [p, s]) {
-    f.writeUInt16BE(1 + (i % 60000), L4 + 2); // client port
-    f[L3 + 18] = Math.floor(i / 60000); // client address, 3rd byte
-    f.writeUInt32BE(seq >>> 0, L4 + 4);
-  }
+  // Two calls, not a loop over [p, s]: that array was the only per-pair allocation in the loop.
+  patchOne(p, i, seq);
+  patchOne(s, i, seq);
+}
+
+function patchOne(f: Buffer, i: number, seq: number): void {
+  f.writeUInt16BE(1 + (i % 60000), L4 + 2); // client port
+  f[L3 + 18] = Math.floor(i / 60000); // client address, 3rd byte
+  f.writeUInt32BE(seq >>> 0, L4 + 4);
 }
 
 const sink: CompareSink = {
@@ -63,8 +67,17 @@ const sink: CompareSink = {
   backpressure() {},
 };
 
-export function engineTask({ payload, conns }: Scenario): () => void {
-  const engine = new CompareEngine({ maxConnections: Math.max(65536, conns) }, sink);
+/** The engine's constructor, so engine-ab.ts can run an older build of it next to this one. */
+export type EngineClass = new (
+  config: { maxConnections: number },
+  sink: CompareSink,
+) => {
+  pushPrimary(frame: Buffer, vnetLen: number, now: number): void;
+  pushSecondary(frame: Buffer, vnetLen: number, now: number): void;
+};
+
+export function engineTask({ payload, conns }: Scenario, Engine: EngineClass = CompareEngine): () => void {
+  const engine = new Engine({ maxConnections: Math.max(65536, conns) }, sink);
   const [p, s] = frames(payload);
   const seqs = new Uint32Array(conns);
   let next = 0;

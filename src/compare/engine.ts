@@ -12,7 +12,7 @@ import { extractFlow, formatFlow, type ProtocolName, protocolName } from "../con
 import { ConnTable } from "../conntrack/table.ts";
 import { ColoError } from "../errors.ts";
 import { type FrameMeta, newFrameMeta, ParseStatus } from "../packet/meta.ts";
-import { parseFrame } from "../packet/parse.ts";
+import { flowKeyText, parseFrame } from "../packet/parse.ts";
 import { checkParam, resolveConfig } from "./config.ts";
 import { CompareConn } from "./conn.ts";
 import { dumpAround, firstDifference } from "./explain.ts";
@@ -62,7 +62,7 @@ export class CompareEngine {
   readonly #table = new ConnTable<CompareConn>();
   readonly #held = new HeldStore();
   readonly #rules = new PassthroughRules();
-  readonly #meta: FrameMeta = newFrameMeta();
+  readonly #meta: FrameMeta = CompareEngine.#newMeta();
   readonly #stats: CompareStats = newStats();
   /** A checkpoint request is outstanding (sent, no checkpointDone yet). */
   #pending = false;
@@ -77,6 +77,13 @@ export class CompareEngine {
 
   /** sink.observe, looked up once: absent in the usual case, so one field test per frame. */
   readonly #observe: CompareSink["observe"];
+
+  /** The parser fills only the key units: lookups need no key string (see conntrack/table.ts). */
+  static #newMeta(): FrameMeta {
+    const m = newFrameMeta();
+    m.keyString = false;
+    return m;
+  }
 
   constructor(config: Partial<CompareConfig>, sink: CompareSink) {
     this.#cfg = resolveConfig(config);
@@ -387,9 +394,9 @@ export class CompareEngine {
 
   #lookup(m: FrameMeta, frame: Buffer, now: number, side: Side): CompareConn {
     // Fragments have their own (protocol-only) key, so they are compared as datagrams.
-    const key = m.key;
-    const found = this.#table.get(key);
+    const found = this.#table.find(m.keyUnits, m.keyLen);
     if (found !== undefined) return found;
+    const key = flowKeyText(m);
     const t = this.#table;
     let overLimit = false;
     if (t.size >= this.#cfg.maxConnections) {
@@ -840,21 +847,7 @@ export class CompareEngine {
       const pOff = p.dataOff + p.off;
       const sOff = s.dataOff + s.off;
       if (p.frame.compare(s.frame, sOff, sOff + n, pOff, pOff + n) !== 0) {
-        const pf = p.frame;
-        const sf = s.frame;
-        this.#miscompare(c, now, "payload-differs", () => {
-          const i = firstDifference(pf, pOff, sf, sOff, n);
-          const seq = (pStart + i) >>> 0;
-          const dump = dumpAround(pf, pOff, pRem, sf, sOff, sRem, i);
-          const rel = c.baseSet ? (seq - c.base) >>> 0 : undefined;
-          return {
-            seq,
-            ...(rel !== undefined ? { streamOffset: rel, hexOffset: rel - (i - dump.from) } : {}),
-            primaryHex: dump.primaryHex,
-            secondaryHex: dump.secondaryHex,
-            message: `payload differs on ${c.flowText} at ${rel !== undefined ? `stream offset ${rel}` : "byte"} (seq ${seq})`,
-          };
-        });
+        this.#payloadDiffers(c, now, p.frame, pOff, pRem, s.frame, sOff, sRem, n, pStart);
         return;
       }
       p.off += n;
@@ -894,6 +887,37 @@ export class CompareEngine {
     if (win <= max) return;
     setTcpWindow(f, p.vnetLen, p.l4, max);
     this.#stats.windowClamped++;
+  }
+
+  /**
+   * TCP payload miscompare. A method of its own, not a closure inside #runTcp: variables captured
+   * there made V8 allocate a context object on every loop iteration, i.e. on every compared frame.
+   */
+  #payloadDiffers(
+    c: CompareConn,
+    now: number,
+    pf: Buffer,
+    pOff: number,
+    pRem: number,
+    sf: Buffer,
+    sOff: number,
+    sRem: number,
+    n: number,
+    pStart: number,
+  ): void {
+    this.#miscompare(c, now, "payload-differs", () => {
+      const i = firstDifference(pf, pOff, sf, sOff, n);
+      const seq = (pStart + i) >>> 0;
+      const dump = dumpAround(pf, pOff, pRem, sf, sOff, sRem, i);
+      const rel = c.baseSet ? (seq - c.base) >>> 0 : undefined;
+      return {
+        seq,
+        ...(rel !== undefined ? { streamOffset: rel, hexOffset: rel - (i - dump.from) } : {}),
+        primaryHex: dump.primaryHex,
+        secondaryHex: dump.secondaryHex,
+        message: `payload differs on ${c.flowText} at ${rel !== undefined ? `stream offset ${rel}` : "byte"} (seq ${seq})`,
+      };
+    });
   }
 
   #seqMismatch(c: CompareConn, now: number, ps: number, ss: number): void {

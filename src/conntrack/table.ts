@@ -1,15 +1,23 @@
 /**
- * @module Bounded connection table with O(1) eviction and idle expiry.
+ * @module Bounded connection table: allocation-free lookup by flow key, O(1) eviction and idle expiry.
  *
- * Connections live in a Map (insertion order = first-seen order). Connections sit on one of two
- * intrusive lists, `closed` or `idle`, ordered by the time they were (re)listed. The lists are
- * maintained lazily so that the per-packet path only writes `lastActive`: a connection touched
- * since it was listed is moved to the tail when it reaches the head, and a connection holding
- * packets (`holding()`) is unlinked when met at the head and relisted when it empties. So a
- * connection holding packets is never evicted or expired, and the table never loses a queued
- * packet (unlike QEMU's wipe at 16,384 entries). Eviction takes the least recently active closed
- * connection, then the least recently active idle one (approximately: second-chance order), and
- * expiry may find a connection late by at most one timeout in rare orders. Both are amortised O(1).
+ * Lookup: an open-addressing hash table (linear probing, backward-shift deletion, load <= 1/2)
+ * keyed by the flow key's 16-bit code units (FrameMeta.keyUnits). Each slot is one 64-byte row of a
+ * preallocated Uint16Array slab holding the key length, its 32-bit hash and the key itself, so a
+ * lookup hashes the units, reads one slab row (usually), compares the key unit by unit and
+ * returns the slot's connection: no string is built, hashed or compared per packet, and nothing
+ * is allocated. The key string (TrackedConn.key) is made once, when a connection is created.
+ * Connections also sit on an insertion-order list (first-seen order for `values()`).
+ *
+ * Eviction and expiry: connections sit on one of two intrusive lists, `closed` or `idle`,
+ * ordered by the time they were (re)listed. The lists are maintained lazily so that the
+ * per-packet path only writes `lastActive`: a connection touched since it was listed is moved to
+ * the tail when it reaches the head, and a connection holding packets (`holding()`) is unlinked
+ * when met at the head and relisted when it empties. So a connection holding packets is never
+ * evicted or expired, and the table never loses a queued packet (unlike QEMU's wipe at 16,384
+ * entries). Eviction takes the least recently active closed connection, then the least recently
+ * active idle one (approximately: second-chance order), and expiry may find a connection late by
+ * at most one timeout in rare orders. Both are amortised O(1).
  */
 import type { FlowTuple } from "./flow.ts";
 
@@ -32,6 +40,12 @@ export class TrackedConn {
   /** @internal list links */
   lPrev: TrackedConn | null = null;
   lNext: TrackedConn | null = null;
+  /** @internal hash-table slot (-1 when not in a table) */
+  slot = -1;
+  /** @internal insertion-order links */
+  oPrev: TrackedConn | null = null;
+  oNext: TrackedConn | null = null;
+  /** The flow key (FrameMeta.key of the frame that created it). */
   readonly key: string;
   /** Creation order, unique per table. */
   readonly serial: number;
@@ -80,16 +94,83 @@ class ConnList {
 
 export type RemoveCause = "expired" | "evicted";
 
+/** Hash of a key's first `len` code units. */
+export type KeyHash = (units: Uint16Array, len: number) => number;
+
+export interface ConnTableOptions {
+  /** Initial number of slots (rounded up to a power of two, at least 8). Default 64. */
+  initialCapacity?: number;
+  /** Key hash (default hashKeyUnits); tests inject weak ones to force collisions. */
+  hash?: KeyHash;
+}
+
+/** Units per slot: [0] key length + 1 (0 = empty slot), [1] hash >>> 16, [2] hash & 0xffff, key. */
+const STRIDE = 32;
+const HDR = 3;
+/** Longest key the table stores (flow keys have at most 22 units, see MAX_KEY_UNITS). */
+export const MAX_TABLE_KEY_UNITS = STRIDE - HDR;
+
+/**
+ * Murmur3-style 32-bit hash of 16-bit code units taken two at a time, with the final mix so that
+ * the low bits (the slot index) depend on every unit.
+ */
+export function hashKeyUnits(u: Uint16Array, len: number): number {
+  let h = 0x9747b28c ^ len;
+  let i = 0;
+  for (; i + 1 < len; i += 2) {
+    let k = (u[i]! << 16) | u[i + 1]!;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  if (i < len) {
+    let k = Math.imul(u[i]!, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 export class ConnTable<C extends TrackedConn> {
-  readonly #map = new Map<string, C>();
+  readonly #hash: KeyHash;
+  readonly #initialCapacity: number;
+  #slab: Uint16Array;
+  #conns: (C | undefined)[];
+  #mask: number;
+  #size = 0;
+  /** Insertion order (first-seen order) */
+  #first: C | null = null;
+  #lastAdded: C | null = null;
   readonly #idle = new ConnList();
   readonly #closed = new ConnList();
   #serial = 0;
-  #lastKey = "";
-  #last: C | undefined = undefined;
+  /** Scratch units for string-keyed calls (get, add). */
+  readonly #units = new Uint16Array(MAX_TABLE_KEY_UNITS);
+
+  constructor(options: ConnTableOptions = {}) {
+    this.#hash = options.hash ?? hashKeyUnits;
+    let cap = 8;
+    while (cap < (options.initialCapacity ?? 64)) cap *= 2;
+    this.#initialCapacity = cap;
+    this.#slab = new Uint16Array(cap * STRIDE);
+    this.#conns = new Array<C | undefined>(cap).fill(undefined);
+    this.#mask = cap - 1;
+  }
 
   get size(): number {
-    return this.#map.size;
+    return this.#size;
+  }
+
+  /** Number of slots (grows by doubling to keep the load at most 1/2; memory: 64 B per slot). */
+  get capacity(): number {
+    return this.#mask + 1;
   }
 
   /** Connections on the lists (an upper bound of the evictable ones). */
@@ -97,31 +178,72 @@ export class ConnTable<C extends TrackedConn> {
     return this.#idle.size + this.#closed.size;
   }
 
-  get(key: string): C | undefined {
-    // One-entry cache: a flow's primary and secondary copies (and bursts) arrive back to back, and
-    // comparing two short strings is much cheaper than hashing a fresh key into a large Map.
-    if (key === this.#lastKey) return this.#last;
-    const c = this.#map.get(key);
-    if (c !== undefined) {
-      this.#lastKey = key;
-      this.#last = c;
+  /**
+   * The connection whose key is the first `len` code units of `units` (e.g. FrameMeta.keyUnits /
+   * keyLen). The per-packet lookup: no allocation.
+   */
+  find(units: Uint16Array, len: number): C | undefined {
+    const h = this.#hash(units, len);
+    const slab = this.#slab;
+    const mask = this.#mask;
+    const tag = len + 1;
+    const hi = h >>> 16;
+    const lo = h & 0xffff;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const b = i * STRIDE;
+      const t = slab[b]!;
+      if (t === 0) return undefined;
+      if (t === tag && slab[b + 1] === hi && slab[b + 2] === lo) {
+        let k = 0;
+        const at = b + HDR;
+        while (k < len && slab[at + k] === units[k]) k++;
+        if (k === len) return this.#conns[i];
+      }
     }
-    return c;
+  }
+
+  /** The connection with this key string (converts to units; for tools and tests). */
+  get(key: string): C | undefined {
+    return this.find(this.#unitsOf(key), key.length);
   }
 
   nextSerial(): number {
     return this.#serial++;
   }
 
-  /** Adds a new connection (listed as idle or closed). */
+  /**
+   * Adds a new connection (listed as idle or closed) under conn.key (at most MAX_TABLE_KEY_UNITS
+   * code units, else RangeError). A connection already stored under that key is deleted first.
+   */
   add(conn: C, now: number): void {
-    this.#map.set(conn.key, conn);
+    const key = conn.key;
+    const units = this.#unitsOf(key);
+    const len = key.length;
+    const old = this.find(units, len);
+    if (old !== undefined) this.delete(old);
+    if (2 * (this.#size + 1) > this.#mask + 1) this.#grow();
+    const h = this.#hash(units, len);
+    const i = this.#freeSlot(h);
+    const b = i * STRIDE;
+    const slab = this.#slab;
+    slab[b] = len + 1;
+    slab[b + 1] = h >>> 16;
+    slab[b + 2] = h & 0xffff;
+    for (let k = 0; k < len; k++) slab[b + HDR + k] = units[k]!;
+    this.#conns[i] = conn;
+    conn.slot = i;
+    conn.oPrev = this.#lastAdded;
+    conn.oNext = null;
+    if (this.#lastAdded !== null) this.#lastAdded.oNext = conn;
+    else this.#first = conn;
+    this.#lastAdded = conn;
+    this.#size++;
     this.touch(conn, now);
   }
 
-  /** Iterates in first-seen order. */
-  values(): IterableIterator<C> {
-    return this.#map.values();
+  /** Iterates in first-seen order (do not add or delete while iterating). */
+  *values(): IterableIterator<C> {
+    for (let c = this.#first; c !== null; c = c.oNext as C | null) yield c;
   }
 
   /** Records activity; puts the connection on its list if it is not on the right one. O(1). */
@@ -138,13 +260,20 @@ export class ConnTable<C extends TrackedConn> {
     return conn.list !== ListId.None;
   }
 
+  /** Removes the connection (no-op when it is not in this table). */
   delete(conn: C): void {
-    if (this.#last === conn) {
-      this.#lastKey = "";
-      this.#last = undefined;
-    }
+    const i = conn.slot;
+    if (i < 0 || i > this.#mask || this.#conns[i] !== conn) return;
     this.#unlink(conn);
-    this.#map.delete(conn.key);
+    this.#removeSlot(i);
+    conn.slot = -1;
+    if (conn.oPrev !== null) conn.oPrev.oNext = conn.oNext;
+    else this.#first = conn.oNext as C | null;
+    if (conn.oNext !== null) conn.oNext.oPrev = conn.oPrev;
+    else this.#lastAdded = conn.oPrev as C | null;
+    conn.oPrev = null;
+    conn.oNext = null;
+    this.#size--;
   }
 
   /** Removes the best eviction candidate (closed first, then least recently active); undefined if none. */
@@ -219,10 +348,77 @@ export class ConnTable<C extends TrackedConn> {
     c.list = ListId.None;
   }
 
+  /** Copies a key string's code units into the scratch array. */
+  #unitsOf(key: string): Uint16Array {
+    if (key.length > MAX_TABLE_KEY_UNITS) {
+      throw new RangeError(`connection key of ${key.length} units (at most ${MAX_TABLE_KEY_UNITS})`);
+    }
+    const u = this.#units;
+    for (let k = 0; k < key.length; k++) u[k] = key.charCodeAt(k);
+    return u;
+  }
+
+  /** First empty slot on the probe path of hash `h`. */
+  #freeSlot(h: number): number {
+    const mask = this.#mask;
+    let i = h & mask;
+    while (this.#slab[i * STRIDE] !== 0) i = (i + 1) & mask;
+    return i;
+  }
+
+  #grow(): void {
+    const oldSlab = this.#slab;
+    const oldConns = this.#conns;
+    const cap = 2 * (this.#mask + 1);
+    this.#slab = new Uint16Array(cap * STRIDE);
+    this.#conns = new Array<C | undefined>(cap).fill(undefined);
+    this.#mask = cap - 1;
+    for (let j = 0; j < oldConns.length; j++) {
+      const c = oldConns[j];
+      if (c === undefined) continue;
+      const b = j * STRIDE;
+      const h = ((oldSlab[b + 1]! << 16) | oldSlab[b + 2]!) >>> 0;
+      const i = this.#freeSlot(h);
+      this.#slab.set(oldSlab.subarray(b, b + STRIDE), i * STRIDE);
+      this.#conns[i] = c;
+      c.slot = i;
+    }
+  }
+
+  /**
+   * Empties slot `i` by backward-shift deletion: later entries of the probe run move back into
+   * the hole when their home slot allows, so lookups never need tombstones.
+   */
+  #removeSlot(i: number): void {
+    const slab = this.#slab;
+    const conns = this.#conns;
+    const mask = this.#mask;
+    let hole = i;
+    for (let j = (i + 1) & mask; slab[j * STRIDE] !== 0; j = (j + 1) & mask) {
+      const b = j * STRIDE;
+      const home = ((slab[b + 1]! << 16) | slab[b + 2]!) & mask;
+      // The entry at j may fill the hole if the hole lies on its probe path [home, j].
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        slab.copyWithin(hole * STRIDE, b, b + STRIDE);
+        const c = conns[j]!;
+        conns[hole] = c;
+        c.slot = hole;
+        hole = j;
+      }
+    }
+    slab[hole * STRIDE] = 0;
+    conns[hole] = undefined;
+  }
+
+  /** Removes every connection and returns to the initial capacity. */
   clear(): void {
-    this.#map.clear();
-    this.#lastKey = "";
-    this.#last = undefined;
+    const cap = this.#initialCapacity;
+    this.#slab = new Uint16Array(cap * STRIDE);
+    this.#conns = new Array<C | undefined>(cap).fill(undefined);
+    this.#mask = cap - 1;
+    this.#size = 0;
+    this.#first = null;
+    this.#lastAdded = null;
     this.#idle.head = this.#idle.tail = null;
     this.#closed.head = this.#closed.tail = null;
     this.#idle.size = this.#closed.size = 0;

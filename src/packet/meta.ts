@@ -1,7 +1,9 @@
 /**
  * @module FrameMeta: the high-level summary of one Ethernet frame that the compare engine,
  * the rewriter and the tools consume. `parseFrame()` (src/packet/parse.ts) fills one
- * preallocated FrameMeta in place, so the per-packet path allocates nothing but the key string.
+ * preallocated FrameMeta in place, so the per-packet path allocates nothing but the key string
+ * (and not even that when `keyString` is false: the compare engine looks connections up by the
+ * key's code units in `keyUnits`).
  *
  * This is the contract between src/packet and its consumers (conntrack, compare, rewrite):
  * change it only together with them.
@@ -80,7 +82,20 @@ export interface FrameMeta {
    * `formatFlowKey()` a readable form.
    */
   key: string;
+  /**
+   * The same flow key as 16-bit code units (always filled on Ok, whatever `keyString` says):
+   * `key.charCodeAt(i) === keyUnits[i]` for i < keyLen. Lets a lookup hash and compare the key
+   * without building a string (see conntrack/table.ts).
+   */
+  readonly keyUnits: Uint16Array;
+  /** Number of valid units in keyUnits (0 when status is not Ok). */
+  keyLen: number;
+  /** Input: build the `key` string too (default true). False leaves `key` empty. */
+  keyString: boolean;
 }
+
+/** Longest flow key in code units (IPv6 with ports: 4 header units, 2 × 8 address units, 2 ports). */
+export const MAX_KEY_UNITS = 22;
 
 /** TCP flag bits (the low byte of the TCP flags field). */
 export const enum TcpFlag {
@@ -117,5 +132,8 @@ export function newFrameMeta(): FrameMeta {
     payloadOffset: 0,
     payloadLen: 0,
     key: "",
+    keyUnits: new Uint16Array(MAX_KEY_UNITS),
+    keyLen: 0,
+    keyString: true,
   };
 }

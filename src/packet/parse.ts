@@ -2,7 +2,8 @@
  * @module parseFrame(): one pass over an Ethernet frame filling a preallocated FrameMeta, plus
  * the flow key (a compact string usable as a Map key), its reverse, and its human-readable form.
  *
- * Hot path: no allocation but the key string, no DataView, no exceptions. Every malformed frame
+ * Hot path: no allocation but the key string (none at all with `m.keyString` false: the key is
+ * then only in `m.keyUnits`), no DataView, no exceptions. Every malformed frame
  * ends in a ParseStatus (see meta.ts and `parseStatusCode()`), never a throw.
  *
  * Status rules, in the order they are checked:
@@ -76,6 +77,7 @@ let l4Tail = 0;
 function fail(m: FrameMeta, s: ParseStatus): ParseStatus {
   m.status = s;
   m.key = "";
+  m.keyLen = 0;
   return s;
 }
 
@@ -106,6 +108,7 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
   m.payloadOffset = 0;
   m.payloadLen = 0;
   m.key = "";
+  m.keyLen = 0;
   if (!(vnetLen >= 0) || (vnetLen | 0) !== vnetLen) return fail(m, ParseStatus.BadHeader);
   let p = vnetLen + 14;
   if (p > len) return fail(m, ParseStatus.Truncated);
@@ -163,7 +166,7 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
       }
       m.payloadOffset = l4;
       m.payloadLen = end - l4;
-      m.key = fcc(vo, vi, FlowKind.Proto4, proto, s0, s1, d0, d1);
+      key4(m, vo, vi, FlowKind.Proto4, proto, s0, s1, d0, d1, 0, 0, 0);
       m.status = ParseStatus.Ok;
       return ParseStatus.Ok;
     }
@@ -171,11 +174,11 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
     const st = parseL4(f, l4, end, proto, m, 4);
     if (st !== ParseStatus.Ok) return fail(m, st);
     const kind = l4Tail;
-    if (kind === 0) m.key = fcc(vo, vi, FlowKind.Ports4, proto, s0, s1, d0, d1, m.srcPort, m.dstPort);
-    else if (kind === 1) m.key = fcc(vo, vi, FlowKind.Echo4, proto, s0, s1, d0, d1, m.srcPort);
+    if (kind === 0) key4(m, vo, vi, FlowKind.Ports4, proto, s0, s1, d0, d1, 2, m.srcPort, m.dstPort);
+    else if (kind === 1) key4(m, vo, vi, FlowKind.Echo4, proto, s0, s1, d0, d1, 1, m.srcPort, 0);
     else if (kind === 2)
-      m.key = fcc(vo, vi, FlowKind.Icmp4, proto, s0, s1, d0, d1, (f[l4]! << 8) | f[l4 + 1]!);
-    else m.key = fcc(vo, vi, FlowKind.Proto4, proto, s0, s1, d0, d1);
+      key4(m, vo, vi, FlowKind.Icmp4, proto, s0, s1, d0, d1, 1, (f[l4]! << 8) | f[l4 + 1]!, 0);
+    else key4(m, vo, vi, FlowKind.Proto4, proto, s0, s1, d0, d1, 0, 0, 0);
     m.status = ParseStatus.Ok;
     return ParseStatus.Ok;
   }
@@ -211,7 +214,7 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
       }
       m.payloadOffset = q;
       m.payloadLen = end - q;
-      m.key = key6(f, a, vo, vi, FlowKind.Proto6, next, 0, 0, 0);
+      key6(m, f, a, vo, vi, FlowKind.Proto6, next, 0, 0, 0);
       m.status = ParseStatus.Ok;
       return ParseStatus.Ok;
     }
@@ -219,10 +222,10 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
     const st = parseL4(f, q, end, next, m, 6);
     if (st !== ParseStatus.Ok) return fail(m, st);
     const kind = l4Tail;
-    if (kind === 0) m.key = key6(f, a, vo, vi, FlowKind.Ports6, next, 2, m.srcPort, m.dstPort);
-    else if (kind === 1) m.key = key6(f, a, vo, vi, FlowKind.Echo6, next, 1, m.srcPort, 0);
-    else if (kind === 2) m.key = key6(f, a, vo, vi, FlowKind.Icmp6, next, 1, (f[q]! << 8) | f[q + 1]!, 0);
-    else m.key = key6(f, a, vo, vi, FlowKind.Proto6, next, 0, 0, 0);
+    if (kind === 0) key6(m, f, a, vo, vi, FlowKind.Ports6, next, 2, m.srcPort, m.dstPort);
+    else if (kind === 1) key6(m, f, a, vo, vi, FlowKind.Echo6, next, 1, m.srcPort, 0);
+    else if (kind === 2) key6(m, f, a, vo, vi, FlowKind.Icmp6, next, 1, (f[q]! << 8) | f[q + 1]!, 0);
+    else key6(m, f, a, vo, vi, FlowKind.Proto6, next, 0, 0, 0);
     m.status = ParseStatus.Ok;
     return ParseStatus.Ok;
   }
@@ -239,7 +242,8 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
     if (((f[p + 2]! << 8) | f[p + 3]!) === 0x0800 && plen === 4) {
       const s = p + 8 + hlen;
       const t = s + 4 + hlen;
-      m.key = fcc(
+      key4(
+        m,
         vo,
         vi,
         FlowKind.Arp,
@@ -248,8 +252,11 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
         (f[s + 2]! << 8) | f[s + 3]!,
         (f[t]! << 8) | f[t + 1]!,
         (f[t + 2]! << 8) | f[t + 3]!,
+        0,
+        0,
+        0,
       );
-    } else m.key = fcc(vo, vi, FlowKind.Ether, et);
+    } else keyEther(m, vo, vi, et);
     m.status = ParseStatus.Ok;
     return ParseStatus.Ok;
   }
@@ -258,16 +265,64 @@ export function parseFrame(frame: Uint8Array, vnetLen: number, m: FrameMeta): Pa
   m.payloadOffset = p;
   m.payloadLen = len - p;
   // Values below 0x0600 are 802.3 lengths, not protocols: all such (LLC) frames share key unit 0.
-  m.key = fcc(vo, vi, FlowKind.Ether, et >= 0x0600 ? et : 0);
+  keyEther(m, vo, vi, et >= 0x0600 ? et : 0);
   m.status = ParseStatus.Ok;
   return ParseStatus.Ok;
 }
 
 /**
+ * Stores a key of 4 header units, 4 address units and `tailN` (0-2) tail units (IPv4, ARP) in
+ * m.keyUnits, and as a string when m.keyString. One fromCharCode call per shape keeps the string flat.
+ */
+function key4(
+  m: FrameMeta,
+  vo: number,
+  vi: number,
+  kind: FlowKind,
+  proto: number,
+  s0: number,
+  s1: number,
+  d0: number,
+  d1: number,
+  tailN: number,
+  t0: number,
+  t1: number,
+): void {
+  const u = m.keyUnits;
+  u[0] = vo;
+  u[1] = vi;
+  u[2] = kind;
+  u[3] = proto;
+  u[4] = s0;
+  u[5] = s1;
+  u[6] = d0;
+  u[7] = d1;
+  u[8] = t0;
+  u[9] = t1;
+  m.keyLen = 8 + tailN;
+  if (!m.keyString) return;
+  if (tailN === 2) m.key = fcc(vo, vi, kind, proto, s0, s1, d0, d1, t0, t1);
+  else if (tailN === 1) m.key = fcc(vo, vi, kind, proto, s0, s1, d0, d1, t0);
+  else m.key = fcc(vo, vi, kind, proto, s0, s1, d0, d1);
+}
+
+/** The 4-unit key of a non-IP frame (and of ARP that is not Ethernet/IPv4). */
+function keyEther(m: FrameMeta, vo: number, vi: number, et: number): void {
+  const u = m.keyUnits;
+  u[0] = vo;
+  u[1] = vi;
+  u[2] = FlowKind.Ether;
+  u[3] = et;
+  m.keyLen = 4;
+  if (m.keyString) m.key = fcc(vo, vi, FlowKind.Ether, et);
+}
+
+/**
  * The IPv6 key: 4 header units, the 16 address words at `a` (source then destination), then
- * `tailN` (0-2) tail units. One fromCharCode call per shape keeps the string flat.
+ * `tailN` (0-2) tail units, into m.keyUnits (and m.key when m.keyString).
  */
 function key6(
+  m: FrameMeta,
   f: Uint8Array,
   a: number,
   vo: number,
@@ -277,28 +332,33 @@ function key6(
   tailN: number,
   t0: number,
   t1: number,
-): string {
-  const s0 = (f[a]! << 8) | f[a + 1]!;
-  const s1 = (f[a + 2]! << 8) | f[a + 3]!;
-  const s2 = (f[a + 4]! << 8) | f[a + 5]!;
-  const s3 = (f[a + 6]! << 8) | f[a + 7]!;
-  const s4 = (f[a + 8]! << 8) | f[a + 9]!;
-  const s5 = (f[a + 10]! << 8) | f[a + 11]!;
-  const s6 = (f[a + 12]! << 8) | f[a + 13]!;
-  const s7 = (f[a + 14]! << 8) | f[a + 15]!;
-  const d0 = (f[a + 16]! << 8) | f[a + 17]!;
-  const d1 = (f[a + 18]! << 8) | f[a + 19]!;
-  const d2 = (f[a + 20]! << 8) | f[a + 21]!;
-  const d3 = (f[a + 22]! << 8) | f[a + 23]!;
-  const d4 = (f[a + 24]! << 8) | f[a + 25]!;
-  const d5 = (f[a + 26]! << 8) | f[a + 27]!;
-  const d6 = (f[a + 28]! << 8) | f[a + 29]!;
-  const d7 = (f[a + 30]! << 8) | f[a + 31]!;
+): void {
+  const u = m.keyUnits;
+  u[0] = vo;
+  u[1] = vi;
+  u[2] = kind;
+  u[3] = proto;
+  for (let i = 0; i < 16; i++) u[4 + i] = (f[a + 2 * i]! << 8) | f[a + 2 * i + 1]!;
+  u[20] = t0;
+  u[21] = t1;
+  m.keyLen = 20 + tailN;
+  if (!m.keyString) return;
   // biome-ignore format: one line per key shape reads better than one argument per line
-  if (tailN === 2) return fcc(vo, vi, kind, proto, s0, s1, s2, s3, s4, s5, s6, s7, d0, d1, d2, d3, d4, d5, d6, d7, t0, t1);
+  if (tailN === 2) m.key = fcc(vo, vi, kind, proto, u[4]!, u[5]!, u[6]!, u[7]!, u[8]!, u[9]!, u[10]!, u[11]!, u[12]!, u[13]!, u[14]!, u[15]!, u[16]!, u[17]!, u[18]!, u[19]!, t0, t1);
   // biome-ignore format: as above
-  if (tailN === 1) return fcc(vo, vi, kind, proto, s0, s1, s2, s3, s4, s5, s6, s7, d0, d1, d2, d3, d4, d5, d6, d7, t0);
-  return fcc(vo, vi, kind, proto, s0, s1, s2, s3, s4, s5, s6, s7, d0, d1, d2, d3, d4, d5, d6, d7);
+  else if (tailN === 1) m.key = fcc(vo, vi, kind, proto, u[4]!, u[5]!, u[6]!, u[7]!, u[8]!, u[9]!, u[10]!, u[11]!, u[12]!, u[13]!, u[14]!, u[15]!, u[16]!, u[17]!, u[18]!, u[19]!, t0);
+  // biome-ignore format: as above
+  else m.key = fcc(vo, vi, kind, proto, u[4]!, u[5]!, u[6]!, u[7]!, u[8]!, u[9]!, u[10]!, u[11]!, u[12]!, u[13]!, u[14]!, u[15]!, u[16]!, u[17]!, u[18]!, u[19]!);
+}
+
+/** The key string of a parsed frame built from its key units (same string as `key` with keyString on). */
+export function flowKeyText(m: FrameMeta): string {
+  return keyFromUnits(m.keyUnits, m.keyLen);
+}
+
+/** A key string from `len` code units (allocates: for connection creation, not per packet). */
+export function keyFromUnits(u: Uint16Array, len: number): string {
+  return fcc(...u.subarray(0, len));
 }
 
 /** Parses the L4 header at `l4` (datagram ends at `end`); on success sets `l4Tail`. */

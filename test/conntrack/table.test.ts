@@ -1,28 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { FlowTuple } from "../../src/conntrack/flow.ts";
-import { ConnTable, TrackedConn } from "../../src/conntrack/table.ts";
-
-const tuple: FlowTuple = {
-  vlanOuter: -1,
-  vlanInner: -1,
-  etherType: 0x800,
-  family: 4,
-  proto: 17,
-  src: new Uint8Array(4),
-  dst: new Uint8Array(4),
-  srcPort: 1,
-  dstPort: 2,
-  fragment: false,
-};
-
-/** A connection whose "holding packets" state the test controls. */
-class Conn extends TrackedConn {
-  held = false;
-  override holding(): boolean {
-    return this.held;
-  }
-}
+import { ConnTable } from "../../src/conntrack/table.ts";
+import { Conn, tuple } from "./fixtures.ts";
 
 function table(keys: string[], now = 0) {
   const t = new ConnTable<Conn>();

@@ -7,6 +7,7 @@ import { type FrameMeta, newFrameMeta, ParseStatus, TcpFlag } from "../../src/pa
 import {
   decodeFlowKey,
   FlowKind,
+  flowKeyText,
   formatFlowKey,
   parseFrame,
   parseStatusCode,
@@ -41,7 +42,7 @@ test("IPv4 TCP in an 802.1Q tag: every FrameMeta field", () => {
   const m = parse(f);
   assert.equal(m.status, ParseStatus.Ok);
   assert.deepEqual(
-    { ...m, key: undefined },
+    { ...m, key: undefined, keyUnits: undefined },
     {
       status: ParseStatus.Ok,
       vnetLen: 0,
@@ -64,6 +65,9 @@ test("IPv4 TCP in an 802.1Q tag: every FrameMeta field", () => {
       payloadOffset: 70,
       payloadLen: 5,
       key: undefined,
+      keyUnits: undefined,
+      keyLen: 10,
+      keyString: true,
     },
   );
   assert.equal(Buffer.from(f.subarray(m.payloadOffset, m.payloadOffset + m.payloadLen)).toString(), "hello");
@@ -594,4 +598,28 @@ test("802.3 length-field frames (LLC) share one key whatever their length", () =
   assert.equal(a.key, c.key);
   assert.equal(formatFlowKey(a), "ether 802.3");
   assert.equal(decodeFlowKey(a.key).etherType, 0);
+});
+
+test("keyUnits hold the key's code units; keyString false fills the same units and no string", () => {
+  const withString = newFrameMeta();
+  const unitsOnly = newFrameMeta();
+  unitsOnly.keyString = false;
+  fc.assert(
+    fc.property(anyFrame, ({ frame, vnetLen }) => {
+      parseFrame(frame, vnetLen, withString);
+      parseFrame(frame, vnetLen, unitsOnly);
+      assert.equal(withString.status, ParseStatus.Ok);
+      assert.equal(unitsOnly.status, ParseStatus.Ok);
+      assert.equal(withString.keyLen, withString.key.length);
+      for (let i = 0; i < withString.keyLen; i++) {
+        assert.equal(withString.keyUnits[i], withString.key.charCodeAt(i));
+      }
+      assert.equal(unitsOnly.key, "");
+      assert.equal(unitsOnly.keyLen, withString.keyLen);
+      assert.equal(flowKeyText(unitsOnly), withString.key);
+    }),
+    { numRuns: 500 * FUZZ_SCALE },
+  );
+  parseFrame(new Uint8Array(5), 0, unitsOnly);
+  assert.equal(unitsOnly.keyLen, 0, "a failed parse leaves no key");
 });

@@ -9,7 +9,8 @@ import http from "node:http";
 import net from "node:net";
 
 export type ClientOp =
-  | { op: "http"; host: string; port: number; path: string }
+  /** `timeoutMs`: idle timeout (default 15 s), e.g. shorter where no answer is the expected outcome. */
+  | { op: "http"; host: string; port: number; path: string; timeoutMs?: number }
   /** Session mode only: open a TCP connection kept across requests (e.g. across a checkpoint). */
   | { op: "open"; conn: string; host: string; port: number }
   /** Session mode only: send `data` on an open connection, wait for as many bytes back. */
@@ -26,9 +27,9 @@ export type ClientResult =
 
 const TIMEOUT_MS = 15_000;
 
-function httpGet(host: string, port: number, path: string): Promise<ClientResult> {
+function httpGet(host: string, port: number, path: string, timeout = TIMEOUT_MS): Promise<ClientResult> {
   return new Promise((resolve) => {
-    const req = http.get({ host, port, path, timeout: TIMEOUT_MS, agent: false }, (res) => {
+    const req = http.get({ host, port, path, timeout, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       const localPort = res.socket.localPort;
@@ -185,7 +186,7 @@ async function runOp(o: ClientOp): Promise<ClientResult> {
     case "echo":
       return echoOn(o.conn, o.data);
     case "http":
-      return httpGet(o.host, o.port, o.path);
+      return httpGet(o.host, o.port, o.path, o.timeoutMs);
     case "tcp-echo":
       return tcpEcho(o.host, o.port, o.data);
     case "udp-echo":
