@@ -167,8 +167,10 @@ export class CheckpointExecutor extends EventEmitter {
       // path, and frames only the SVM sends would sit unmatched in the primary's comparison.
       await next.qmp.execute("migrate-set-parameters", { "announce-rounds": 0 });
       await next.qmp.execute("migrate-incoming", { uri });
-      await pvm.execute("stop");
+      // Counted as paused once sent: a `stop` whose reply times out may still run later, and the
+      // PVM must not be left stopped by it.
       paused = true;
+      await pvm.execute("stop");
       tStopped = this.#now();
       await pvm.execute("migrate", { uri });
       ram = await this.#waitMigrated(next);

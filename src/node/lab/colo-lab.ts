@@ -92,6 +92,7 @@ export class ColoLab {
   readonly #td: Teardown;
   readonly #svm0: QemuVm;
   #inflight: Promise<unknown> | undefined;
+  #afterFailover: Promise<void> | undefined;
 
   private constructor(p: {
     runDir: string;
@@ -259,6 +260,7 @@ export class ColoLab {
       if (lab.events.length >= MAX_EVENTS) lab.events.shift();
       lab.events.push({ daemon, event: e.event, data: e.data as Record<string, unknown> });
       if (daemon === "primary" && e.event === "CHECKPOINT_REQUEST") lab.#checkpointRequested();
+      if (daemon === "primary" && e.event === "FAILOVER") lab.#failedOver();
     };
     const unsubP = primary.compare.control?.server.subscribe(record("primary"));
     const unsubS = secondary.control?.server.subscribe(record("secondary"));
@@ -291,9 +293,39 @@ export class ColoLab {
     this.#inflight = p;
   }
 
+  /** True while a checkpoint runs (the PVM may be paused). */
+  get checkpointRunning(): boolean {
+    return this.#inflight !== undefined;
+  }
+
+  /**
+   * The primary failed over: a checkpoint still running finishes or fails on its own (the
+   * executor resumes the PVM either way), and no new one starts; once it is over, make sure the
+   * PVM runs — it now serves the clients alone. Recorded in checkpointErrors if that fails.
+   */
+  #failedOver(): void {
+    const p = (async () => {
+      await this.settled();
+      const st = await this.pvm.qmp.execute<{ status: string }>("query-status");
+      if (st.status !== "running") {
+        this.checkpointErrors.push(`PVM ${st.status} after failover: resumed`);
+        await this.pvm.qmp.execute("cont");
+      }
+    })().catch((e: Error) => {
+      this.checkpointErrors.push(`after failover: ${e.message}`);
+    });
+    this.#afterFailover = p;
+  }
+
+  /** Resolves once the post-failover check (see #failedOver) is done; at once without failover. */
+  async failoverSettled(): Promise<void> {
+    await this.#afterFailover;
+  }
+
   /** Kills everything this lab started (QEMUs, daemons, the netns); never throws. */
   async close(): Promise<void> {
     await this.settled(30_000);
+    await this.#afterFailover;
     await this.#td.run();
   }
 }
