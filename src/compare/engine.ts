@@ -779,6 +779,13 @@ export class CompareEngine {
   /** Compares the connection's queues in sequence space as far as both sides allow. */
   #runTcp(c: CompareConn, now: number): void {
     for (;;) {
+      // Secondary segments whose bytes are all compared (retransmissions the SVM sent before the
+      // PVM's copy arrived) are done with, even when no primary segment is left to compare.
+      let s = c.sHead;
+      while (s !== null && c.compareSeqSet && !seqAfter(s.end, c.compareSeq)) {
+        this.#discard(c, s, "already-compared");
+        s = c.sHead;
+      }
       const p = c.pHead;
       if (p === null) return;
       if (p.len === 0) {
@@ -808,11 +815,6 @@ export class CompareEngine {
         if (!seqAfter(p.end, c.compareSeq)) return;
         p.off = (c.compareSeq - p.seq) >>> 0;
         pStart = c.compareSeq;
-      }
-      let s = c.sHead;
-      while (s !== null && c.compareSeqSet && !seqAfter(s.end, c.compareSeq)) {
-        this.#discard(c, s, "already-compared");
-        s = c.sHead;
       }
       if (s === null) return;
       let sStart = (s.seq + s.off) >>> 0;

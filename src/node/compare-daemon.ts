@@ -2,8 +2,8 @@
  * @module `colo-proxy compare`: the drop-in replacement for QEMU's `-object colo-compare`. A thin
  * shell around the sans-IO CompareEngine: framed chardev sockets for primary_in / secondary_in /
  * outdev (and Xen's notify_dev), a timer calling tick() every expired_scan_cycle, released frames
- * written to outdev in order and batched, engine and outdev backpressure applied by pausing
- * input, checkpoint requests sent as DO_CHECKPOINT on notify_dev or as CHECKPOINT_REQUEST events
+ * written to outdev in order and batched, engine backpressure applied by pausing input (never
+ * outdev congestion: see the outdev comment below), checkpoint requests sent as DO_CHECKPOINT on notify_dev or as CHECKPOINT_REQUEST events
  * on the control socket, and bad input on any socket reset without disturbing the others.
  */
 import { performance } from "node:perf_hooks";
@@ -92,9 +92,8 @@ export class CompareDaemon implements ControlTarget {
   readonly #now: () => number;
   #timer: NodeJS.Timeout | null = null;
   #mode: "colo" | "failover" = "colo";
-  /** Pause reasons per input: the engine's backpressure and outdev congestion. */
+  /** Inputs the engine asked to pause (backpressure). */
   #enginePaused = { primary: false, secondary: false };
-  #outCongested = false;
   /** A DO_CHECKPOINT owed to a notify_dev peer that was not connected when it was raised. */
   #notifyOwed = false;
   #closed = false;
@@ -170,13 +169,13 @@ export class CompareDaemon implements ControlTarget {
             vnetHdr,
             onFrame: (frame, vnetLen) => this.pushSecondary(frame, vnetLen),
           });
-    // outdev: released frames only; anything the peer sends us is ignored.
+    // outdev: released frames only; anything the peer sends us is ignored. Its congestion must
+    // not pause primary_in: outdev's reader is a redirector in the PVM's own QEMU, whose main
+    // loop blocks in the (blocking) write of the PVM's next frame to primary_in and reads nothing
+    // meanwhile, so pausing primary_in until outdev drains deadlocks both for good (docs/e2e.md).
+    // The PVM's TCP is paced by its clients' acks, which come after outdev; outdev's queue is
+    // capped (maxQueuedBytes, excess dropped and counted as outdev-queue-full).
     this.outdev = new ChardevEndpoint({ spec: config.outdev, vnetHdr, onFrame: () => {} });
-    this.outdev.on("congestion", (c) => {
-      this.#outCongested = c;
-      this.#applyPause("primary");
-      this.#applyPause("secondary");
-    });
     this.#watch("primary_in", this.primary);
     if (this.secondary !== undefined) this.#watch("secondary_in", this.secondary);
     this.#watch("outdev", this.outdev);
@@ -316,7 +315,7 @@ export class CompareDaemon implements ControlTarget {
   }
 
   #applyPause(side: Side): void {
-    const want = this.#enginePaused[side] || this.#outCongested;
+    const want = this.#enginePaused[side];
     if (side === "secondary" && this.secondary === undefined) {
       this.#external?.pause(want);
       return;
@@ -420,6 +419,8 @@ export class CompareDaemon implements ControlTarget {
     if (this.#mode === "failover") return;
     this.#mode = "failover";
     this.engine.failover(this.#now());
+    // Nothing may stay paused in failover (the engine lifts its own backpressure; this makes sure).
+    for (const side of ["primary", "secondary"] as const) this.#onBackpressure(side, false);
     this.#log.warn({ reason }, "failover: passing everything through");
     this.#external?.failover?.(reason);
     this.control?.emit("FAILOVER", { reason });

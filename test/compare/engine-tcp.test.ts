@@ -183,6 +183,29 @@ test("ack gating: a re-segmented primary whose ack is ahead waits (no checkpoint
   engine.checkInvariant();
 });
 
+test("a faster SVM's retransmission queued before the PVM's copy came is dropped once compared (nothing left to time out)", () => {
+  // Seen with real guests: the SVM sent its response and FIN, then (no client ACK yet: the PVM's
+  // copy was still to come) retransmitted the response with FIN; the PVM's one segment and its
+  // FIN then matched, and the retransmission sat queued until the compare timeout.
+  const { engine, sink } = setup();
+  const body = "HTTP/1.0 200 OK\r\n\r\nbody";
+  const end = ISN + body.length;
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: body, ack: 100 }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: end, flags: "FA", ack: 100 }), 0, 1);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: body, flags: "PFA", ack: 100 }), 0, 2);
+  engine.pushSecondary(tcp("secondary", { seq: end + 1, ack: 101 }), 0, 3);
+  const data = tcp("primary", { seq: ISN, payload: body, ack: 100 });
+  engine.pushPrimary(data, 0, 4);
+  const fin = tcp("primary", { seq: end, flags: "FA", ack: 101 });
+  engine.pushPrimary(fin, 0, 5);
+  assert.deepEqual(sink.released, [data, fin]);
+  assert.equal(engine.stats().heldSecondary, 0, "the retransmission is not left queued");
+  assert.deepEqual(sink.discardReasons(), ["no-payload", "no-payload", "matched", "already-compared"]);
+  engine.tick(60_000);
+  assert.equal(sink.requests.length, 0);
+  engine.checkInvariant();
+});
+
 test("strict ack gating: an identical segment (QEMU rule A) whose ack is ahead waits for the secondary's ack", () => {
   const { engine, sink } = setup();
   const p = tcp("primary", { seq: ISN, payload: "abcd", ack: 9000 });

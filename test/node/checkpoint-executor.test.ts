@@ -128,6 +128,39 @@ describe("checkpoint executor (stock QEMU: stop + full migration)", { skip, time
     assert.equal((await (await svm!.console()).run("cat /run/colo/state", CONSOLE_MS)).trim(), token);
   });
 
+  test("the secondary's proxy gone mid-checkpoint (attach fails, as after a failover): rejects, the PVM runs", async () => {
+    const dir = mkdtempSync(path.join(runDir, "gone-"));
+    let commits = 0;
+    const gone = new CheckpointExecutor({
+      primary: pvm,
+      runDir: dir,
+      nice: TEST_NICE,
+      prespawn: false,
+      secondaryArgs: (name) => [
+        ...machineArgs({ name, role: "secondary", image, accel, memMb: mem, runDir: dir }),
+        ...sinkNetdev(),
+        ...nicArgs(),
+      ],
+      // Nothing listens in `dir`: the new SVM's filters cannot connect.
+      attachSecondary: (vm) => attachSecondaryFilters(vm.qmp, dir),
+      onCommitted: () => {
+        commits++;
+      },
+    });
+    try {
+      await assert.rejects(gone.checkpoint(), (e: { code: string; message: string }) => {
+        console.log(`# failed as expected: ${e.message}`);
+        assert.equal(e.code, "COLO_ERR_CHECKPOINT_FAILED");
+        return true;
+      });
+      assert.equal(commits, 0, "never reported as committed");
+      assert.equal((await pvm.qmp.execute<{ status: string }>("query-status")).status, "running");
+      assert.equal((await (await pvm.console()).run("echo alive", CONSOLE_MS)).trim(), "alive");
+    } finally {
+      await gone.close();
+    }
+  });
+
   test("a failed migration rejects with COLO_ERR_CHECKPOINT_FAILED and leaves the PVM running", async () => {
     const dir = mkdtempSync(path.join(runDir, "bad-"));
     const bad = new CheckpointExecutor({
