@@ -1,6 +1,7 @@
 /**
  * @module `colo-proxy primary` in process: its client input (mirror_in) must never wait on an
- * output that the PVM's own QEMU reads (guest_in in the redirect layout), or both stall for good.
+ * output that the PVM's own QEMU reads (guest_in in the redirect layout), or both stall for good
+ * (docs/e2e.md).
  */
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
