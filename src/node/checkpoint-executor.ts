@@ -39,6 +39,8 @@ export interface CheckpointExecutorOptions {
   migrateTimeoutMs?: number;
   /** Start SVM QEMUs under `nice -n` (tests and benchmarks on shared machines). */
   nice?: number;
+  /** Start SVM QEMUs inside this network namespace (`ip netns exec`), e.g. to open a tap there. */
+  netns?: string;
   /** Clock in milliseconds (injected for tests; performance.now by default). */
   now?: () => number;
 }
@@ -134,6 +136,7 @@ export class CheckpointExecutor extends EventEmitter {
       runDir: this.#o.runDir,
       args: [...this.#o.secondaryArgs(name), "-incoming", "defer", "-S"],
       nice: this.#o.nice,
+      ...(this.#o.netns !== undefined ? { netns: this.#o.netns } : {}),
     });
     p.catch(() => {}); // observed when awaited; never an unhandled rejection
     return p;

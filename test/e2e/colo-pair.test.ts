@@ -12,21 +12,10 @@ import type { StatsSnapshot } from "../../src/control/stats.ts";
 import { GUEST } from "../../src/node/guest/qemu.ts";
 import type { ClientOp, ClientResult } from "../../src/node/lab/client-script.ts";
 import { ColoLab } from "../../src/node/lab/colo-lab.ts";
-import { ClientSession, deterministicBody, guestSkipReason } from "../support/guests.ts";
+import { ClientSession, deterministicBody, guestSkipReason, sum, waitFor } from "../support/guests.ts";
 
 const skip = guestSkipReason({ netns: true });
 if (skip) console.log(`# colo-pair: skipped: ${skip}`);
-
-const sum = (r: Record<string, number> | undefined) => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
-
-async function waitFor(cond: () => boolean, ms = 30_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
-}
 
 /** Runs `ops` one after another on a fresh client session; returns the results. */
 async function session(lab: ColoLab, ops: ClientOp[]): Promise<ClientResult[]> {

@@ -109,6 +109,10 @@ export function filterSockets(runDir: string) {
     sInInj: s("s-in-inj"),
     /** secondary: SVM output, consumed by QEMU and handed to colo-proxy. */
     sOut: s("s-out"),
+    /** secondary with its own netdev: frames from the SVM's wire (net_in), used after failover. */
+    sNetIn: s("s-net-in"),
+    /** secondary with its own netdev: SVM output colo-proxy puts on the wire after failover. */
+    sNetOut: s("s-net-out"),
   };
 }
 
@@ -152,15 +156,96 @@ export function primaryFilterArgs(runDir: string, inbound: Inbound, qemuListens 
   ];
 }
 
-/** The secondary's filters (upstream f1/f2; no filter-rewriter: colo-proxy rewrites). */
-export function secondaryFilterArgs(runDir: string, qemuListens = false): string[] {
+/** One filter-redirector of a layout: its id, queue and chardev (indev injects, outdev takes). */
+interface Redirector {
+  id: string;
+  queue: "tx" | "rx";
+  dev: { indev: string } | { outdev: string };
+}
+
+/**
+ * The secondary's filter layouts. `sink` (upstream f1/f2; no filter-rewriter: colo-proxy
+ * rewrites): the SVM's netdev is only an attachment point. `wire`, when the SVM's netdev is a real
+ * wire (the layout `colo-proxy secondary --help` shows): f0 takes every frame arriving from the
+ * wire to net_in (colo-proxy drops them while COLO runs, so the SVM never sees a client frame
+ * twice, and injects them after failover); f1 injects the mirrored client frames; f3 takes all
+ * SVM output to guest_out (nothing reaches the wire directly); f2 puts what colo-proxy sends on
+ * net_out onto the wire (after failover). tx walks f0→f1, rx walks f3→f0: injected frames
+ * continue past the outdev redirectors. Chardevs are listed in creation order.
+ */
+function secondaryLayout(
+  runDir: string,
+  form: "sink" | "wire",
+): { chardevs: [string, string][]; filters: Redirector[] } {
   const s = filterSockets(runDir);
+  if (form === "sink") {
+    return {
+      chardevs: [
+        ["s_in_inj", s.sInInj],
+        ["s_out", s.sOut],
+      ],
+      filters: [
+        { id: "f1", queue: "tx", dev: { indev: "s_in_inj" } },
+        { id: "f2", queue: "rx", dev: { outdev: "s_out" } },
+      ],
+    };
+  }
+  return {
+    chardevs: [
+      ["s_net_in", s.sNetIn],
+      ["s_in_inj", s.sInInj],
+      ["s_net_out", s.sNetOut],
+      ["s_out", s.sOut],
+    ],
+    filters: [
+      { id: "f0", queue: "tx", dev: { outdev: "s_net_in" } },
+      { id: "f1", queue: "tx", dev: { indev: "s_in_inj" } },
+      { id: "f2", queue: "rx", dev: { indev: "s_net_out" } },
+      { id: "f3", queue: "rx", dev: { outdev: "s_out" } },
+    ],
+  };
+}
+
+function layoutArgs(l: ReturnType<typeof secondaryLayout>, qemuListens: boolean): string[] {
   return [
-    ...chardev("s_in_inj", s.sInInj, qemuListens),
-    ...chardev("s_out", s.sOut, qemuListens),
-    ...["-object", "filter-redirector,id=f1,netdev=hn0,queue=tx,indev=s_in_inj"],
-    ...["-object", "filter-redirector,id=f2,netdev=hn0,queue=rx,outdev=s_out"],
+    ...l.chardevs.flatMap(([id, p]) => chardev(id, p, qemuListens)),
+    ...l.filters.flatMap((f) => {
+      const [k, v] = Object.entries(f.dev)[0] as [string, string];
+      return ["-object", `filter-redirector,id=${f.id},netdev=hn0,queue=${f.queue},${k}=${v}`];
+    }),
   ];
+}
+
+/**
+ * Hot-adds a layout over QMP in the same order as its arguments (filters are appended to the
+ * netdev's list), to a running or paused QEMU.
+ */
+async function attachLayout(qmp: QmpClient, l: ReturnType<typeof secondaryLayout>): Promise<void> {
+  for (const [id, p] of l.chardevs) {
+    await qmp.execute("chardev-add", {
+      id,
+      backend: { type: "socket", data: { addr: { type: "unix", data: { path: p } }, server: false } },
+    });
+  }
+  for (const f of l.filters) {
+    await qmp.execute("object-add", {
+      "qom-type": "filter-redirector",
+      id: f.id,
+      netdev: "hn0",
+      queue: f.queue,
+      ...f.dev,
+    });
+  }
+}
+
+/** The secondary's filters on a sink netdev (upstream f1/f2). */
+export function secondaryFilterArgs(runDir: string, qemuListens = false): string[] {
+  return layoutArgs(secondaryLayout(runDir, "sink"), qemuListens);
+}
+
+/** The secondary's filters on a real wire: net_in/net_out as well (see secondaryLayout). */
+export function secondaryNetFilterArgs(runDir: string): string[] {
+  return layoutArgs(secondaryLayout(runDir, "wire"), false);
 }
 
 /**
@@ -168,19 +253,13 @@ export function secondaryFilterArgs(runDir: string, qemuListens = false): string
  * secondaryFilterArgs. Used after a checkpoint: the new SVM connects to colo-proxy only once the
  * old SVM is gone, so the proxy never sees two secondaries at once.
  */
-export async function attachSecondaryFilters(qmp: QmpClient, runDir: string): Promise<void> {
-  const s = filterSockets(runDir);
-  const sock = (id: string, p: string) =>
-    qmp.execute("chardev-add", {
-      id,
-      backend: { type: "socket", data: { addr: { type: "unix", data: { path: p } }, server: false } },
-    });
-  await sock("s_in_inj", s.sInInj);
-  await sock("s_out", s.sOut);
-  const filter = (id: string, queue: string, dev: Record<string, string>) =>
-    qmp.execute("object-add", { "qom-type": "filter-redirector", id, netdev: "hn0", queue, ...dev });
-  await filter("f1", "tx", { indev: "s_in_inj" });
-  await filter("f2", "rx", { outdev: "s_out" });
+export function attachSecondaryFilters(qmp: QmpClient, runDir: string): Promise<void> {
+  return attachLayout(qmp, secondaryLayout(runDir, "sink"));
+}
+
+/** The same for secondaryNetFilterArgs' layout (a fresh wired SVM after a checkpoint). */
+export function attachSecondaryNetFilters(qmp: QmpClient, runDir: string): Promise<void> {
+  return attachLayout(qmp, secondaryLayout(runDir, "wire"));
 }
 
 export interface StartOptions {
@@ -310,6 +389,16 @@ export class QemuVm {
       if (!this.#qmp) this.#child.kill("SIGKILL");
       await this.exited;
       clearTimeout(t);
+    }
+  }
+
+  /** SIGKILL at once, as when its host dies: no `quit`, nothing flushed. Never throws. */
+  async crash(): Promise<void> {
+    this.#console?.close();
+    this.#qmp?.close();
+    if (this.running) {
+      this.#child.kill("SIGKILL");
+      await this.exited;
     }
   }
 

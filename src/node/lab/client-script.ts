@@ -18,6 +18,13 @@ export type ClientOp =
   | { op: "tcp-echo"; host: string; port: number; data: string }
   | { op: "udp-echo"; host: string; port: number; data: string }
   | { op: "ping"; host: string }
+  /** Session mode only: open a binary TCP echo stream kept across requests (see `stream`). */
+  | { op: "open-stream"; conn: string; host: string; port: number }
+  /**
+   * Session mode only: send the next `bytes` bytes of the bulk pattern on an open stream and wait
+   * until exactly they came back; ok only if every byte matches, in order, and no more arrived.
+   */
+  | { op: "stream"; conn: string; bytes: number; timeoutMs?: number }
   /** TCP echo of `bytes` bytes of a fixed pattern; ok only if every byte came back unchanged. */
   | { op: "bulk"; host: string; port: number; bytes: number; timeoutMs?: number };
 
@@ -107,9 +114,12 @@ function ping(host: string): ClientResult {
 }
 
 /** The bulk pattern: byte i is (i * 7 + (i >> 11)) & 0xff, so shifted or repeated runs show up. */
-export function bulkPattern(n: number): Buffer {
+export function bulkPattern(n: number, from = 0): Buffer {
   const b = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) b[i] = (i * 7 + (i >> 11)) & 0xff;
+  for (let k = 0; k < n; k++) {
+    const i = from + k;
+    b[k] = (i * 7 + (i >> 11)) & 0xff;
+  }
   return b;
 }
 
@@ -179,8 +189,83 @@ async function echoOn(conn: string, data: string): Promise<ClientResult> {
     : { ok: false, error: `got ${JSON.stringify(c.buf)}` };
 }
 
+/** A binary echo stream: what was sent and received so far, and why it ended (if it did). */
+interface Stream {
+  sock: net.Socket;
+  sent: number;
+  got: number;
+  /** First mismatch or excess, kept until reported. */
+  bad: string | undefined;
+  ended: string | undefined;
+  wake: (() => void) | undefined;
+}
+const streams = new Map<string, Stream>();
+
+function openStream(conn: string, host: string, port: number): Promise<ClientResult> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host, port });
+    const st: Stream = { sock, sent: 0, got: 0, bad: undefined, ended: undefined, wake: undefined };
+    const t = setTimeout(() => sock.destroy(new Error("connect timeout")), TIMEOUT_MS);
+    sock.on("data", (d: Buffer) => {
+      // Every byte is checked against the pattern at its stream offset as it arrives.
+      if (st.bad === undefined) {
+        if (st.got + d.length > st.sent) st.bad = `${st.got + d.length - st.sent} bytes more than sent`;
+        else {
+          const want = bulkPattern(d.length, st.got);
+          const i = d.findIndex((v, k) => v !== want[k]);
+          if (i >= 0) st.bad = `byte ${st.got + i} differs`;
+        }
+      }
+      st.got += d.length;
+      st.wake?.();
+    });
+    sock.once("connect", () => {
+      clearTimeout(t);
+      streams.set(conn, st);
+      resolve({ ok: true, ...(sock.localPort !== undefined ? { localPort: sock.localPort } : {}) });
+    });
+    sock.on("error", (e) => {
+      st.ended = String(e);
+      clearTimeout(t);
+      resolve({ ok: false, error: String(e) });
+      st.wake?.();
+    });
+    sock.on("close", () => {
+      st.ended ??= "closed";
+      st.wake?.();
+    });
+  });
+}
+
+async function streamChunk(conn: string, bytes: number, timeoutMs: number): Promise<ClientResult> {
+  const st = streams.get(conn);
+  if (st === undefined) return { ok: false, error: `no open stream ${conn}` };
+  const from = st.sent;
+  st.sent += bytes;
+  st.sock.write(bulkPattern(bytes, from));
+  const end = Date.now() + timeoutMs;
+  while (st.got < st.sent && st.bad === undefined && st.ended === undefined && Date.now() < end) {
+    await new Promise<void>((r) => {
+      st.wake = r;
+      setTimeout(r, 100);
+    });
+  }
+  const where = `${st.got - from}/${bytes} bytes of this chunk (stream at ${st.got}/${st.sent})`;
+  if (st.bad !== undefined) return { ok: false, error: `${st.bad}; ${where}` };
+  if (st.got < st.sent) return { ok: false, error: `${st.ended ?? "timeout"} after ${where}` };
+  return {
+    ok: true,
+    data: `${bytes} bytes`,
+    ...(st.sock.localPort !== undefined ? { localPort: st.sock.localPort } : {}),
+  };
+}
+
 async function runOp(o: ClientOp): Promise<ClientResult> {
   switch (o.op) {
+    case "open-stream":
+      return openStream(o.conn, o.host, o.port);
+    case "stream":
+      return streamChunk(o.conn, o.bytes, o.timeoutMs ?? TIMEOUT_MS);
     case "open":
       return open(o.conn, o.host, o.port);
     case "echo":

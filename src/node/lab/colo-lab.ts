@@ -8,6 +8,9 @@
  *
  *   client netns ── tap-p ── PVM ── filter-mirror/redirectors ── primary daemon ─┐ link (unix)
  *                                    SVM ── redirectors (s-in-inj, s-out) ── secondary daemon ┘
+ *
+ * With `secondaryTap` the client is bridge br-c, tap-p and tap-s its ports, and the SVM sits on
+ * tap-s behind redirectors to the secondary's net_in/net_out as well (its path after failover).
  */
 import { writeFileSync } from "node:fs";
 import path from "node:path";
@@ -19,12 +22,14 @@ import { CheckpointExecutor, type CheckpointReport } from "../checkpoint-executo
 import {
   type Accel,
   attachSecondaryFilters,
+  attachSecondaryNetFilters,
   filterSockets,
   type Inbound,
   machineArgs,
   nicArgs,
   type QemuVm,
   sinkNetdev,
+  tapNetdev,
 } from "../guest/qemu.ts";
 import { PrimaryDaemon } from "../primary.ts";
 import { SecondaryDaemon } from "../secondary.ts";
@@ -50,6 +55,14 @@ export interface ColoLabOptions {
   secondaryLogger?: Logger;
   /** Name prefix of the client netns. */
   netnsPrefix?: string;
+  /**
+   * Give the SVM a real wire: the client sits on a bridge with the PVM's tap and `tap-s`, the
+   * SVM's netdev, behind the secondary's four redirectors (net_in/net_out, see
+   * secondaryNetFilterArgs), and the secondary translates TCP timestamps. After failover the SVM
+   * serves the client's connections. Checkpoints work: each fresh SVM opens its own tap
+   * (`t-svm-N`, a tap has one owner), which joins the bridge once its filters are attached.
+   */
+  secondaryTap?: boolean;
 }
 
 /** An event from either daemon's control layer, with the daemon it came from. */
@@ -60,6 +73,9 @@ export interface LabEvent {
 }
 
 const MAX_EVENTS = 10_000;
+
+/** The tap a checkpointed SVM opens in the client netns (a tap has one owner: not tap-s). */
+const svmTapOf = (svmName: string) => `t-${svmName}`;
 
 export class ColoLab {
   readonly runDir: string;
@@ -103,6 +119,13 @@ export class ColoLab {
   /** The current SVM (a new QEMU after every checkpoint). */
   get svm(): QemuVm {
     return this.executor?.secondary ?? this.#svm0;
+  }
+
+  /** With `secondaryTap`: the current SVM's tap in the client netns (`tap-s`, then `t-svm-N`). */
+  get svmTap(): string | undefined {
+    if (this.ns.secondaryTap === undefined) return undefined;
+    const svm = this.svm;
+    return svm === this.#svm0 ? this.ns.secondaryTap : svmTapOf(svm.name);
   }
 
   /** Metrics endpoints (`http://127.0.0.1:PORT/metrics`), when started with `metrics`. */
@@ -149,11 +172,14 @@ export class ColoLab {
     const link = ["--addr", unix(f("link.sock")), "--secret-file", f("link.secret")];
     const controlSockets = { primary: f("primary.ctl"), secondary: f("secondary.ctl") };
     const metrics = o.metrics ? ["--metrics", "127.0.0.1:0"] : [];
+    const wired = o.secondaryTap === true;
 
     // Daemons first: they listen, QEMU connects (and fails fast if nobody listens).
     const sp = parseSecondaryArgs([
       ...link,
       ...["--guest-in", unix(s.sInInj), "--guest-out", unix(s.sOut)],
+      // Timestamps: after takeover the client applies PAWS to the SVM's TSvals.
+      ...(wired ? ["--net-in", unix(s.sNetIn), "--net-out", unix(s.sNetOut), "--timestamps"] : []),
       ...metrics,
     ]);
     const pp = parsePrimaryArgs([
@@ -177,11 +203,11 @@ export class ColoLab {
     });
     td.add(() => primary.close());
 
-    const ns = await createClientNetns(o.netnsPrefix ?? "colo-lab");
+    const ns = await createClientNetns(o.netnsPrefix ?? "colo-lab", { secondaryTap: wired });
     td.add(() => ns.destroy());
     const [pvmR, svmR] = await Promise.allSettled([
       bootPrimary({ runDir, accel, nice, netns: ns, inbound }),
-      bootSecondary({ runDir, accel, nice }),
+      bootSecondary({ runDir, accel, nice, ...(wired ? { netns: ns } : {}) }),
     ]);
     for (const r of [pvmR, svmR]) if (r.status === "fulfilled") td.add(() => r.value.kill());
     if (pvmR.status === "rejected") throw pvmR.reason;
@@ -198,11 +224,19 @@ export class ColoLab {
         nice,
         secondaryArgs: (name) => [
           ...machineArgs({ name, role: "secondary", image, accel, runDir }),
-          ...sinkNetdev(),
+          ...(wired ? tapNetdev(svmTapOf(name)) : sinkNetdev()),
           ...nicArgs(),
         ],
-        // The new SVM's filters connect anew to the secondary's guest_in/guest_out.
-        attachSecondary: (vm) => attachSecondaryFilters(vm.qmp, runDir),
+        ...(wired ? { netns: ns.name } : {}),
+        // The new SVM's filters connect anew to the secondary's guest_in/guest_out (and net_in/
+        // net_out); a wired SVM's tap joins the bridge only then (it is paused until committed).
+        attachSecondary: async (vm) => {
+          if (!wired) return attachSecondaryFilters(vm.qmp, runDir);
+          await attachSecondaryNetFilters(vm.qmp, runDir);
+          const tap = svmTapOf(vm.name);
+          await ns.exec("sysctl", ["-qw", `net.ipv6.conf.${tap}.disable_ipv6=1`]);
+          await ns.exec("ip", ["link", "set", tap, "master", ns.clientIf, "up"]);
+        },
         // The SVM now holds the PVM's state: release what the primary held, bump the epoch.
         onCommitted: () => {
           primary.compare.checkpointDone();

@@ -19,6 +19,7 @@ import {
   primaryFilterArgs,
   QemuVm,
   secondaryFilterArgs,
+  secondaryNetFilterArgs,
   sinkNetdev,
   tapNetdev,
 } from "../guest/qemu.ts";
@@ -201,18 +202,29 @@ export async function bootPrimary(
   return vm;
 }
 
-/** Boots an SVM behind the secondary's filters (sink netdev); waits for ready. */
-export async function bootSecondary(o: BootOptions & { filters?: boolean; name?: string }): Promise<QemuVm> {
+/**
+ * Boots an SVM behind the secondary's filters; waits for ready. Its netdev is a silent sink, or
+ * with `netns` (created with `secondaryTap`) that netns's `tap-s` behind the four-redirector
+ * layout of secondaryNetFilterArgs (net_in/net_out for after failover).
+ */
+export async function bootSecondary(
+  o: BootOptions & { filters?: boolean; name?: string; netns?: ClientNetns },
+): Promise<QemuVm> {
   const name = o.name ?? "svm";
+  const stap = o.netns?.secondaryTap;
+  if (o.netns !== undefined && stap === undefined)
+    throw new Error("bootSecondary: netns has no secondary tap");
+  const filters = stap !== undefined ? secondaryNetFilterArgs(o.runDir) : secondaryFilterArgs(o.runDir);
   const vm = await QemuVm.start({
     name,
     runDir: o.runDir,
+    ...(o.netns ? { netns: o.netns.name } : {}),
     nice: o.nice ?? TEST_NICE,
     args: [
       ...machineArgs({ name, role: "secondary", image, accel: o.accel, runDir: o.runDir, memMb: o.memMb }),
-      ...sinkNetdev(),
+      ...(stap !== undefined ? tapNetdev(stap) : sinkNetdev()),
       ...nicArgs(),
-      ...(o.filters === false ? [] : secondaryFilterArgs(o.runDir)),
+      ...(o.filters === false ? [] : filters),
     ],
   });
   await readyOrKill(vm);

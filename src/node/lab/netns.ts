@@ -41,6 +41,13 @@ export interface ClientNetns {
   name: string;
   /** The tap device a guest's QEMU attaches to (`-netdev tap,ifname=...`). */
   tap: string;
+  /**
+   * With `secondaryTap`: the SVM's tap (`tap-s`). Both taps are then ports of bridge `br-c`, which
+   * holds the client's addresses, so the client reaches whichever replica serves its MAC.
+   */
+  secondaryTap?: string;
+  /** The client's own interface: `tap` alone, or `br-c` with `secondaryTap`. */
+  clientIf: string;
   /** Runs a command inside the namespace; rejects on non-zero exit. */
   exec(cmd: string, args: string[], timeoutMs?: number): Promise<{ stdout: string; stderr: string }>;
   /** Kills every process left in the namespace, then deletes it. Idempotent. */
@@ -55,32 +62,72 @@ export interface ClientNetns {
  * (mirrored), each learns the client's MAC from it and answers with identical NAs. Were the
  * guests to resolve the client themselves, a lagging SVM would miss the NA answering the PVM's
  * NS (NAs for addresses a host is not resolving are ignored) and never reply over IPv6.
+ * `secondaryTap`: the client sits on bridge `br-c` instead (same MAC and addresses) with `tap-p`
+ * and `tap-s` as its ports, for an SVM that takes over the client after failover.
  */
 let seq = 0;
-export async function createClientNetns(prefix = "colo-e2e"): Promise<ClientNetns> {
+export async function createClientNetns(
+  prefix = "colo-e2e",
+  opts: { secondaryTap?: boolean } = {},
+): Promise<ClientNetns> {
   hookExit();
   const name = `${prefix}-${process.pid}-${seq++}`;
   const tap = "tap-p";
+  const stap = "tap-s";
+  const br = "br-c";
+  const clientIf = opts.secondaryTap ? br : tap;
   const ip = (...a: string[]) => run("ip", a);
   await ip("netns", "add", name);
   live.add(name);
   const nsx = (cmd: string, args: string[], timeoutMs = 30_000) =>
     run("ip", ["netns", "exec", name, cmd, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 });
+  const quietV6 = (dev: string) => [
+    `net.ipv6.conf.${dev}.addr_gen_mode=1`,
+    `net.ipv6.conf.${dev}.accept_dad=0`,
+    `net.ipv6.conf.${dev}.router_solicitations=0`,
+    `net.ipv6.conf.${dev}.accept_ra=0`,
+  ];
   try {
     await ip("-n", name, "link", "set", "lo", "up");
     await ip("-n", name, "tuntap", "add", "dev", tap, "mode", "tap");
-    await ip("-n", name, "link", "set", tap, "address", GUEST.peerMac);
-    await nsx("sysctl", [
-      "-qw",
-      `net.ipv6.conf.${tap}.addr_gen_mode=1`,
-      `net.ipv6.conf.${tap}.accept_dad=0`,
-      `net.ipv6.conf.${tap}.router_solicitations=0`,
-      `net.ipv6.conf.${tap}.accept_ra=0`,
-    ]);
-    await ip("-n", name, "addr", "add", `${GUEST.peerIp4}/24`, "dev", tap);
-    await ip("-n", name, "addr", "add", `${GUEST.peerIp6}/64`, "dev", tap, "nodad");
-    await ip("-n", name, "link", "set", tap, "up");
-    await ip("-n", name, "neigh", "replace", GUEST.ip4, "lladdr", GUEST.mac, "dev", tap, "nud", "permanent");
+    if (opts.secondaryTap) {
+      // Bridge ports carry no addresses (and no IPv6 of their own). No STP and no forward delay:
+      // a port forwards as soon as its QEMU opens the tap. When the PVM's QEMU dies its tap loses
+      // carrier, the kernel disables the port and forgets the MACs learnt on it, so the client's
+      // frames for the guest MAC flood to tap-s, the SVM's netdev, until the SVM answers.
+      await ip("-n", name, "tuntap", "add", "dev", stap, "mode", "tap");
+      await ip("-n", name, "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0");
+      await ip("-n", name, "link", "set", br, "address", GUEST.peerMac);
+      await nsx("sysctl", [
+        "-qw",
+        ...quietV6(br),
+        `net.ipv6.conf.${tap}.disable_ipv6=1`,
+        `net.ipv6.conf.${stap}.disable_ipv6=1`,
+      ]);
+      for (const port of [tap, stap]) {
+        await ip("-n", name, "link", "set", port, "master", br);
+        await ip("-n", name, "link", "set", port, "up");
+      }
+    } else {
+      await ip("-n", name, "link", "set", tap, "address", GUEST.peerMac);
+      await nsx("sysctl", ["-qw", ...quietV6(tap)]);
+    }
+    await ip("-n", name, "addr", "add", `${GUEST.peerIp4}/24`, "dev", clientIf);
+    await ip("-n", name, "addr", "add", `${GUEST.peerIp6}/64`, "dev", clientIf, "nodad");
+    await ip("-n", name, "link", "set", clientIf, "up");
+    await ip(
+      "-n",
+      name,
+      "neigh",
+      "replace",
+      GUEST.ip4,
+      "lladdr",
+      GUEST.mac,
+      "dev",
+      clientIf,
+      "nud",
+      "permanent",
+    );
   } catch (e) {
     killAndDelete(name);
     throw e;
@@ -88,6 +135,8 @@ export async function createClientNetns(prefix = "colo-e2e"): Promise<ClientNetn
   return {
     name,
     tap,
+    ...(opts.secondaryTap ? { secondaryTap: stap } : {}),
+    clientIf,
     exec: nsx,
     destroy: async () => killAndDelete(name),
   };

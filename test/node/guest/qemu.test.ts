@@ -11,11 +11,13 @@ import path from "node:path";
 import { after, describe, test } from "node:test";
 import {
   attachSecondaryFilters,
+  attachSecondaryNetFilters,
   filterSockets,
   type Inbound,
   primaryFilterArgs,
   QemuVm,
   secondaryFilterArgs,
+  secondaryNetFilterArgs,
   sinkNetdev,
 } from "../../../src/node/guest/qemu.ts";
 import { FrameRelay } from "../../support/relay.ts";
@@ -137,6 +139,47 @@ describe("QEMU control", { skip }, () => {
         (f) => f.name,
       );
       assert.ok(ids.includes("f1") && ids.includes("f2"), ids.join(","));
+    } finally {
+      await b.kill();
+      await relay.close();
+    }
+  });
+
+  test("the wired secondary layout (net_in/net_out too), on the command line and hot-added, connects all four", async () => {
+    const run = mkdtempSync(path.join(dir, "w-"));
+    const s = filterSockets(run);
+    const relay = new FrameRelay();
+    const socks = { "s-net-in": s.sNetIn, "s-in-inj": s.sInInj, "s-net-out": s.sNetOut, "s-out": s.sOut };
+    for (const [n, p] of Object.entries(socks)) await relay.listen(n, p);
+    const names = Object.keys(socks);
+    // Redirectors in the order the data paths need: f0 (tx outdev) before f1 (tx indev), f2 (rx
+    // indev) before f3 (rx outdev): rx walks the list backwards, so f3 takes the SVM's output first.
+    const args = secondaryNetFilterArgs(run).filter((a) => a.startsWith("filter-redirector"));
+    assert.deepEqual(args, [
+      "filter-redirector,id=f0,netdev=hn0,queue=tx,outdev=s_net_in",
+      "filter-redirector,id=f1,netdev=hn0,queue=tx,indev=s_in_inj",
+      "filter-redirector,id=f2,netdev=hn0,queue=rx,indev=s_net_out",
+      "filter-redirector,id=f3,netdev=hn0,queue=rx,outdev=s_out",
+    ]);
+    const a = await QemuVm.start({
+      name: "w1",
+      runDir: run,
+      args: [...bare(run, "w1"), ...sinkNetdev(), ...secondaryNetFilterArgs(run)],
+    });
+    try {
+      await until(() => relay.connected(...names));
+    } finally {
+      await a.kill();
+    }
+    await until(() => names.every((n) => !relay.connected(n)));
+    const b = await QemuVm.start({ name: "w2", runDir: run, args: [...bare(run, "w2"), ...sinkNetdev()] });
+    try {
+      await attachSecondaryNetFilters(b.qmp, run);
+      await until(() => relay.connected(...names));
+      const ids = (await b.qmp.execute<{ name: string }[]>("qom-list", { path: "/objects" })).map(
+        (f) => f.name,
+      );
+      for (const id of ["f0", "f1", "f2", "f3"]) assert.ok(ids.includes(id), ids.join(","));
     } finally {
       await b.kill();
       await relay.close();
