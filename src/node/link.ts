@@ -178,6 +178,9 @@ export class Link extends EventEmitter<LinkEvents> {
     for (const c of [...this.#candidates, ...(this.#active ? [this.#active] : [])]) c.sock.destroy();
     this.#candidates.clear();
     this.#active = null;
+    // A closed link holds nothing back: producers paused on its congestion must resume (the
+    // primary's mirror_in, whose writer is QEMU's blocking filter-mirror).
+    this.#setCongested(false);
     const srv = this.#server;
     this.#server = null;
     if (srv !== null) await new Promise<void>((r) => srv.close(() => r()));

@@ -57,6 +57,8 @@ export class PrimaryDaemon {
   readonly #log: Logger;
   #linkWasUp = false;
   #linkSince = Date.now();
+  /** Re-evaluates whether mirror_in must stay paused (congestion of what it feeds). */
+  #pauseClient: () => void = () => {};
 
   private constructor(config: PrimaryConfig, compare: CompareDaemon, log: Logger) {
     this.config = config;
@@ -93,13 +95,17 @@ export class PrimaryDaemon {
         this.compare.control?.emit("PEER_LOST", { peer: name, address: peer, reason }),
       );
     }
-    // The PVM must not outrun the secondary's input: a congested output pauses the client input.
+    // The PVM must not outrun the secondary's input: a congested path to the secondary pauses
+    // the client input (until failover: then nothing goes there). Never guest_in's congestion:
+    // its reader is a redirector in the PVM's own QEMU, whose main loop reads nothing while its
+    // blocking write of the next client frame to mirror_in waits — a deadlock (docs/e2e.md).
     const pauseClient = () => {
-      const want = Boolean(this.guestIn?.congested || this.secondaryOut?.congested || this.link?.congested);
+      const want =
+        this.compare.mode !== "failover" && Boolean(this.secondaryOut?.congested || this.link?.congested);
       if (want && !this.mirrorIn.paused) this.mirrorIn.pause();
       else if (!want && this.mirrorIn.paused) this.mirrorIn.resume();
     };
-    this.guestIn?.on("congestion", pauseClient);
+    this.#pauseClient = pauseClient;
     this.secondaryOut?.on("congestion", pauseClient);
     if (config.link !== undefined) {
       const l = config.link;
@@ -201,6 +207,7 @@ export class PrimaryDaemon {
   /** After failover the primary runs alone: tell the secondary to stand down and stop the link. */
   #standDown(reason: string): void {
     this.link?.failover(`primary continues alone (${reason})`);
+    this.#pauseClient();
   }
 
   #badInput(source: string, err: ColoError): void {

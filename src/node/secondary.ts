@@ -99,9 +99,12 @@ export class SecondaryDaemon implements ControlTarget {
     this.primaryCompare =
       config.primaryCompare && mk(config.primaryCompare, () => this.#drop("unexpected-on-compare"));
     for (const [name, e] of this.#endpoints()) this.#watch(name, e);
-    // Backpressure: the SVM's slow injection pauses what feeds it (never the link: heartbeats).
+    // Backpressure: the SVM's slow injection pauses what feeds it (never the link: heartbeats),
+    // i.e. a QEMU primary's mirror. Never net_in after failover: its writer is the SVM's own QEMU,
+    // whose main loop reads guest_in only while its blocking write to net_in is not waiting, so
+    // pausing net_in until guest_in drains would deadlock both (docs/e2e.md).
     this.guestIn.on("congestion", (c) => {
-      const src = this.#mode === "failover" ? this.netIn : this.primaryMirror;
+      const src = this.#mode === "failover" ? undefined : this.primaryMirror;
       if (src !== undefined) c ? src.pause() : src.resume();
     });
     if (config.link !== undefined) {

@@ -12,6 +12,7 @@ import type { EventMessage } from "../../src/control/protocol.ts";
 import { CompareDaemon } from "../../src/node/compare-daemon.ts";
 import { emptyRawOptions, resolveCompareConfig } from "../../src/node/config.ts";
 import { tcp, udp } from "../support/frames.ts";
+import { MainLoopPeer } from "../support/main-loop-peer.ts";
 import { FramedPeer, type TestCtx, tempDir, waitUntil } from "../support/qemu.ts";
 
 async function daemon(t: TestCtx, extra: string[] = [], opts: { notify?: boolean; outClient?: string } = {}) {
@@ -159,61 +160,6 @@ test("set-param changes compare_timeout at run time; query-params reports it", a
     max_queue_size: 1024,
   });
 });
-
-/**
- * A peer that behaves like the PVM's QEMU main loop: it writes primary_in with blocking writes
- * (QEMU's filter-redirector uses qemu_chr_fe_write_all) and, while such a write is pending, reads
- * nothing else — in particular not outdev, which QEMU's own redirector reads in the same loop.
- */
-class MainLoopPeer {
-  readonly #pri: net.Socket;
-  readonly #out: net.Socket;
-  received = 0;
-  #outBytes = 0;
-  #sent = 0;
-
-  constructor(
-    pri: net.Socket,
-    out: net.Socket,
-    readonly frameLen: number,
-  ) {
-    this.#pri = pri;
-    this.#out = out;
-    out.on("data", (d: Buffer) => {
-      this.#outBytes += d.length;
-      this.received = Math.floor(this.#outBytes / (4 + frameLen));
-    });
-  }
-
-  static async connect(pri: string, out: string, frameLen: number): Promise<MainLoopPeer> {
-    const c = (p: string) =>
-      new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect(p, () => resolve(s));
-        s.once("error", reject);
-      });
-    return new MainLoopPeer(await c(pri), await c(out), frameLen);
-  }
-
-  /** Sends `n` copies of `frame`; outdev is not read while a primary_in write waits for 'drain'. */
-  async send(frame: Buffer, n: number): Promise<void> {
-    const hdr = Buffer.alloc(4);
-    hdr.writeUInt32BE(frame.length);
-    const one = Buffer.concat([hdr, frame]);
-    while (this.#sent < n) {
-      this.#sent++;
-      if (!this.#pri.write(one)) {
-        this.#out.pause();
-        await new Promise((r) => this.#pri.once("drain", r));
-        this.#out.resume();
-      }
-    }
-  }
-
-  close(): void {
-    this.#pri.destroy();
-    this.#out.destroy();
-  }
-}
 
 test("a congested outdev never stops primary_in: QEMU reads outdev in the loop that writes primary_in", async (t) => {
   const dir = tempDir(t);
