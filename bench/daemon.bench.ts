@@ -11,7 +11,8 @@
  *    frame = outdev arrival − primary write (its secondary twin is written just before it).
  * Ratios are against QEMU. Nothing is asserted. Environment: BENCH_SYSTEMS (comma-separated name
  * parts, e.g. "colo-proxy,QEMU"), BENCH_ROUNDS, BENCH_FRAMES (throughput frames), BENCH_WARMUP /
- * BENCH_WARMUP_PACED (warm-up frames), BENCH_NODE_ARGS (extra node flags for the colo-proxy daemon).
+ * BENCH_WARMUP_PACED (warm-up frames), BENCH_NODE_ARGS (extra node flags for the colo-proxy daemon),
+ * BENCH_PAYLOADS (comma-separated payload sizes, default "1000,64"), BENCH_LATENCY=0 (throughput only).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -43,7 +44,9 @@ const collectGarbage = vm.runInNewContext("gc") as () => void;
 
 const FLOWS = 4;
 /** Payload sizes: bulk transfer, and small segments where per-packet cost dominates. */
-const PAYLOADS = [1000, 64];
+const PAYLOADS = (process.env.BENCH_PAYLOADS ?? "1000,64").split(",").map(Number);
+/** BENCH_LATENCY=0 skips the latency phase (quick throughput iterations). */
+const LATENCY = process.env.BENCH_LATENCY !== "0";
 let PAYLOAD = 1000;
 /** Rounds per system; each keeps its best (the machine is shared and noisy). */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
@@ -370,7 +373,7 @@ export async function run(): Promise<void> {
       // Interleave systems round by round so load swings hit them alike.
       for (const sys of systems) {
         const tp = await throughput(sys, big);
-        const lt = await latency(sys, small);
+        const lt = LATENCY ? await latency(sys, small) : { p50: Number.NaN, p99: Number.NaN, released: 0 };
         const prev = rows.get(sys.name);
         rows.set(sys.name, {
           name: sys.name,

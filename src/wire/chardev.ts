@@ -29,7 +29,7 @@ import { lstatSync, unlinkSync } from "node:fs";
 import net from "node:net";
 import { ColoError, type ErrorCode, FramingError } from "../errors.ts";
 import { type ChardevSocketSpec, parseChardevSpec } from "./chardev-spec.ts";
-import { FrameWriter } from "./frame-writer.ts";
+import { FrameWriter, markReceived } from "./frame-writer.ts";
 import { FrameDecoder, type FrameHandler } from "./framing.ts";
 
 export type NewPeerPolicy = "replace" | "queue" | "reject";
@@ -437,6 +437,7 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
   #onData(sock: net.Socket, chunk: Buffer): void {
     if (this.#sock !== sock) return;
     this.#counters.bytesIn += chunk.length;
+    markReceived(chunk);
     try {
       this.#decoder.push(chunk, this.#deliver);
     } catch (e) {

@@ -11,6 +11,26 @@ import type { Writable } from "node:stream";
 import { FramingError } from "../errors.ts";
 import { checkEncodable, DEFAULT_MAX_FRAME_LENGTH, headerLength, writeFrameHeader } from "./framing.ts";
 
+/** Received chunks (by their memory) and the range of it they cover: see markReceived(). */
+const received = new WeakMap<ArrayBufferLike, { start: number; end: number; bytes: Uint8Array }>();
+
+/**
+ * Declare that `chunk` holds bytes of a framed stream as received (a socket read) and that nothing
+ * will ever modify its prefix bytes. A frame decoded from it (a view, see FrameDecoder) whose
+ * length prefix still sits right before it is then written by reference together with that
+ * prefix, and a run of such frames, consecutive in the chunk, as one view: a frame relayed
+ * unchanged costs no copy and no iovec of its own. The prefix bytes are checked against the frame
+ * before each write, so a view that does not fit (a frame split across reads, a V that differs)
+ * simply goes the normal way.
+ */
+export function markReceived(chunk: Uint8Array): void {
+  received.set(chunk.buffer, {
+    start: chunk.byteOffset,
+    end: chunk.byteOffset + chunk.length,
+    bytes: new Uint8Array(chunk.buffer),
+  });
+}
+
 /** What FrameWriter needs from a socket (net.Socket and any stream.Writable fit). */
 export type FrameSink = Pick<Writable, "write" | "once" | "removeListener" | "destroyed" | "cork" | "uncork">;
 
@@ -59,6 +79,11 @@ export class FrameWriter {
   framesDropped = 0;
 
   #frames: Uint8Array[] = [];
+  /** Scratch for #writeBatch: 1 where a frame goes out in place with its received prefix. */
+  #inPlace = new Uint8Array(1024);
+  /** The last buffer #hasPrefix looked up, and its received range (frames come in runs). */
+  #lastBuf: ArrayBufferLike | null = null;
+  #lastRange: { start: number; end: number; bytes: Uint8Array } | undefined = undefined;
   #vnets: number[] = [];
   #head = 0;
   #queuedBytes = 0;
@@ -164,7 +189,8 @@ export class FrameWriter {
       // keep it until transmitted, so it is never reused.
       let bytes = 0;
       let n = this.#head;
-      while (n < this.#frames.length) {
+      const limit = Math.min(this.#frames.length, this.#head + this.#inPlace.length);
+      while (n < limit) {
         const w = this.#hdrLen + this.#frames[n]!.length;
         if (bytes + w > this.maxWriteBytes && bytes > 0) break;
         bytes += w;
@@ -210,33 +236,92 @@ export class FrameWriter {
   /** Hand frames [#head, n) (`bytes` wire bytes) to the socket; returns write()'s verdict. */
   #writeBatch(sink: FrameSink, n: number, bytes: number): boolean {
     const zc = this.zeroCopyMin;
+    const hdr = this.#hdrLen;
+    const frames = this.#frames;
+    const vnets = this.#vnets;
+    // Pass 1: which frames still sit in a received chunk right after their own prefix (those go
+    // out by reference, prefix included), and how many bytes the rest needs in the gather buffer.
+    const inPlace = this.#inPlace;
     let gather = 0;
+    let pieces = 0;
+    let runEnd = -1;
+    let runBuf: ArrayBufferLike | null = null;
     for (let i = this.#head; i < n; i++) {
-      const len = this.#frames[i]!.length;
-      gather += this.#hdrLen + (len >= zc ? 0 : len);
+      const f = frames[i]!;
+      const k = i - this.#head;
+      if (f.length < zc) {
+        // Small frames are copied: cheaper than finding out whether they could go in place.
+        inPlace[k] = 0;
+        runBuf = null;
+        pieces++;
+        gather += hdr + f.length;
+        continue;
+      }
+      const buf = f.buffer;
+      if (this.#hasPrefix(f, buf, vnets[i]!)) {
+        inPlace[k] = 1;
+        if (buf !== runBuf || f.byteOffset - hdr !== runEnd) pieces++;
+        runBuf = buf;
+        runEnd = f.byteOffset + f.length;
+        continue;
+      }
+      inPlace[k] = 0;
+      runBuf = null;
+      pieces += 2;
+      gather += hdr;
     }
-    const out = Buffer.allocUnsafe(gather);
-    let at = 0;
     let more: boolean;
     if (gather === bytes) {
-      // Only small frames: copy everything into one buffer, one write().
+      // Nothing by reference: copy everything into one buffer, one write().
+      const out = Buffer.allocUnsafe(gather);
+      let at = 0;
       for (let i = this.#head; i < n; i++) {
-        const f = this.#frames[i]!;
-        at = writeFrameHeader(out, at, f.length, this.#vnets[i]!, this.vnetHdr);
+        const f = frames[i]!;
+        at = writeFrameHeader(out, at, f.length, vnets[i]!, this.vnetHdr);
         out.set(f, at);
         at += f.length;
       }
       more = sink.write(out);
+    } else if (gather === 0 && pieces === 1) {
+      // One run of received frames, prefixes and all, exactly as they came in: one view, no copy
+      // (what a plain relay writes).
+      const f0 = frames[this.#head]!;
+      const last = frames[n - 1]!;
+      more = sink.write(
+        Buffer.from(f0.buffer, f0.byteOffset - hdr, last.byteOffset + last.length - f0.byteOffset + hdr),
+      );
     } else {
-      // Large frames go by reference between slices of the gather buffer; cork turns the lot
-      // into one writev() on a socket. write()'s verdict while corked only reflects buffering,
-      // so the last one counts.
+      // Mixed: runs and large frames by reference between slices of the gather buffer; cork turns
+      // the lot into one writev() on a socket. write()'s verdict while corked only reflects
+      // buffering, so the last one counts.
+      const out = Buffer.allocUnsafe(gather);
+      let at = 0;
       let start = 0;
+      let run: Uint8Array | null = null;
+      let runStart = 0;
       more = true;
+      const endRun = (): void => {
+        if (run !== null) {
+          more = sink.write(Buffer.from(run.buffer, runStart, run.byteOffset + run.length - runStart));
+          run = null;
+        }
+      };
       sink.cork();
       for (let i = this.#head; i < n; i++) {
-        const f = this.#frames[i]!;
-        at = writeFrameHeader(out, at, f.length, this.#vnets[i]!, this.vnetHdr);
+        const f = frames[i]!;
+        if (inPlace[i - this.#head] === 1) {
+          if (at > start) {
+            more = sink.write(out.subarray(start, at));
+            start = at;
+          }
+          if (run !== null && (f.buffer !== run.buffer || f.byteOffset - hdr !== run.byteOffset + run.length))
+            endRun();
+          if (run === null) runStart = f.byteOffset - hdr;
+          run = f;
+          continue;
+        }
+        endRun();
+        at = writeFrameHeader(out, at, f.length, vnets[i]!, this.vnetHdr);
         if (f.length >= zc) {
           sink.write(out.subarray(start, at));
           more = sink.write(f);
@@ -246,6 +331,7 @@ export class FrameWriter {
           at += f.length;
         }
       }
+      endRun();
       if (at > start) more = sink.write(out.subarray(start, at));
       sink.uncork();
     }
@@ -254,6 +340,34 @@ export class FrameWriter {
     this.#queuedBytes -= bytes;
     this.#head = n;
     return more;
+  }
+
+  /** Whether `f` (in `buf`)'s wire prefix sits right before it inside a chunk given to markReceived(). */
+  #hasPrefix(f: Uint8Array, buf: ArrayBufferLike, vnet: number): boolean {
+    if (buf !== this.#lastBuf) {
+      this.#lastBuf = buf;
+      this.#lastRange = received.get(buf);
+    }
+    const range = this.#lastRange;
+    if (range === undefined) return false;
+    const at = f.byteOffset - this.#hdrLen;
+    const len = f.length;
+    if (at < range.start || at + this.#hdrLen + len > range.end) return false;
+    const b = range.bytes;
+    if (
+      b[at] !== len >>> 24 ||
+      b[at + 1] !== ((len >>> 16) & 0xff) ||
+      b[at + 2] !== ((len >>> 8) & 0xff) ||
+      b[at + 3] !== (len & 0xff)
+    )
+      return false;
+    if (!this.vnetHdr) return true;
+    return (
+      b[at + 4] === vnet >>> 24 &&
+      b[at + 5] === ((vnet >>> 16) & 0xff) &&
+      b[at + 6] === ((vnet >>> 8) & 0xff) &&
+      b[at + 7] === (vnet & 0xff)
+    );
   }
 
   #schedule(): void {

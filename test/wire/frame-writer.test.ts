@@ -5,8 +5,9 @@ import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { describe, test } from "node:test";
+import fc from "fast-check";
 import type { FramingError } from "../../src/errors.ts";
-import { FrameWriter } from "../../src/wire/frame-writer.ts";
+import { FrameWriter, markReceived } from "../../src/wire/frame-writer.ts";
 import { encodeFrame, FrameDecoder } from "../../src/wire/framing.ts";
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -128,6 +129,104 @@ describe("FrameWriter (in memory)", () => {
     assert.throws(() => w.send(Buffer.alloc(101)), { code: "COLO_ERR_FRAME_TOO_LARGE" });
     assert.throws(() => w.send(Buffer.alloc(10), 11), { code: "COLO_ERR_VNET_HDR_TOO_LARGE" });
     assert.equal(w.queuedFrames, 0);
+  });
+});
+
+describe("FrameWriter: received frames written in place", () => {
+  /** Decode `stream` as if read from a socket in pieces cut at `cuts`; returns the frames and V. */
+  function receive(stream: Buffer, cuts: number[], vnetHdr: boolean): Array<[Buffer, number]> {
+    const dec = new FrameDecoder({ vnetHdr });
+    const out: Array<[Buffer, number]> = [];
+    let at = 0;
+    for (const end of [
+      ...cuts.filter((c) => c > 0 && c < stream.length).sort((a, b) => a - b),
+      stream.length,
+    ]) {
+      if (end <= at) continue;
+      const chunk = Buffer.from(stream.subarray(at, end)); // a read gets fresh memory
+      markReceived(chunk);
+      dec.push(chunk, (f, v) => out.push([f, v]));
+      at = end;
+    }
+    return out;
+  }
+
+  test("a run of large received frames goes out as one view of the received chunk, prefixes included", async () => {
+    const frames = Array.from({ length: 20 }, (_, i) => frame(i, 1024 + i * 7));
+    const stream = Buffer.concat(frames.map((f) => encodeFrame(f)));
+    const chunk = Buffer.from(stream);
+    markReceived(chunk);
+    const got: Buffer[] = [];
+    new FrameDecoder().push(chunk, (f) => got.push(f));
+    const sink = new RecordingSink();
+    const w = new FrameWriter();
+    w.attach(sink);
+    for (const f of got) w.send(f);
+    await turn();
+    assert.equal(sink.writes.length, 1);
+    assert.ok(sink.writes[0]!.equals(stream));
+    assert.equal(sink.writes[0]!.buffer, chunk.buffer, "no copy: a view of the received memory");
+    assert.equal(w.framesOut, 20);
+    assert.equal(w.bytesOut, stream.length);
+  });
+
+  test("a frame sent with another V than it was received with is not written with the received prefix", async () => {
+    const f = frame(1, 1500);
+    const chunk = Buffer.from(encodeFrame(f, 10, true));
+    markReceived(chunk);
+    let got: Buffer | undefined;
+    new FrameDecoder({ vnetHdr: true }).push(chunk, (x) => {
+      got = x;
+    });
+    const sink = new RecordingSink();
+    const w = new FrameWriter({ vnetHdr: true });
+    w.attach(sink);
+    w.send(got!, 12);
+    await turn();
+    assert.ok(Buffer.concat(sink.writes).equals(encodeFrame(f, 12, true)));
+  });
+
+  test("property: any mix of received (split anywhere), fresh and re-labelled frames is written byte-exact, FIFO", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.boolean(),
+        fc.array(fc.record({ len: fc.integer({ min: 1, max: 3000 }), v: fc.integer({ min: 0, max: 12 }) }), {
+          minLength: 1,
+          maxLength: 40,
+        }),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        fc.array(fc.nat({ max: 3 }), { maxLength: 40 }),
+        fc.integer({ min: 0, max: 2000 }),
+        async (vnetHdr, specs, cutSeeds, modes, zeroCopyMin) => {
+          const frames = specs.map((s, i) => frame(i, Math.max(4, s.len, s.v)));
+          const vs = specs.map((s) => (vnetHdr ? s.v : 0));
+          const stream = Buffer.concat(frames.map((f, i) => encodeFrame(f, vs[i], vnetHdr)));
+          const received = receive(
+            stream,
+            cutSeeds.map((c) => c % stream.length),
+            vnetHdr,
+          );
+          assert.equal(received.length, frames.length);
+          const sink = new RecordingSink();
+          const w = new FrameWriter({ vnetHdr, zeroCopyMin, maxWriteBytes: 8192 });
+          const expected: Buffer[] = [];
+          for (const [i, [f, v]] of received.entries()) {
+            // 0/1: the received view as is; 2: a fresh copy; 3: the received view with another V.
+            const mode = modes[i] ?? 0;
+            const out = mode === 2 ? Buffer.from(f) : f;
+            const outV = mode === 3 && vnetHdr ? (v + 1) % (f.length + 1) : v;
+            w.send(out, outV);
+            expected.push(encodeFrame(out, outV, vnetHdr));
+          }
+          w.attach(sink);
+          await turn();
+          assert.ok(Buffer.concat(sink.writes).equals(Buffer.concat(expected)));
+          assert.equal(w.bytesOut, Buffer.concat(expected).length);
+          assert.equal(w.queuedFrames, 0);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
 
