@@ -39,6 +39,11 @@ export interface ChardevEndpointOptions {
   spec: string | ChardevSocketSpec;
   /** Called for every frame received from the peer, in order (see FrameHandler). */
   onFrame: FrameHandler;
+  /**
+   * Called once per chunk read from the peer, before its frames are delivered (e.g. to read the
+   * clock once per read rather than once per frame).
+   */
+  onChunk?: () => void;
   /** The vnet_hdr_support of this stream (V word present in both directions). Default false. */
   vnetHdr?: boolean;
   /** Largest frame accepted and sent. Default 69632 (QEMU's NET_BUFSIZE). */
@@ -101,6 +106,7 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
   readonly #decoder: FrameDecoder;
   readonly #writer: FrameWriter;
   readonly #onFrame: FrameHandler;
+  readonly #onChunk: (() => void) | undefined;
   readonly #reconnectInitialMs: number;
   readonly #reconnectMaxMs: number;
 
@@ -128,6 +134,7 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
     this.vnetHdr = options.vnetHdr ?? false;
     this.newPeer = options.newPeer ?? "replace";
     this.#onFrame = options.onFrame;
+    this.#onChunk = options.onChunk;
     this.#decoder = new FrameDecoder({ vnetHdr: this.vnetHdr, maxFrameLength: options.maxFrameLength });
     this.#writer = new FrameWriter({
       vnetHdr: this.vnetHdr,
@@ -439,6 +446,7 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
     this.#counters.bytesIn += chunk.length;
     markReceived(chunk);
     try {
+      this.#onChunk?.();
       this.#decoder.push(chunk, this.#deliver);
     } catch (e) {
       if (e instanceof FramingError) {
