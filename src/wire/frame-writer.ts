@@ -12,7 +12,7 @@ import { FramingError } from "../errors.ts";
 import { checkEncodable, DEFAULT_MAX_FRAME_LENGTH, headerLength, writeFrameHeader } from "./framing.ts";
 
 /** Received chunks (by their memory) and the range of it they cover: see markReceived(). */
-const received = new WeakMap<ArrayBufferLike, { start: number; end: number; bytes: Uint8Array }>();
+const received = new WeakMap<ArrayBufferLike, { start: number; end: number }>();
 
 /**
  * Declare that `chunk` holds bytes of a framed stream as received (a socket read) and that nothing
@@ -24,11 +24,8 @@ const received = new WeakMap<ArrayBufferLike, { start: number; end: number; byte
  * simply goes the normal way.
  */
 export function markReceived(chunk: Uint8Array): void {
-  received.set(chunk.buffer, {
-    start: chunk.byteOffset,
-    end: chunk.byteOffset + chunk.length,
-    bytes: new Uint8Array(chunk.buffer),
-  });
+  // Numbers only: a value that referenced its key's memory would keep the chunk alive longer.
+  received.set(chunk.buffer, { start: chunk.byteOffset, end: chunk.byteOffset + chunk.length });
 }
 
 /** What FrameWriter needs from a socket (net.Socket and any stream.Writable fit). */
@@ -83,7 +80,8 @@ export class FrameWriter {
   #inPlace = new Uint8Array(1024);
   /** The last buffer #hasPrefix looked up, and its received range (frames come in runs). */
   #lastBuf: ArrayBufferLike | null = null;
-  #lastRange: { start: number; end: number; bytes: Uint8Array } | undefined = undefined;
+  #lastRange: { start: number; end: number } | undefined = undefined;
+  #lastBytes: Uint8Array | null = null;
   #vnets: number[] = [];
   #head = 0;
   #queuedBytes = 0;
@@ -347,13 +345,14 @@ export class FrameWriter {
     if (buf !== this.#lastBuf) {
       this.#lastBuf = buf;
       this.#lastRange = received.get(buf);
+      this.#lastBytes = this.#lastRange === undefined ? null : new Uint8Array(buf);
     }
     const range = this.#lastRange;
-    if (range === undefined) return false;
+    const b = this.#lastBytes;
+    if (range === undefined || b === null) return false;
     const at = f.byteOffset - this.#hdrLen;
     const len = f.length;
     if (at < range.start || at + this.#hdrLen + len > range.end) return false;
-    const b = range.bytes;
     if (
       b[at] !== len >>> 24 ||
       b[at + 1] !== ((len >>> 16) & 0xff) ||
