@@ -32,6 +32,7 @@ export class CompareConn extends TrackedConn {
   sCount = 0;
 
   // --- TCP stream state (sequence numbers are uint32) ---
+  // Read or written by every TCP data packet (with the queues above: 24 fields, 3 cache lines):
   /** Everything before compareSeq has been compared (or released by a flush). */
   compareSeqSet = false;
   compareSeq = 0;
@@ -40,11 +41,20 @@ export class CompareConn extends TrackedConn {
   primaryAck = 0;
   secondaryAckSet = false;
   secondaryAck = 0;
+  /** The engine's checkpoint count when this connection's secondary state was last brought up to date. */
+  generation = 0;
+  /** Right edge (ack + scaled window) of the secondary's receive window, as last advertised. */
+  secondaryRightSet = false;
+  secondaryRight = 0;
+  /** Window-scale shift from each side's SYN / SYN-ACK; -1 until that handshake segment is seen. */
+  primaryWscale = -1;
+  secondaryWscale = -1;
   bytesCompared = 0;
   packetsCompared = 0;
   /** Stream offsets in explanations are relative to this (primary ISN + 1, or first data seen). */
   baseSet = false;
   base = 0;
+  // Rarely touched (handshake, teardown, limits):
   /** A queue-full request was raised for this connection (until the next flush). */
   queueFullRaised = false;
   /** The primary's SYN sequence number, to recognise a new incarnation of the same 4-tuple. */
@@ -56,14 +66,6 @@ export class CompareConn extends TrackedConn {
   primaryFin = false;
   secondaryFin = false;
   primaryRst = false;
-  /** Window-scale shift from each side's SYN / SYN-ACK; -1 until that handshake segment is seen. */
-  primaryWscale = -1;
-  secondaryWscale = -1;
-  /** Right edge (ack + scaled window) of the secondary's receive window, as last advertised. */
-  secondaryRightSet = false;
-  secondaryRight = 0;
-  /** The engine's checkpoint count when this connection's secondary state was last brought up to date. */
-  generation = 0;
   /** Highest end of primary TCP data released uncompared (flush, passthrough), to advance compareSeq. */
   flushedEndSet = false;
   flushedEnd = 0;

@@ -30,6 +30,13 @@ import { type ClientNetns, createClientNetns } from "./netns.ts";
 export type CanonicalVariant = "proxy-compare" | "proxy-rewrite";
 
 /** The canonical layout's sockets (COLO-FT.txt's TCP ports in brackets). */
+/**
+ * COLO-FT.txt's lines plus one tuning a user on a loaded host would add as well: a TCG SVM on
+ * 2 shared cores can lag QEMU's default 3 s, and a timeout would be a checkpoint request the
+ * deterministic tests must not see.
+ */
+export const LAB_COMPARE_TIMEOUT_MS = 20_000;
+
 export function canonicalSockets(runDir: string) {
   const s = (n: string) => path.join(runDir, `${n}.sock`);
   return {
@@ -75,7 +82,7 @@ export function canonicalPrimaryNetArgs(runDir: string, tap: string, compareInQe
           ...["-object", "iothread,id=iothread1"],
           ...[
             "-object",
-            "colo-compare,id=comp0,primary_in=compare0-0,secondary_in=compare1,outdev=compare_out0,iothread=iothread1",
+            `colo-compare,id=comp0,primary_in=compare0-0,secondary_in=compare1,outdev=compare_out0,iothread=iothread1,compare_timeout=${LAB_COMPARE_TIMEOUT_MS}`,
           ],
         ]
       : []),
@@ -95,7 +102,7 @@ export function canonicalCompareLines(runDir: string): string[] {
     ...["-object", "iothread,id=iothread1"],
     ...[
       "-object",
-      "colo-compare,id=comp0,primary_in=compare0-0,secondary_in=compare1,outdev=compare_out0,iothread=iothread1",
+      `colo-compare,id=comp0,primary_in=compare0-0,secondary_in=compare1,outdev=compare_out0,iothread=iothread1,compare_timeout=${LAB_COMPARE_TIMEOUT_MS}`,
     ],
   ];
 }
