@@ -2,7 +2,8 @@
  * @module FrameWriter: the hot-path encoder for one chardev stream. It queues frames, and once per
  * event-loop turn (setImmediate) copies all of them, length prefixes included, into one buffer and
  * hands that to the socket in a single write() (frames ≥ zeroCopyMin bytes are passed by reference
- * instead, between slices of that buffer, all inside one cork()/uncork(), i.e. one writev()). It honours backpressure: after write() returns
+ * instead, between slices of that buffer, all inside one cork()/uncork(), i.e. one writev(); such frames still in
+ * the socket read they came from go out in place with their received prefix: see markReceived()). It honours backpressure: after write() returns
  * false nothing more is written until 'drain', and `congested` tells producers to stop reading
  * their inputs. Frames are always written in the order they were sent (FIFO), and frames queued
  * while no socket is attached wait for the next one.
