@@ -15,7 +15,12 @@ import { tcp, udp } from "../support/frames.ts";
 import { MainLoopPeer } from "../support/main-loop-peer.ts";
 import { FramedPeer, type TestCtx, tempDir, waitUntil } from "../support/qemu.ts";
 
-async function daemon(t: TestCtx, extra: string[] = [], opts: { notify?: boolean; outClient?: string } = {}) {
+/** A `colo-proxy compare` daemon on UNIX sockets in a temp dir (no peers connected yet). */
+async function startDaemon(
+  t: TestCtx,
+  extra: string[] = [],
+  opts: { notify?: boolean; outClient?: string; control?: boolean } = {},
+) {
   const dir = tempDir(t);
   const sock = (id: string) => path.join(dir, `${id}.sock`);
   const raw = emptyRawOptions();
@@ -27,8 +32,15 @@ async function daemon(t: TestCtx, extra: string[] = [], opts: { notify?: boolean
     `colo-compare,id=c,primary_in=pri,secondary_in=sec,outdev=out${opts.notify ? ",notify_dev=nfy" : ""}${extra.map((e) => `,${e}`).join("")}`,
   );
   const ctl = sock("ctl");
-  const d = await CompareDaemon.start(resolveCompareConfig(raw), { controlSocket: ctl });
+  const d = await CompareDaemon.start(resolveCompareConfig(raw), {
+    controlSocket: opts.control === false ? null : ctl,
+  });
   t.after(() => d.close());
+  return { d, dir, sock, ctl };
+}
+
+async function daemon(t: TestCtx, extra: string[] = [], opts: { notify?: boolean; outClient?: string } = {}) {
+  const { d, dir, sock, ctl } = await startDaemon(t, extra, opts);
   const pri = await FramedPeer.connect(sock("pri"), {}, t);
   const sec = await FramedPeer.connect(sock("sec"), {}, t);
   const out = opts.outClient ? undefined : await FramedPeer.connect(sock("out"), {}, t);
@@ -162,14 +174,7 @@ test("set-param changes compare_timeout at run time; query-params reports it", a
 });
 
 test("a congested outdev never stops primary_in: QEMU reads outdev in the loop that writes primary_in", async (t) => {
-  const dir = tempDir(t);
-  const sock = (id: string) => path.join(dir, `${id}.sock`);
-  const raw = emptyRawOptions();
-  for (const id of ["pri", "sec", "out"])
-    raw.chardevs.push(`socket,id=${id},path=${sock(id)},server=on,wait=off`);
-  raw.objects.push("colo-compare,id=c,primary_in=pri,secondary_in=sec,outdev=out");
-  const d = await CompareDaemon.start(resolveCompareConfig(raw), { controlSocket: null });
-  t.after(() => d.close());
+  const { d, sock } = await startDaemon(t, [], { control: false });
   // Failover: every primary frame goes straight to outdev, as fast as the PVM sends (the stall
   // seen after a failover during a bulk transfer; docs/e2e.md).
   d.failover("test");

@@ -324,14 +324,8 @@ export class CanonicalLab {
     return path.join(this.runDir, "colo-proxy.log");
   }
 
-  static async start(o: CanonicalLabOptions): Promise<CanonicalLab> {
-    const td = new Teardown();
-    try {
-      return await CanonicalLab.#start(o, td);
-    } catch (e) {
-      await td.run();
-      throw e;
-    }
+  static start(o: CanonicalLabOptions): Promise<CanonicalLab> {
+    return Teardown.guard((td) => CanonicalLab.#start(o, td));
   }
 
   static async #start(o: CanonicalLabOptions, td: Teardown): Promise<CanonicalLab> {

@@ -145,14 +145,8 @@ export class ColoLab {
     }
   }
 
-  static async start(o: ColoLabOptions = {}): Promise<ColoLab> {
-    const td = new Teardown();
-    try {
-      return await ColoLab.#start(o, td);
-    } catch (e) {
-      await td.run();
-      throw e;
-    }
+  static start(o: ColoLabOptions = {}): Promise<ColoLab> {
+    return Teardown.guard((td) => ColoLab.#start(o, td));
   }
 
   static async #start(o: ColoLabOptions, td: Teardown): Promise<ColoLab> {

@@ -171,6 +171,17 @@ export class Teardown {
       } catch {}
     }
   }
+
+  /** Runs `build` with a fresh Teardown; if it throws, everything it had started is undone. */
+  static async guard<T>(build: (td: Teardown) => Promise<T>): Promise<T> {
+    const td = new Teardown();
+    try {
+      return await build(td);
+    } catch (e) {
+      await td.run();
+      throw e;
+    }
+  }
 }
 
 export interface BootOptions {
