@@ -15,7 +15,7 @@
  * BENCH_PAYLOADS (comma-separated payload sizes, default "1000,64"), BENCH_LATENCY=0 (throughput only).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import type net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -51,7 +51,9 @@ let PAYLOAD = 1000;
 /** Rounds per system; each keeps its best (the machine is shared and noisy). */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const THROUGHPUT_FRAMES = Number(process.env.BENCH_FRAMES ?? 100_000);
-const LATENCY_FRAMES = 2000;
+const LATENCY_FRAMES = Number(process.env.BENCH_LATENCY_FRAMES ?? 8000);
+/** Frames sent to one system before the latency phase moves on to the next (see latencySliced). */
+const LATENCY_SLICE = Number(process.env.BENCH_LATENCY_SLICE ?? 1000);
 const LATENCY_BATCH = 4;
 const LATENCY_GAP_MS = 2;
 /**
@@ -61,6 +63,8 @@ const LATENCY_GAP_MS = 2;
  */
 const WARMUP_FRAMES = Number(process.env.BENCH_WARMUP ?? 50_000);
 const WARMUP_PACED = Number(process.env.BENCH_WARMUP_PACED ?? 2000);
+/** Paced frames after the driver's GC, before the latency window (see settle()). */
+const SETTLE_FRAMES = Number(process.env.BENCH_SETTLE ?? 800);
 
 interface Instance {
   sock(id: string): string;
@@ -94,7 +98,9 @@ function frameId(f: Uint8Array): number {
 }
 
 function spawnQuiet(cmd: string, args: string[]): ChildProcess {
-  const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+  // BENCH_CHILD_STDOUT=file: keep the systems' stdout (e.g. BENCH_NODE_ARGS=--trace-gc) for diagnosis.
+  const log = process.env.BENCH_CHILD_STDOUT;
+  const child = spawn(cmd, args, { stdio: ["ignore", log ? openSync(log, "a") : "ignore", "pipe"] });
   child.stderr?.resume();
   return child;
 }
@@ -255,12 +261,37 @@ async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promis
   out.frames.length = 0;
 }
 
-/** Counts frames arriving on outdev without copying them (the driver must outrun every system). */
+/**
+ * Paced frames on other flows between the driver's full GC and the measured window, not measured.
+ * Without it the first ~60 ms of every window (the driver's heap just compacted, its code and data
+ * cold) held 3–6 batches of 0.3–2.5 ms for every system alike, the relay included: with 500
+ * batches per window those alone decided p99.
+ */
+async function settle(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promise<void> {
+  const frames = buildTraffic(SETTLE_FRAMES, 43000);
+  for (let i = 0; i < frames.length; i += LATENCY_BATCH) {
+    const enc = Buffer.concat(frames.slice(i, i + LATENCY_BATCH).map((f) => encodeFrame(f)));
+    sec.sock.write(enc);
+    pri.sock.write(enc);
+    await sleep(LATENCY_GAP_MS);
+  }
+  if (!(await out.waitFrames(frames.length, 60_000))) {
+    throw new Error(`settle: only ${out.frames.length} of ${frames.length} frames released`);
+  }
+  out.frames.length = 0;
+}
+
+/**
+ * Counts frames arriving on outdev without copying or allocating per frame: the driver shares the
+ * 2 cores with the system under test, so its own per-frame garbage (it used to `Buffer.concat` each
+ * length prefix) and GC threads would slow the systems that need the most CPU the most.
+ */
 function countFrames(sock: net.Socket, want: number): Promise<{ count: number; lastAt: number }> {
   return new Promise((resolve) => {
     let count = 0;
     let need = 0; // bytes still to skip in the current frame
-    let hdr = Buffer.alloc(0);
+    let hdrHave = 0; // bytes of the current length prefix seen so far
+    let hdrVal = 0;
     let lastAt = performance.now();
     const timer = setTimeout(() => finish(), Number(process.env.BENCH_TIMEOUT ?? 120_000));
     const finish = () => {
@@ -271,20 +302,25 @@ function countFrames(sock: net.Socket, want: number): Promise<{ count: number; l
     sock.removeAllListeners("data");
     sock.on("data", (d: Buffer) => {
       let off = 0;
-      while (off < d.length) {
+      const end = d.length;
+      while (off < end) {
         if (need > 0) {
-          const n = Math.min(need, d.length - off);
+          const n = Math.min(need, end - off);
           need -= n;
           off += n;
           if (need === 0) count++;
           continue;
         }
-        const take = Math.min(4 - hdr.length, d.length - off);
-        hdr = Buffer.concat([hdr, d.subarray(off, off + take)]);
-        off += take;
-        if (hdr.length === 4) {
-          need = hdr.readUInt32BE(0);
-          hdr = Buffer.alloc(0);
+        if (hdrHave === 0 && end - off >= 4) {
+          need = d.readUInt32BE(off);
+          off += 4;
+          continue;
+        }
+        hdrVal = hdrVal * 256 + d[off++]!;
+        if (++hdrHave === 4) {
+          need = hdrVal;
+          hdrHave = 0;
+          hdrVal = 0;
         }
       }
       lastAt = performance.now();
@@ -304,7 +340,13 @@ async function throughput(sys: System, frames: Buffer[]): Promise<{ fps: number;
     const t0 = performance.now();
     await Promise.all([writeAll(sec.sock, encoded), writeAll(pri.sock, encoded)]);
     const { count, lastAt } = await counted;
-    if (process.env.BENCH_DEBUG) console.error(`${sys.name}: throughput ${count} frames`);
+    if (process.env.BENCH_DEBUG) {
+      // CLOCK_MONOTONIC seconds of the window, for `perf record -k CLOCK_MONOTONIC` + `perf report --time`.
+      const mono = (ms: number) => (Number(process.hrtime.bigint()) / 1e6 - (performance.now() - ms)) / 1000;
+      console.error(
+        `${sys.name}: throughput ${count} frames, window ${mono(t0).toFixed(6)},${mono(lastAt).toFixed(6)}`,
+      );
+    }
     for (const p of [pri, sec, out]) p.close();
     return { fps: (count / (lastAt - t0)) * 1000, released: count };
   } finally {
@@ -318,39 +360,90 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
-async function latency(
-  sys: System,
-  frames: Buffer[],
-): Promise<{ p50: number; p99: number; released: number }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "colo-bench-"));
-  const inst = await sys.start(dir);
+interface LatencyResult {
+  p50: number;
+  p99: number;
+  p999: number;
+  /** Frames whose latency was measured (all of them, unless a system lost some). */
+  released: number;
+}
+
+/**
+ * Latency, time-sliced: every system runs at once (fresh instances, each warmed up and settled),
+ * and the paced traffic goes to one system at a time in slices of LATENCY_SLICE frames, rotating
+ * the order each time, so the VM's scheduling hiccups (bursts of 1–20 ms that hit whatever is
+ * running, seen in every system's time series, the relay's included) fall on all of them alike.
+ * Percentiles are over all of a system's slices pooled. A best-of-N over whole 1-second windows,
+ * measured one system after another, ranked systems by luck: one hiccup burst moved a p99 by 3×.
+ */
+async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<string, LatencyResult>> {
+  const runs: Array<{
+    sys: System;
+    dir: string;
+    inst: Instance;
+    peers?: { pri: FramedPeer; sec: FramedPeer; out: FramedPeer };
+    lat: number[];
+    dump: string[];
+  }> = [];
   try {
-    const { pri, sec, out } = await connectAll(inst);
-    await warmUp(pri, sec, out);
+    for (const sys of systems) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "colo-bench-"));
+      runs.push({ sys, dir, inst: await sys.start(dir), lat: [], dump: [] });
+    }
+    for (const r of runs) {
+      r.peers = await connectAll(r.inst);
+      await warmUp(r.peers.pri, r.peers.sec, r.peers.out);
+    }
     collectGarbage();
-    const sentAt = new Map<number, number>();
-    for (let i = 0; i < frames.length; i += LATENCY_BATCH) {
-      const batch = frames.slice(i, i + LATENCY_BATCH);
-      const enc = Buffer.concat(batch.map((f) => encodeFrame(f)));
-      sec.sock.write(enc);
-      const now = performance.now();
-      for (const f of batch) sentAt.set(frameId(f), now);
-      pri.sock.write(enc);
-      await sleep(LATENCY_GAP_MS);
+    for (const r of runs) await settle(r.peers!.pri, r.peers!.sec, r.peers!.out);
+    const slices = Math.ceil(frames.length / LATENCY_SLICE);
+    for (let k = 0; k < slices; k++) {
+      const part = frames.slice(k * LATENCY_SLICE, (k + 1) * LATENCY_SLICE);
+      for (let j = 0; j < runs.length; j++) {
+        const r = runs[(j + k) % runs.length]!;
+        const { pri, sec, out } = r.peers!;
+        const sentAt = new Map<number, number>();
+        for (let i = 0; i < part.length; i += LATENCY_BATCH) {
+          const batch = part.slice(i, i + LATENCY_BATCH);
+          const enc = Buffer.concat(batch.map((f) => encodeFrame(f)));
+          sec.sock.write(enc);
+          const now = performance.now();
+          for (const f of batch) sentAt.set(frameId(f), now);
+          pri.sock.write(enc);
+          await sleep(LATENCY_GAP_MS);
+        }
+        await out.waitFrames(part.length, 60_000);
+        for (const f of out.frames) {
+          const t = sentAt.get(frameId(f.data));
+          if (t === undefined) continue;
+          r.lat.push(f.at - t);
+          // BENCH_LAT_DUMP=file: every frame's send time (epoch ms) and added latency, to see what a tail is.
+          if (process.env.BENCH_LAT_DUMP)
+            r.dump.push(`${(performance.timeOrigin + t).toFixed(3)} ${(f.at - t).toFixed(4)}`);
+        }
+        out.frames.length = 0;
+      }
     }
-    await out.waitFrames(frames.length, 60_000);
-    const lat: number[] = [];
-    for (const f of out.frames) {
-      const s = sentAt.get(frameId(f.data));
-      if (s !== undefined) lat.push(f.at - s);
-    }
-    lat.sort((a, b) => a - b);
-    for (const p of [pri, sec, out]) p.close();
-    return { p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), released: out.frames.length };
   } finally {
-    await inst.stop();
-    rmSync(dir, { recursive: true, force: true });
+    for (const r of runs) {
+      if (r.peers) for (const p of [r.peers.pri, r.peers.sec, r.peers.out]) p.close();
+      await r.inst.stop();
+      rmSync(r.dir, { recursive: true, force: true });
+    }
   }
+  const results = new Map<string, LatencyResult>();
+  for (const r of runs) {
+    if (process.env.BENCH_LAT_DUMP)
+      appendFileSync(process.env.BENCH_LAT_DUMP, `# ${r.sys.name} ${PAYLOAD}\n${r.dump.join("\n")}\n`);
+    r.lat.sort((a, b) => a - b);
+    results.set(r.sys.name, {
+      p50: quantile(r.lat, 0.5),
+      p99: quantile(r.lat, 0.99),
+      p999: quantile(r.lat, 0.999),
+      released: r.lat.length,
+    });
+  }
+  return results;
 }
 
 export async function run(): Promise<void> {
@@ -366,32 +459,39 @@ export async function run(): Promise<void> {
     const small = buildTraffic(LATENCY_FRAMES);
     console.log(
       `\n${FLOWS} TCP flows, ${PAYLOAD}-byte payloads (${big[0]!.length}-byte frames), identical on primary and secondary; ` +
-        `throughput ${THROUGHPUT_FRAMES} frames, latency ${LATENCY_FRAMES} frames at ${(LATENCY_BATCH / LATENCY_GAP_MS) * 1000}/s; best of ${ROUNDS}`,
+        `throughput ${THROUGHPUT_FRAMES} frames, best of ${ROUNDS}; latency ${LATENCY_FRAMES} frames per system at ` +
+        `${(LATENCY_BATCH / LATENCY_GAP_MS) * 1000}/s, time-sliced across systems in slices of ${LATENCY_SLICE}`,
     );
-    const rows = new Map<string, { name: string; fps: number; released: number; p50: number; p99: number }>();
+    const tput = new Map<string, { fps: number; released: number }>();
     for (let round = 0; round < ROUNDS; round++) {
       // Interleave systems round by round so load swings hit them alike.
       for (const sys of systems) {
         const tp = await throughput(sys, big);
-        const lt = LATENCY ? await latency(sys, small) : { p50: Number.NaN, p99: Number.NaN, released: 0 };
-        const prev = rows.get(sys.name);
-        rows.set(sys.name, {
-          name: sys.name,
+        const prev = tput.get(sys.name);
+        tput.set(sys.name, {
           fps: Math.max(prev?.fps ?? 0, tp.fps),
           released: Math.min(prev?.released ?? tp.released, tp.released),
-          p50: Math.min(prev?.p50 ?? Number.POSITIVE_INFINITY, lt.p50),
-          p99: Math.min(prev?.p99 ?? Number.POSITIVE_INFINITY, lt.p99),
         });
       }
     }
-    const list = [...rows.values()];
-    const base = rows.get(qemu.name) ?? list[0]!;
+    const lat = LATENCY ? await latencySliced(systems, small) : new Map<string, LatencyResult>();
+    const base = qemu.name;
+    const col = (v: number | undefined, digits: number, w: number) =>
+      (v === undefined || Number.isNaN(v) ? "–" : v.toFixed(digits)).padStart(w);
     console.log(
-      `${"system".padEnd(22)} ${"released/s".padStart(11)} ${"× QEMU".padStart(7)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"p99 × QEMU".padStart(10)}`,
+      `${"system".padEnd(22)} ${"released/s".padStart(11)} ${"× QEMU".padStart(7)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"p99.9 ms".padStart(9)} ${"p99 × QEMU".padStart(10)}`,
     );
-    for (const r of list) {
+    for (const sys of systems) {
+      const t = tput.get(sys.name)!;
+      const l = lat.get(sys.name);
+      const bt = tput.get(base);
+      const bl = lat.get(base);
+      const notes = [
+        t.released < THROUGHPUT_FRAMES ? `only ${t.released} released` : "",
+        l !== undefined && l.released < LATENCY_FRAMES ? `latency: only ${l.released} released` : "",
+      ].filter(Boolean);
       console.log(
-        `${r.name.padEnd(22)} ${r.fps.toFixed(0).padStart(11)} ${(r.fps / base.fps).toFixed(2).padStart(7)} ${r.p50.toFixed(3).padStart(8)} ${r.p99.toFixed(3).padStart(8)} ${(r.p99 / base.p99).toFixed(2).padStart(10)}${r.released < THROUGHPUT_FRAMES ? `  (only ${r.released} released)` : ""}`,
+        `${sys.name.padEnd(22)} ${t.fps.toFixed(0).padStart(11)} ${col(bt && t.fps / bt.fps, 2, 7)} ${col(l?.p50, 3, 8)} ${col(l?.p99, 3, 8)} ${col(l?.p999, 3, 9)} ${col(l && bl && l.p99 / bl.p99, 2, 10)}${notes.length ? `  (${notes.join("; ")})` : ""}`,
       );
     }
   }
