@@ -31,7 +31,7 @@ export class CompareConn extends TrackedConn {
   sTail: Held | null = null;
   sCount = 0;
 
-  // --- TCP stream state (sequence numbers are uint32) ---
+  // --- TCP stream state (sequence numbers are int32, `| 0`: kept unboxed, see engine.ts seqAfter) ---
   // Read or written by every TCP data packet (with the queues above: 24 fields, 3 cache lines):
   /** Everything before compareSeq has been compared (or released by a flush). */
   compareSeqSet = false;
