@@ -862,10 +862,10 @@ export class CompareEngine {
       s.off += n;
       c.compareSeq = (pStart + n) | 0;
       c.compareSeqSet = true;
-      c.bytesCompared += n;
+      c.addBytes(n);
       if (s.off === s.len) this.#discard(c, s, "matched");
       if (p.off === p.len) {
-        c.packetsCompared++;
+        c.addPacket();
         // Gated on acks even when identical (QEMU's rule A releases those ungated): the client
         // must never see an ack the SVM has not reached, or it would never resend what the SVM lost.
         if (this.#ackOk(c, p)) this.#releaseTcp(c, p, "matched", now);
@@ -996,8 +996,8 @@ export class CompareEngine {
         this.#datagramMiscompare(c, p, c.sHead!, now);
         return;
       }
-      c.bytesCompared += p.len;
-      c.packetsCompared++;
+      c.addBytes(p.len);
+      c.addPacket();
       this.#release(c, p, "matched", now);
       this.#discard(c, s, "matched");
     }
