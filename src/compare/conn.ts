@@ -44,7 +44,10 @@ const flag = (bits: number, mask: number, on: boolean): number => (on ? bits | m
  */
 export class CompareConn implements Tracked {
   // --- Per packet ---
-  lastActive: number;
+  // Time fields get a number initializer: declared without one, the field is first defined as
+  // undefined and V8 then stores any number as a pointer (see engine.ts activityTime).
+  /** Whole milliseconds (see engine.ts activityTime). */
+  lastActive = 0;
   /** @internal closed, the table's list id, the per-packet flags and the window scales (see above) */
   bits = 0;
   /** Primary queue (TCP: sequence order; datagrams: arrival order). */
@@ -93,7 +96,7 @@ export class CompareConn implements Tracked {
   /** Human-readable flow (computed once). */
   readonly flowText: string;
   // The table's cold fields (see Tracked).
-  listedAt: number;
+  listedAt = 0;
   lPrev: Tracked | null = null;
   lNext: Tracked | null = null;
   slot = -1;
@@ -102,7 +105,7 @@ export class CompareConn implements Tracked {
   readonly key: string;
   readonly serial: number;
   readonly flow: FlowTuple;
-  readonly createdAt: number;
+  readonly createdAt: number = 0;
 
   constructor(
     key: string,

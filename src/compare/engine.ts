@@ -60,6 +60,17 @@ function seqAfter(a: number, b: number): boolean {
 
 const ETHERTYPE_IPV4 = 0x0800;
 
+/**
+ * A connection's activity time (lastActive, createdAt; what expiry and eviction order by): `now` in
+ * whole milliseconds. The daemon's clock is fractional (performance.now()), and a fractional value
+ * stored in a connection is a heap number of its own, written behind a GC write barrier on every
+ * packet; whole milliseconds stay small integers (up to 2^31 ms, 24 days of uptime; beyond that
+ * V8 falls back to heap numbers, slower but still correct). Held packets keep the exact time.
+ */
+function activityTime(now: number): number {
+  return Math.floor(now);
+}
+
 export class CompareEngine {
   readonly #cfg: CompareConfig;
   readonly #sink: CompareSink;
@@ -129,7 +140,7 @@ export class CompareEngine {
     if (this.#observe !== undefined) this.#observe("primary", c.key, frame, vnetLen);
     if (c.passthrough) {
       this.#releaseNow(frame, vnetLen, "passthrough");
-      this.#table.touch(c, now);
+      this.#table.touch(c, activityTime(now));
       return;
     }
     if (c.stream) this.#tcpPrimary(c, m, frame, vnetLen, now);
@@ -166,7 +177,7 @@ export class CompareEngine {
     if (this.#observe !== undefined) this.#observe("secondary", c.key, frame, vnetLen);
     if (c.passthrough) {
       this.#discardNow(frame, vnetLen, "passthrough");
-      this.#table.touch(c, now);
+      this.#table.touch(c, activityTime(now));
       return;
     }
     if (c.stream) this.#tcpSecondary(c, m, frame, vnetLen, now);
@@ -408,9 +419,10 @@ export class CompareEngine {
       else overLimit = true;
     }
     const flow = extractFlow(m, frame);
-    const c = new CompareConn(key, t.nextSerial(), flow, now, protocolName(m), formatFlow(flow));
+    const at = activityTime(now);
+    const c = new CompareConn(key, t.nextSerial(), flow, at, protocolName(m), formatFlow(flow));
     c.passthrough = this.#rules.size > 0 && this.#rules.matches(flow);
-    t.add(c, now);
+    t.add(c, at);
     this.#stats.connectionsCreated++;
     this.#stats.connections = t.size;
     if (overLimit) {
@@ -430,7 +442,7 @@ export class CompareEngine {
 
   /** Records activity; the table's lazy lists handle the rest (see conntrack/table.ts). */
   #settle(c: CompareConn, now: number): void {
-    this.#table.touch(c, now);
+    this.#table.touch(c, activityTime(now));
   }
 
   #reapplyRules(now: number): void {
