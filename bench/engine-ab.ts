@@ -27,9 +27,14 @@ const newSrc = fileURLToPath(new URL("../src", import.meta.url));
 const argv = process.argv.slice(2);
 if (argv[0] === "--child") {
   // One task in a process of its own (--isolated): warm up, then print ns/frame of `slices` slices.
-  const [, srcDir = newSrc, payload, conns, randomIsn, calls, slices] = argv;
+  const [, srcDir = newSrc, payload, conns, randomIsn, calls, slices, frac] = argv;
   const step = engineTask(
-    { payload: Number(payload), conns: Number(conns), randomIsn: randomIsn === "1" },
+    {
+      payload: Number(payload),
+      conns: Number(conns),
+      randomIsn: randomIsn === "1",
+      fractionalClock: frac === "1",
+    },
     await importEngine(srcDir),
   );
   const n = Number(calls);
@@ -67,6 +72,8 @@ const tasks: Task[] = [];
 const scenarios: Scenario[] = [];
 for (const payload of [64, 1448]) for (const conns of [1, 1000, 100_000]) scenarios.push({ payload, conns });
 scenarios.push({ payload: 64, conns: 100_000, randomIsn: true });
+// Like the daemon: random ISNs and a fractional clock (performance.now()).
+scenarios.push({ payload: 64, conns: 100_000, randomIsn: true, fractionalClock: true });
 for (const sc of scenarios) {
   for (const build of ["old", "new"] as const) {
     // In-process tasks are built up front (all engines share one heap); isolated ones per run.
@@ -96,6 +103,7 @@ function runIsolated(t: Task): number {
       t.sc.randomIsn ? "1" : "0",
       String(callsPerSlice),
       "3",
+      t.sc.fractionalClock ? "1" : "0",
     ],
     { encoding: "utf8" },
   );
@@ -119,13 +127,14 @@ for (let r = isolated ? 0 : -1; r < rounds; r++) {
   }
 }
 
-const find = (build: string, payload: number, conns: number, randomIsn = false) =>
+const find = (build: string, payload: number, conns: number, randomIsn = false, frac = false) =>
   tasks.find(
     (t) =>
       t.build === build &&
       t.sc.payload === payload &&
       t.sc.conns === conns &&
-      (t.sc.randomIsn ?? false) === randomIsn,
+      (t.sc.randomIsn ?? false) === randomIsn &&
+      (t.sc.fractionalClock ?? false) === frac,
   )!;
 const ratios = (a: Task, b: Task) => median(a.ns.map((x, i) => x / b.ns[i]!));
 
@@ -133,14 +142,15 @@ console.log(
   `old = ${ref} (${sha.slice(0, 10)}), new = working tree; ${rounds} rounds of ${framesPerSlice} frames`,
 );
 const rows = [];
-for (const { payload, conns, randomIsn = false } of scenarios) {
+for (const { payload, conns, randomIsn = false, fractionalClock = false } of scenarios) {
   {
-    const o = find("old", payload, conns, randomIsn);
-    const n = find("new", payload, conns, randomIsn);
+    const o = find("old", payload, conns, randomIsn, fractionalClock);
+    const n = find("new", payload, conns, randomIsn, fractionalClock);
     rows.push({
       payload: `${payload} B`,
       connections: conns,
       isn: randomIsn ? "random" : "0",
+      clock: fractionalClock ? "fractional" : "0",
       "old ns/frame": Math.round(median(o.ns)),
       "new ns/frame": Math.round(median(n.ns)),
       "old frames/s": Math.round(1e9 / median(o.ns)),
@@ -161,3 +171,9 @@ const isn = (["old", "new"] as const).map(
   (b) => `${b} ${ratios(find(b, 64, 100_000, true), find(b, 64, 1)).toFixed(2)}`,
 );
 console.log(`64 B, 100k connections with random ISNs, relative to 1 connection — ${isn.join("; ")}`);
+const real = (["old", "new"] as const).map(
+  (b) => `${b} ${ratios(find(b, 64, 100_000, true, true), find(b, 64, 1)).toFixed(2)}`,
+);
+console.log(
+  `64 B, 100k connections, random ISNs and fractional clock, relative to 1 connection (0 clock) — ${real.join("; ")}`,
+);

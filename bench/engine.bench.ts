@@ -32,6 +32,11 @@ export interface Scenario {
    * doubles: one more object per field for a cold connection.
    */
   randomIsn?: boolean;
+  /**
+   * Pass the daemon's kind of clock (performance.now(): fractional milliseconds) instead of 0.
+   * Fractional times are not small integers to V8 either: time fields hold boxed doubles.
+   */
+  fractionalClock?: boolean;
 }
 
 /** A primary/secondary pair of equal TCP segments whose headers differ (TTL, IP id). */
@@ -63,7 +68,12 @@ export function patch(p: Buffer, s: Buffer, i: number, seq: number): void {
 function patchOne(f: Buffer, i: number, seq: number): void {
   f.writeUInt16BE(1 + (i % 60000), L4 + 2); // client port
   f[L3 + 18] = Math.floor(i / 60000); // client address, 3rd byte
-  f.writeUInt32BE(seq >>> 0, L4 + 4);
+  // Byte by byte from an int32: a uint32 >= 2^31 passed to writeUInt32BE is a heap-allocated
+  // double, i.e. an allocation per frame in the driver that is not the engine's.
+  f[L4 + 4] = seq >>> 24;
+  f[L4 + 5] = seq >>> 16;
+  f[L4 + 6] = seq >>> 8;
+  f[L4 + 7] = seq;
 }
 
 const sink: CompareSink = {
@@ -85,22 +95,26 @@ export type EngineClass = new (
 };
 
 export function engineTask(
-  { payload, conns, randomIsn = false }: Scenario,
+  { payload, conns, randomIsn = false, fractionalClock = false }: Scenario,
   Engine: EngineClass = CompareEngine,
 ): () => void {
   const engine = new Engine({ maxConnections: Math.max(65536, conns) }, sink);
   const [p, s] = frames(payload);
-  const seqs = new Uint32Array(conns);
-  if (randomIsn) for (let k = 0; k < conns; k++) seqs[k] = (Math.random() * 2 ** 32) >>> 0;
+  // int32 (not uint32) for the same reason as in patchOne: no boxed doubles in the driver.
+  const seqs = new Int32Array(conns);
+  if (randomIsn) for (let k = 0; k < conns; k++) seqs[k] = (Math.random() * 2 ** 32) | 0;
   let next = 0;
+  let now = fractionalClock ? 1234.5678 : 0;
+  const tick = fractionalClock ? 0.000123 : 0;
   const pair = () => {
     const i = next;
     next = next + 1 === conns ? 0 : next + 1;
     const seq = seqs[i]!;
     patch(p, s, i, seq);
-    engine.pushPrimary(p, 0, 0);
-    engine.pushSecondary(s, 0, 0);
-    seqs[i] = seq + payload;
+    now += tick;
+    engine.pushPrimary(p, 0, now);
+    engine.pushSecondary(s, 0, now);
+    seqs[i] = (seq + payload) | 0;
   };
   for (let k = 0; k < conns; k++) pair(); // create every connection before timing
   return () => {
@@ -135,7 +149,7 @@ function parseTask({ payload, conns }: Scenario, mode: Baseline): () => void {
       const i = next;
       next = next + 1 === conns ? 0 : next + 1;
       patch(p, s, i, seq);
-      seq += payload;
+      seq = (seq + payload) | 0;
       parseFrame(p, 0, meta);
       if (mode === "map") map.get(meta.key)!.n++;
       else if (mode === "table") table.find(meta.keyUnits, meta.keyLen)!.lastActive++;

@@ -49,12 +49,27 @@ const SYN = 0x02;
 const RST = 0x04;
 const ACK = 0x10;
 
-/** a is after b in 32-bit sequence space. */
+/**
+ * a is after b in 32-bit sequence space. Every sequence/ack number the engine stores is an int32
+ * (`| 0` on the way in, `>>> 0` where one is reported): V8 keeps int32 values as small integers,
+ * while uint32 values >= 2^31 would become boxed doubles, one more cold object per field.
+ */
 function seqAfter(a: number, b: number): boolean {
   return ((a - b) | 0) > 0;
 }
 
 const ETHERTYPE_IPV4 = 0x0800;
+
+/**
+ * A connection's activity time (lastActive, createdAt; what expiry and eviction order by): `now` in
+ * whole milliseconds. The daemon's clock is fractional (performance.now()), and a fractional value
+ * stored in a connection is a heap number of its own, written behind a GC write barrier on every
+ * packet; whole milliseconds stay small integers (up to 2^31 ms, 24 days of uptime; beyond that
+ * V8 falls back to heap numbers, slower but still correct). Held packets keep the exact time.
+ */
+function activityTime(now: number): number {
+  return Math.floor(now);
+}
 
 export class CompareEngine {
   readonly #cfg: CompareConfig;
@@ -125,7 +140,7 @@ export class CompareEngine {
     if (this.#observe !== undefined) this.#observe("primary", c.key, frame, vnetLen);
     if (c.passthrough) {
       this.#releaseNow(frame, vnetLen, "passthrough");
-      this.#table.touch(c, now);
+      this.#table.touch(c, activityTime(now));
       return;
     }
     if (c.stream) this.#tcpPrimary(c, m, frame, vnetLen, now);
@@ -162,7 +177,7 @@ export class CompareEngine {
     if (this.#observe !== undefined) this.#observe("secondary", c.key, frame, vnetLen);
     if (c.passthrough) {
       this.#discardNow(frame, vnetLen, "passthrough");
-      this.#table.touch(c, now);
+      this.#table.touch(c, activityTime(now));
       return;
     }
     if (c.stream) this.#tcpSecondary(c, m, frame, vnetLen, now);
@@ -404,9 +419,10 @@ export class CompareEngine {
       else overLimit = true;
     }
     const flow = extractFlow(m, frame);
-    const c = new CompareConn(key, t.nextSerial(), flow, now, protocolName(m), formatFlow(flow));
+    const at = activityTime(now);
+    const c = new CompareConn(key, t.nextSerial(), flow, at, protocolName(m), formatFlow(flow));
     c.passthrough = this.#rules.size > 0 && this.#rules.matches(flow);
-    t.add(c, now);
+    t.add(c, at);
     this.#stats.connectionsCreated++;
     this.#stats.connections = t.size;
     if (overLimit) {
@@ -426,7 +442,7 @@ export class CompareEngine {
 
   /** Records activity; the table's lazy lists handle the rest (see conntrack/table.ts). */
   #settle(c: CompareConn, now: number): void {
-    this.#table.touch(c, now);
+    this.#table.touch(c, activityTime(now));
   }
 
   #reapplyRules(now: number): void {
@@ -642,7 +658,7 @@ export class CompareEngine {
       if (!c.primaryIsnSet) {
         c.primaryIsnSet = true;
         c.primaryIsn = seq;
-        c.base = (seq + 1) >>> 0;
+        c.base = (seq + 1) | 0;
         c.baseSet = true;
       }
     } else if (!c.secondarySyn) {
@@ -668,12 +684,14 @@ export class CompareEngine {
   #tcpPrimary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
     if (c.generation !== this.#generation) this.#resync(c);
     const flags = m.tcpFlags;
+    const tcpSeq = m.tcpSeq | 0;
+    const tcpAck = m.tcpAck | 0;
     if (flags & SYN) {
-      this.#onSyn(c, PRIMARY, m.tcpSeq);
+      this.#onSyn(c, PRIMARY, tcpSeq);
       c.primaryWscale = synWindowScale(frame, m.l4Offset, m.tcpHeaderLen);
     }
-    if (flags & ACK && (!c.primaryAckSet || seqAfter(m.tcpAck, c.primaryAck))) {
-      c.primaryAck = m.tcpAck;
+    if (flags & ACK && (!c.primaryAckSet || seqAfter(tcpAck, c.primaryAck))) {
+      c.primaryAck = tcpAck;
       c.primaryAckSet = true;
     }
     if (flags & RST) {
@@ -684,7 +702,7 @@ export class CompareEngine {
       c.primaryFin = true;
       if (c.secondaryFin || c.secondaryRst) c.closed = true;
     }
-    const seq = flags & SYN ? (m.tcpSeq + 1) >>> 0 : m.tcpSeq;
+    const seq = flags & SYN ? (tcpSeq + 1) | 0 : tcpSeq;
     const len = m.payloadLen;
     if (len > 0 && !c.baseSet) {
       c.base = seq;
@@ -692,11 +710,11 @@ export class CompareEngine {
     }
     const h = this.#hold(c, PRIMARY, frame, vnetLen, now);
     h.seq = seq;
-    h.end = (seq + len) >>> 0;
+    h.end = (seq + len) | 0;
     h.len = len;
     h.dataOff = m.payloadOffset;
     h.l4 = m.l4Offset;
-    h.ack = m.tcpAck;
+    h.ack = tcpAck;
     h.flags = flags;
     c.insertBySeq(h);
     if (c.miscompared) this.#renotifyMiscompare(c, now);
@@ -707,20 +725,22 @@ export class CompareEngine {
   #tcpSecondary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
     if (c.generation !== this.#generation) this.#resync(c);
     const flags = m.tcpFlags;
+    const tcpSeq = m.tcpSeq | 0;
+    const tcpAck = m.tcpAck | 0;
     if (flags & SYN) {
-      this.#onSyn(c, SECONDARY, m.tcpSeq);
+      this.#onSyn(c, SECONDARY, tcpSeq);
       c.secondaryWscale = synWindowScale(frame, m.l4Offset, m.tcpHeaderLen);
     }
     if (flags & ACK) {
-      if (!c.secondaryAckSet || seqAfter(m.tcpAck, c.secondaryAck)) {
-        c.secondaryAck = m.tcpAck;
+      if (!c.secondaryAckSet || seqAfter(tcpAck, c.secondaryAck)) {
+        c.secondaryAck = tcpAck;
         c.secondaryAckSet = true;
       }
       if (c.secondaryWscale >= 0) {
         // The latest advertisement counts (a receiver that shrinks its window drops beyond it);
         // SVM output reaches us in order. A SYN's window is never scaled (RFC 7323).
         const win = tcpWindow(frame, m.l4Offset);
-        c.secondaryRight = (m.tcpAck + (flags & SYN ? win : win * 2 ** c.secondaryWscale)) >>> 0;
+        c.secondaryRight = (tcpAck + (flags & SYN ? win : win * 2 ** c.secondaryWscale)) | 0;
         c.secondaryRightSet = true;
       }
     }
@@ -732,9 +752,9 @@ export class CompareEngine {
       c.secondaryFin = true;
       if (c.primaryFin) c.closed = true;
     }
-    const seq = flags & SYN ? (m.tcpSeq + 1) >>> 0 : m.tcpSeq;
+    const seq = flags & SYN ? (tcpSeq + 1) | 0 : tcpSeq;
     const len = m.payloadLen;
-    const end = (seq + len) >>> 0;
+    const end = (seq + len) | 0;
     // Segments without payload are never compared: their ack/flags were recorded above (that is
     // all ack gating needs), so drop them now instead of letting a lone one age into a timeout.
     let reason: DiscardReason | null = null;
@@ -752,7 +772,7 @@ export class CompareEngine {
     h.end = end;
     h.len = len;
     h.dataOff = m.payloadOffset;
-    h.ack = m.tcpAck;
+    h.ack = tcpAck;
     h.flags = flags;
     c.insertBySeq(h);
     if (c.miscompared) this.#renotifyMiscompare(c, now);
@@ -806,20 +826,20 @@ export class CompareEngine {
         }
         return;
       }
-      let pStart = (p.seq + p.off) >>> 0;
+      let pStart = (p.seq + p.off) | 0;
       if (c.compareSeqSet && seqAfter(c.compareSeq, pStart)) {
         if (!seqAfter(p.end, c.compareSeq) && this.#ackOk(c, p)) {
           this.#releaseTcp(c, p, "retransmit", now);
           continue;
         }
         if (!seqAfter(p.end, c.compareSeq)) return;
-        p.off = (c.compareSeq - p.seq) >>> 0;
+        p.off = (c.compareSeq - p.seq) | 0;
         pStart = c.compareSeq;
       }
       if (s === null) return;
-      let sStart = (s.seq + s.off) >>> 0;
+      let sStart = (s.seq + s.off) | 0;
       if (c.compareSeqSet && seqAfter(c.compareSeq, sStart)) {
-        s.off = (c.compareSeq - s.seq) >>> 0;
+        s.off = (c.compareSeq - s.seq) | 0;
         sStart = c.compareSeq;
       }
       if (pStart !== sStart) {
@@ -841,8 +861,8 @@ export class CompareEngine {
         // A gap on one side: a reordered segment fills it, or the compare timeout ends it.
         return;
       }
-      const pRem = (p.end - pStart) >>> 0;
-      const sRem = (s.end - sStart) >>> 0;
+      const pRem = (p.end - pStart) | 0;
+      const sRem = (s.end - sStart) | 0;
       const n = Math.min(pRem, sRem);
       const pOff = p.dataOff + p.off;
       const sOff = s.dataOff + s.off;
@@ -852,12 +872,12 @@ export class CompareEngine {
       }
       p.off += n;
       s.off += n;
-      c.compareSeq = (pStart + n) >>> 0;
+      c.compareSeq = (pStart + n) | 0;
       c.compareSeqSet = true;
-      c.bytesCompared += n;
+      c.addBytes(n);
       if (s.off === s.len) this.#discard(c, s, "matched");
       if (p.off === p.len) {
-        c.packetsCompared++;
+        c.addPacket();
         // Gated on acks even when identical (QEMU's rule A releases those ungated): the client
         // must never see an ack the SVM has not reached, or it would never resend what the SVM lost.
         if (this.#ackOk(c, p)) this.#releaseTcp(c, p, "matched", now);
@@ -921,12 +941,15 @@ export class CompareEngine {
   }
 
   #seqMismatch(c: CompareConn, now: number, ps: number, ss: number): void {
+    // Reported as uint32 (stored as int32, see seqAfter).
+    const pu = ps >>> 0;
+    const su = ss >>> 0;
     this.#miscompare(c, now, "seq-mismatch", () => ({
-      seq: ps,
+      seq: pu,
       ...(c.baseSet ? { streamOffset: (ps - c.base) >>> 0 } : {}),
-      primarySeq: ps,
-      secondarySeq: ss,
-      message: `sequence mismatch on ${c.flowText}: primary stream starts at seq ${ps}, secondary at seq ${ss}`,
+      primarySeq: pu,
+      secondarySeq: su,
+      message: `sequence mismatch on ${c.flowText}: primary stream starts at seq ${pu}, secondary at seq ${su}`,
     }));
   }
 
@@ -985,8 +1008,8 @@ export class CompareEngine {
         this.#datagramMiscompare(c, p, c.sHead!, now);
         return;
       }
-      c.bytesCompared += p.len;
-      c.packetsCompared++;
+      c.addBytes(p.len);
+      c.addPacket();
       this.#release(c, p, "matched", now);
       this.#discard(c, s, "matched");
     }

@@ -19,7 +19,10 @@ export class Held {
   side: HeldSide = HeldSide.Primary;
   /** Owning connection (typed loosely to avoid a cycle; the engine knows the type). */
   conn: unknown = null;
-  /** TCP: sequence number of the first payload byte and of the byte after the payload (uint32). */
+  /**
+   * TCP: sequence number of the first payload byte and of the byte after the payload, and the ack,
+   * as int32 (`| 0`, compared by signed difference) so they stay small integers, never boxed.
+   */
   seq = 0;
   end = 0;
   /** Compared bytes: TCP payload, or the datagram's compared region. */

@@ -27,24 +27,58 @@ const enum ListId {
   Closed = 2,
 }
 
-/** Fields the table manages; the compare engine extends this with its per-connection state. */
-export class TrackedConn {
+/**
+ * What the table needs of a connection. TrackedConn is the plain implementation; an owner whose
+ * per-packet cost depends on layout (the compare engine's CompareConn) implements these fields
+ * itself, so that it can put its own per-packet fields right after the table's hot ones
+ * (`lastActive`, `closed`, `list`) and the table's cold ones (links, key, flow) at the end: V8
+ * lays fields out in declaration order, base-class fields first.
+ */
+export interface Tracked {
+  /** Last activity (the owner's clock); written by touch() on every packet. */
+  lastActive: number;
+  /** Set by the owner when the flow has ended (FIN exchange, RST); prefers it for eviction. */
+  closed: boolean;
+  /** @internal the list it is on (0 none, 1 idle, 2 closed) */
+  list: number;
+  /** @internal `lastActive` when it was put on its list (a difference means touched since). */
+  listedAt: number;
+  /** @internal list links */
+  lPrev: Tracked | null;
+  lNext: Tracked | null;
+  /** @internal hash-table slot (-1 when not in a table) */
+  slot: number;
+  /** @internal insertion-order links */
+  oPrev: Tracked | null;
+  oNext: Tracked | null;
+  /** The flow key (FrameMeta.key of the frame that created it). */
+  readonly key: string;
+  /** Creation order, unique per table. */
+  readonly serial: number;
+  readonly flow: FlowTuple;
+  readonly createdAt: number;
+  /** Whether the connection holds packets (never evicted or expired then). */
+  holding(): boolean;
+}
+
+/** Fields the table manages, in the order that suits it (see Tracked). */
+export class TrackedConn implements Tracked {
   // Declaration order is layout order: what touch() reads and writes on every packet comes first
   // (fewer cache lines per packet when the table is large and cold).
   lastActive: number;
   /** Set by the owner when the flow has ended (FIN exchange, RST); prefers it for eviction. */
   closed = false;
-  list: ListId = ListId.None;
+  list: number = ListId.None;
   /** @internal `lastActive` when it was put on its list (a difference means touched since). */
   listedAt: number;
   /** @internal list links */
-  lPrev: TrackedConn | null = null;
-  lNext: TrackedConn | null = null;
+  lPrev: Tracked | null = null;
+  lNext: Tracked | null = null;
   /** @internal hash-table slot (-1 when not in a table) */
   slot = -1;
   /** @internal insertion-order links */
-  oPrev: TrackedConn | null = null;
-  oNext: TrackedConn | null = null;
+  oPrev: Tracked | null = null;
+  oNext: Tracked | null = null;
   /** The flow key (FrameMeta.key of the frame that created it). */
   readonly key: string;
   /** Creation order, unique per table. */
@@ -68,11 +102,11 @@ export class TrackedConn {
 }
 
 class ConnList {
-  head: TrackedConn | null = null;
-  tail: TrackedConn | null = null;
+  head: Tracked | null = null;
+  tail: Tracked | null = null;
   size = 0;
 
-  push(c: TrackedConn): void {
+  push(c: Tracked): void {
     c.lPrev = this.tail;
     c.lNext = null;
     if (this.tail) this.tail.lNext = c;
@@ -81,7 +115,7 @@ class ConnList {
     this.size++;
   }
 
-  remove(c: TrackedConn): void {
+  remove(c: Tracked): void {
     if (c.lPrev) c.lPrev.lNext = c.lNext;
     else this.head = c.lNext;
     if (c.lNext) c.lNext.lPrev = c.lPrev;
@@ -138,7 +172,7 @@ export function hashKeyUnits(u: Uint16Array, len: number): number {
   return h >>> 0;
 }
 
-export class ConnTable<C extends TrackedConn> {
+export class ConnTable<C extends Tracked> {
   readonly #hash: KeyHash;
   readonly #initialCapacity: number;
   #slab: Uint16Array;
@@ -336,7 +370,7 @@ export class ConnTable<C extends TrackedConn> {
     return undefined;
   }
 
-  #listTail(c: C, id: ListId): void {
+  #listTail(c: C, id: number): void {
     c.listedAt = c.lastActive;
     c.list = id;
     (id === ListId.Closed ? this.#closed : this.#idle).push(c);

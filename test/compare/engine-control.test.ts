@@ -191,6 +191,22 @@ test("idle connections expire at tick; connections holding packets never do", ()
   engine.checkInvariant();
 });
 
+test("a fractional clock: activity times are whole milliseconds, hold times exact, expiry within 1 ms", () => {
+  const { engine, sink } = setup({ idleTimeout: 1000, compareTimeout: 1_000_000 });
+  engine.pushPrimary(flowUdp(1, "x"), 0, 10.25);
+  engine.pushSecondary(flowUdp(1, "x", "secondary"), 0, 20.75);
+  assert.deepEqual(sink.holds, [{ ms: 10.5, reason: "matched" }], "the held packet's age is exact");
+  const [row] = engine.connections(21);
+  assert.equal(row?.createdAt, 10);
+  assert.equal(row?.lastActive, 20);
+  engine.tick(1019.5);
+  assert.equal(engine.stats().connections, 1, "not idle for more than 1000 ms yet");
+  engine.tick(1021);
+  assert.equal(engine.stats().connections, 0);
+  assert.equal(engine.stats().connectionsExpired, 1);
+  engine.checkInvariant();
+});
+
 test("passthrough rules: matching flows released uncompared, held packets flushed on add, removable", () => {
   const { engine, sink } = setup();
   const held = flowUdp(53, "q");

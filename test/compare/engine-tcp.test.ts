@@ -559,3 +559,77 @@ test("removing a passthrough rule resumes TCP comparison mid-stream", () => {
   assert.equal(sink.requests.length, 0);
   engine.checkInvariant();
 });
+
+// The engine keeps sequence numbers as int32 internally (unboxed in V8); everything it reports
+// must still be the uint32 on the wire, across the 2^31 sign boundary and the 2^32 wrap.
+for (const isn of [0x7fffff00, 0xffffff00]) {
+  test(`sequence numbers from ${isn.toString(16)}: compare across the boundary and report uint32`, () => {
+    const { engine, sink } = setup();
+    const data = stream(600, 9);
+    const bad = Buffer.from(data);
+    bad[400] = (bad[400] ?? 0) ^ 0x11;
+    const at = (o: number) => (isn + o) >>> 0;
+    engine.pushPrimary(tcp("primary", { seq: isn, flags: "SA", ack: 0xfffffff0 }), 0, 0);
+    engine.pushSecondary(tcp("secondary", { seq: isn, flags: "SA", ack: 0xfffffff0 }), 0, 0);
+    // Out of order around the boundary (isn + 1 + 255 is the first byte at or past it).
+    const p2 = tcp("primary", { seq: at(1 + 300), payload: data.subarray(300), ack: 0xfffffff0 });
+    const p1 = tcp("primary", { seq: at(1), payload: data.subarray(0, 300), ack: 0xfffffff0 });
+    engine.pushPrimary(p2, 0, 1);
+    engine.pushPrimary(p1, 0, 1);
+    engine.checkInvariant();
+    engine.pushSecondary(
+      tcp("secondary", { seq: at(1), payload: bad.subarray(0, 350), ack: 0xfffffff0 }),
+      0,
+      2,
+    );
+    assert.deepEqual(sink.released.slice(1), [p1], "the first segment matches and goes out");
+    assert.equal(sink.requests.length, 0);
+    engine.pushSecondary(
+      tcp("secondary", { seq: at(351), payload: bad.subarray(350), ack: 0xfffffff0 }),
+      0,
+      3,
+    );
+    assert.equal(sink.requests.length, 1);
+    const r = sink.requests[0]!;
+    assert.equal(r.reason, "payload-differs");
+    assert.equal(r.seq, at(1 + 400), "uint32 sequence number of the first differing byte");
+    assert.equal(r.streamOffset, 400);
+    assert.match(r.message, new RegExp(`stream offset 400 \\(seq ${at(401)}\\)`));
+    engine.checkInvariant();
+  });
+
+  test(`sequence numbers from ${isn.toString(16)}: a seq-mismatch reports both streams as uint32`, () => {
+    const { engine, sink } = setup();
+    engine.pushPrimary(tcp("primary", { seq: isn, flags: "SA" }), 0, 0);
+    engine.pushSecondary(tcp("secondary", { seq: isn, flags: "SA" }), 0, 0);
+    engine.pushPrimary(tcp("primary", { seq: (isn + 1) >>> 0, payload: "abc" }), 0, 1);
+    engine.pushSecondary(tcp("secondary", { seq: (isn + 0x300) >>> 0, payload: "abc" }), 0, 1);
+    const r = sink.requests[0]!;
+    assert.equal(r.reason, "seq-mismatch");
+    assert.equal(r.seq, (isn + 1) >>> 0);
+    assert.equal(r.primarySeq, (isn + 1) >>> 0);
+    assert.equal(r.secondarySeq, (isn + 0x300) >>> 0);
+    assert.equal(r.streamOffset, 0);
+    assert.match(r.message, new RegExp(`at seq ${(isn + 1) >>> 0}, secondary at seq ${(isn + 0x300) >>> 0}`));
+    engine.checkInvariant();
+  });
+}
+
+test("window clamp with acks at the 2^32 wrap: the secondary's right edge wraps too", () => {
+  const { engine, sink } = setup();
+  handshake(engine, { pShift: 7, sShift: 7, ack: 0xffffff00 });
+  // SVM: 100 << 7 past ack 0xffffff00, i.e. right edge 0x31c0 after the wrap.
+  engine.pushSecondary(tcp("secondary", { seq: ISN, ack: 0xffffff00, window: 100 }), 0, 1);
+  const p = tcp("primary", { seq: ISN, payload: "data", ack: 0xffffff00, window: 400 });
+  engine.pushPrimary(p, 0, 2);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, payload: "data", ack: 0xffffff00, window: 100 }), 0, 3);
+  assert.equal(sink.released.at(-1), p);
+  assert.deepEqual(windowOf(p), { win: 100, csumOk: true });
+  // Acked 0x200 further (across 2^32): room left is 12800 - 512, i.e. 96 << 7.
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 4, ack: 0x100, window: 96 }), 0, 4);
+  const a = tcp("primary", { seq: ISN + 4, ack: 0x100, window: 300 });
+  engine.pushPrimary(a, 0, 5);
+  assert.equal(sink.released.at(-1), a);
+  assert.deepEqual(windowOf(a), { win: 96, csumOk: true });
+  engine.checkInvariant();
+});
