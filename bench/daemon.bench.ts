@@ -342,7 +342,7 @@ async function throughput(sys: System, frames: Buffer[]): Promise<{ fps: number;
     const { count, lastAt } = await counted;
     if (process.env.BENCH_DEBUG) {
       // CLOCK_MONOTONIC seconds of the window, for `perf record -k CLOCK_MONOTONIC` + `perf report --time`.
-      const mono = (ms: number) => (Number(process.hrtime.bigint()) / 1e6 - (performance.now() - ms)) / 1000;
+      const mono = (ms: number) => monoMs(ms) / 1000;
       console.error(
         `${sys.name}: throughput ${count} frames, window ${mono(t0).toFixed(6)},${mono(lastAt).toFixed(6)}`,
       );
@@ -353,6 +353,11 @@ async function throughput(sys: System, frames: Buffer[]): Promise<{ fps: number;
     await inst.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** CLOCK_MONOTONIC milliseconds of a performance.now() time (matches `perf record -k CLOCK_MONOTONIC`). */
+function monoMs(t: number): number {
+  return Number(process.hrtime.bigint()) / 1e6 - (performance.now() - t);
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -417,9 +422,8 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
           const t = sentAt.get(frameId(f.data));
           if (t === undefined) continue;
           r.lat.push(f.at - t);
-          // BENCH_LAT_DUMP=file: every frame's send time (epoch ms) and added latency, to see what a tail is.
-          if (process.env.BENCH_LAT_DUMP)
-            r.dump.push(`${(performance.timeOrigin + t).toFixed(3)} ${(f.at - t).toFixed(4)}`);
+          // BENCH_LAT_DUMP=file: every frame's send time (CLOCK_MONOTONIC ms) and added latency, to see what a tail is.
+          if (process.env.BENCH_LAT_DUMP) r.dump.push(`${monoMs(t).toFixed(3)} ${(f.at - t).toFixed(4)}`);
         }
         out.frames.length = 0;
       }
