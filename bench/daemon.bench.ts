@@ -374,6 +374,64 @@ interface LatencyResult {
 }
 
 /**
+ * Records the arrival time of each outdev frame of the latency traffic in `arrived` (by its index,
+ * found from its source port and sequence number) without copying frames or allocating per frame;
+ * resolves after `want` frames (or 60 s).
+ */
+function recordArrivals(
+  sock: net.Socket,
+  indexOf: Map<number, number>,
+  arrived: Float64Array,
+  want: number,
+): Promise<void> {
+  return new Promise((resolve) => {
+    let count = 0;
+    let need = 0; // bytes left in the current frame
+    let pos = 0; // bytes of the current frame seen so far
+    let hdrHave = 0;
+    let hdrVal = 0;
+    const id = Buffer.alloc(8); // frame bytes 34..41: source port, destination port, sequence number
+    const finish = () => {
+      clearTimeout(timer);
+      sock.removeAllListeners("data");
+      resolve();
+    };
+    const timer = setTimeout(finish, 60_000);
+    sock.removeAllListeners("data");
+    sock.on("data", (d: Buffer) => {
+      const now = performance.now();
+      let off = 0;
+      const end = d.length;
+      while (off < end) {
+        if (need === 0) {
+          hdrVal = hdrVal * 256 + d[off++]!;
+          if (++hdrHave === 4) {
+            need = hdrVal;
+            pos = 0;
+            hdrHave = 0;
+            hdrVal = 0;
+          }
+          continue;
+        }
+        const n = Math.min(need, end - off);
+        // Copy whatever part of bytes 34..41 this piece of the frame holds.
+        for (let b = Math.max(pos, 34); b < Math.min(pos + n, 42); b++) id[b - 34] = d[off + b - pos]!;
+        pos += n;
+        off += n;
+        need -= n;
+        if (need > 0) continue;
+        const key = (id.readUInt16BE(0) - 40000) * 2 ** 32 + id.readUInt32BE(4);
+        const i = indexOf.get(key);
+        if (i !== undefined && arrived[i] === 0) {
+          arrived[i] = now;
+          if (++count >= want) finish();
+        }
+      }
+    });
+  });
+}
+
+/**
  * Latency, time-sliced: every system runs at once (fresh instances, each warmed up and settled),
  * and the paced traffic goes to one system at a time in slices of LATENCY_SLICE frames, rotating
  * the order each time, so the VM's scheduling hiccups (bursts of 1–20 ms that hit whatever is
@@ -399,35 +457,50 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
       r.peers = await connectAll(r.inst);
       await warmUp(r.peers.pri, r.peers.sec, r.peers.out);
     }
+    // Everything the window needs is allocated before the driver's GC: the encoded batches, the
+    // frame-id → index map, send and arrival times. The window itself allocates (almost) nothing
+    // in the driver, whose GC pauses would otherwise land in some system's latencies.
+    const encoded: Buffer[] = [];
+    for (let i = 0; i < frames.length; i += LATENCY_BATCH)
+      encoded.push(Buffer.concat(frames.slice(i, i + LATENCY_BATCH).map((f) => encodeFrame(f))));
+    const indexOf = new Map<number, number>();
+    for (let i = 0; i < frames.length; i++) indexOf.set(frameId(frames[i]!), i);
+    const times = runs.map(() => ({
+      sent: new Float64Array(frames.length),
+      arrived: new Float64Array(frames.length),
+    }));
     collectGarbage();
     for (const r of runs) await settle(r.peers!.pri, r.peers!.sec, r.peers!.out);
     const slices = Math.ceil(frames.length / LATENCY_SLICE);
     for (let k = 0; k < slices; k++) {
-      const part = frames.slice(k * LATENCY_SLICE, (k + 1) * LATENCY_SLICE);
+      const first = k * LATENCY_SLICE;
+      const last = Math.min(frames.length, first + LATENCY_SLICE);
       for (let j = 0; j < runs.length; j++) {
-        const r = runs[(j + k) % runs.length]!;
-        const { pri, sec, out } = r.peers!;
-        const sentAt = new Map<number, number>();
-        for (let i = 0; i < part.length; i += LATENCY_BATCH) {
-          const batch = part.slice(i, i + LATENCY_BATCH);
-          const enc = Buffer.concat(batch.map((f) => encodeFrame(f)));
+        const ri = (j + k) % runs.length;
+        const { pri, sec, out } = runs[ri]!.peers!;
+        const { sent, arrived } = times[ri]!;
+        const done = recordArrivals(out.sock, indexOf, arrived, last - first);
+        for (let i = first; i < last; i += LATENCY_BATCH) {
+          const enc = encoded[i / LATENCY_BATCH]!;
           sec.sock.write(enc);
           const now = performance.now();
-          for (const f of batch) sentAt.set(frameId(f), now);
+          for (let n = i; n < i + LATENCY_BATCH && n < last; n++) sent[n] = now;
           pri.sock.write(enc);
           await sleep(LATENCY_GAP_MS);
         }
-        await out.waitFrames(part.length, 60_000);
-        for (const f of out.frames) {
-          const t = sentAt.get(frameId(f.data));
-          if (t === undefined) continue;
-          r.lat.push(f.at - t);
-          // BENCH_LAT_DUMP=file: every frame's send time (CLOCK_MONOTONIC ms) and added latency, to see what a tail is.
-          if (process.env.BENCH_LAT_DUMP) r.dump.push(`${monoMs(t).toFixed(3)} ${(f.at - t).toFixed(4)}`);
-        }
-        out.frames.length = 0;
+        await done;
       }
     }
+    runs.forEach((r, ri) => {
+      const { sent, arrived } = times[ri]!;
+      for (let n = 0; n < frames.length; n++) {
+        if (arrived[n] === 0) continue;
+        r.lat.push(arrived[n]! - sent[n]!);
+        // BENCH_LAT_DUMP=file: every frame's send time (CLOCK_MONOTONIC ms) and added latency, to see what a tail is.
+        if (process.env.BENCH_LAT_DUMP)
+          r.dump.push(`${monoMs(sent[n]!).toFixed(3)} ${(arrived[n]! - sent[n]!).toFixed(4)}`);
+      }
+    });
   } finally {
     for (const r of runs) {
       if (r.peers) for (const p of [r.peers.pri, r.peers.sec, r.peers.out]) p.close();
