@@ -62,7 +62,7 @@ const LATENCY_GAP_MS = 2;
  * the latency window (p50 +0.03 ms and p99 3–4× QEMU's; with this warm-up both match QEMU's).
  */
 const WARMUP_FRAMES = Number(process.env.BENCH_WARMUP ?? 50_000);
-const WARMUP_PACED = Number(process.env.BENCH_WARMUP_PACED ?? 2000);
+const WARMUP_PACED = Number(process.env.BENCH_WARMUP_PACED ?? 16_000);
 /** Paced frames after the driver's GC, before the latency window (see settle()). */
 const SETTLE_FRAMES = Number(process.env.BENCH_SETTLE ?? 800);
 
