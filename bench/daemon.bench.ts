@@ -4,15 +4,26 @@
  * primary frames to outdev, the floor any compare proxy pays), in the same run, same traffic:
  * matching primary/secondary TCP streams over UNIX-socket chardevs.
  *
- * Two phases per system, each on a fresh instance:
- *  - throughput: both streams written as fast as the sockets take them; released frames/s from
+ * Two phases:
+ *  - throughput, per system on a fresh instance, systems interleaved round by round, best of
+ *    BENCH_ROUNDS: both streams written as fast as the sockets take them; released frames/s from
  *    the first write to the last frame out of outdev;
- *  - latency: batches at a fixed pace well below every system's capacity; added latency of each
- *    frame = outdev arrival − primary write (its secondary twin is written just before it).
- * Ratios are against QEMU. Nothing is asserted. Environment: BENCH_SYSTEMS (comma-separated name
- * parts, e.g. "colo-proxy,QEMU"), BENCH_ROUNDS, BENCH_FRAMES (throughput frames), BENCH_WARMUP /
- * BENCH_WARMUP_PACED (warm-up frames), BENCH_NODE_ARGS (extra node flags for the colo-proxy daemon),
- * BENCH_PAYLOADS (comma-separated payload sizes, default "1000,64"), BENCH_LATENCY=0 (throughput only).
+ *  - latency, time-sliced (see latencySliced): every system live at once, warmed up until its JIT
+ *    is steady, then paced batches of 4 frames every 2 ms sent to one system at a time in slices,
+ *    rotating; added latency of each frame = outdev arrival − primary write (its secondary twin
+ *    is written just before it); p50/p99/p99.9 over all of a system's slices.
+ * The driver allocates nothing per frame while it measures (its GC pauses landed in whichever
+ * system was being measured). Ratios are against QEMU. Nothing is asserted.
+ *
+ * Environment: BENCH_SYSTEMS (comma-separated name parts, e.g. "colo-proxy,QEMU"), BENCH_ROUNDS,
+ * BENCH_FRAMES (throughput frames; ≥ 200 000 at 1000 B overruns colo-proxy's 64 MiB outdev queue,
+ * because the daemon then outruns the driver's outdev reader), BENCH_PAYLOADS (default "1000,64"),
+ * BENCH_LATENCY=0 (throughput only), BENCH_LATENCY_FRAMES / BENCH_LATENCY_SLICE, BENCH_WARMUP /
+ * BENCH_WARMUP_PACED / BENCH_SETTLE (warm-up frames: bursts, paced, paced after the driver's GC),
+ * BENCH_NODE_ARGS (extra node flags for the colo-proxy daemon). Diagnostics: BENCH_LAT_DUMP=file
+ * (every frame's send time in CLOCK_MONOTONIC ms and latency), BENCH_CHILD_STDOUT=file (the
+ * systems' stdout, e.g. with BENCH_NODE_ARGS=--trace-gc), BENCH_DEBUG=1 (control socket path,
+ * throughput window in CLOCK_MONOTONIC seconds for `perf record -k CLOCK_MONOTONIC` + `perf report --time`).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, mkdtempSync, openSync, rmSync } from "node:fs";
@@ -58,8 +69,11 @@ const LATENCY_BATCH = 4;
 const LATENCY_GAP_MS = 2;
 /**
  * Warm-up per fresh instance, on other flows: bursts of 50 frames, then frames paced like the
- * latency phase. A 5000-frame warm-up left the colo-proxy daemon still tiering up its JIT during
- * the latency window (p50 +0.03 ms and p99 3–4× QEMU's; with this warm-up both match QEMU's).
+ * latency phase. The paced part matters: code run once per socket read (Node's stream and write
+ * path, the decoder's chunk entry, the engine's per-read calls) only gets hot from reads, and with
+ * 2000 paced frames it was still being compiled by TurboFan during the window (perf sched: 1–3 ms
+ * compile jobs on the daemon's worker threads, each a slow batch; p99 2–3× QEMU's). With 16 000 it
+ * is done; a daemon in service is long past that point. BENCH_WARMUP_PACED=2000 shows the young daemon.
  */
 const WARMUP_FRAMES = Number(process.env.BENCH_WARMUP ?? 50_000);
 const WARMUP_PACED = Number(process.env.BENCH_WARMUP_PACED ?? 16_000);
