@@ -253,26 +253,37 @@ function chunks(frames: Buffer[]): Buffer[] {
   return out;
 }
 
-/** Warm up on other flows first (JIT, socket buffers): we measure steady state, not start-up. */
-async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promise<void> {
-  const warm = buildTraffic(WARMUP_FRAMES, 41000);
-  for (let i = 0; i < warm.length; i += 50) {
-    const enc = Buffer.concat(warm.slice(i, i + 50).map((f) => encodeFrame(f)));
+/**
+ * Writes `frames` to both inputs in batches of `batch`, `gapMs` apart, waits until outdev released
+ * them all and forgets them (nothing measured).
+ */
+async function feed(
+  what: string,
+  frames: Buffer[],
+  batch: number,
+  gapMs: number,
+  { pri, sec, out }: { pri: FramedPeer; sec: FramedPeer; out: FramedPeer },
+): Promise<void> {
+  for (let i = 0; i < frames.length; i += batch) {
+    const enc = Buffer.concat(frames.slice(i, i + batch).map((f) => encodeFrame(f)));
     sec.sock.write(enc);
     pri.sock.write(enc);
-    await sleep(1);
+    await sleep(gapMs);
   }
-  const warm2 = buildTraffic(WARMUP_PACED, 42000);
-  for (let i = 0; i < warm2.length; i += LATENCY_BATCH) {
-    const enc = Buffer.concat(warm2.slice(i, i + LATENCY_BATCH).map((f) => encodeFrame(f)));
-    sec.sock.write(enc);
-    pri.sock.write(enc);
-    await sleep(LATENCY_GAP_MS);
-  }
-  if (!(await out.waitFrames(warm.length + warm2.length, 60_000))) {
-    throw new Error(`warm-up: only ${out.frames.length} of ${warm.length + warm2.length} frames released`);
+  if (!(await out.waitFrames(frames.length, 60_000))) {
+    throw new Error(`${what}: only ${out.frames.length} of ${frames.length} frames released`);
   }
   out.frames.length = 0;
+}
+
+/** Warm up on other flows first (JIT, socket buffers): we measure steady state, not start-up. */
+async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promise<void> {
+  await feed("warm-up", buildTraffic(WARMUP_FRAMES, 41000), 50, 1, { pri, sec, out });
+  await feed("paced warm-up", buildTraffic(WARMUP_PACED, 42000), LATENCY_BATCH, LATENCY_GAP_MS, {
+    pri,
+    sec,
+    out,
+  });
 }
 
 /**
@@ -282,17 +293,7 @@ async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promis
  * batches per window those alone decided p99.
  */
 async function settle(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promise<void> {
-  const frames = buildTraffic(SETTLE_FRAMES, 43000);
-  for (let i = 0; i < frames.length; i += LATENCY_BATCH) {
-    const enc = Buffer.concat(frames.slice(i, i + LATENCY_BATCH).map((f) => encodeFrame(f)));
-    sec.sock.write(enc);
-    pri.sock.write(enc);
-    await sleep(LATENCY_GAP_MS);
-  }
-  if (!(await out.waitFrames(frames.length, 60_000))) {
-    throw new Error(`settle: only ${out.frames.length} of ${frames.length} frames released`);
-  }
-  out.frames.length = 0;
+  await feed("settle", buildTraffic(SETTLE_FRAMES, 43000), LATENCY_BATCH, LATENCY_GAP_MS, { pri, sec, out });
 }
 
 /**
