@@ -77,7 +77,7 @@ const LATENCY_GAP_MS = 2;
  */
 const WARMUP_FRAMES = Number(process.env.BENCH_WARMUP ?? 50_000);
 const WARMUP_PACED = Number(process.env.BENCH_WARMUP_PACED ?? 16_000);
-/** Paced frames after the driver's GC, before the latency window (see settle()). */
+/** Paced frames after the driver's GC, before the latency window, not measured (see latencySliced). */
 const SETTLE_FRAMES = Number(process.env.BENCH_SETTLE ?? 800);
 
 interface Instance {
@@ -287,16 +287,6 @@ async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promis
 }
 
 /**
- * Paced frames on other flows between the driver's full GC and the measured window, not measured.
- * Without it the first ~60 ms of every window (the driver's heap just compacted, its code and data
- * cold) held 3–6 batches of 0.3–2.5 ms for every system alike, the relay included: with 500
- * batches per window those alone decided p99.
- */
-async function settle(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promise<void> {
-  await feed("settle", buildTraffic(SETTLE_FRAMES, 43000), LATENCY_BATCH, LATENCY_GAP_MS, { pri, sec, out });
-}
-
-/**
  * Counts frames arriving on outdev without copying or allocating per frame: the driver shares the
  * 2 cores with the system under test, so its own per-frame garbage (it used to `Buffer.concat` each
  * length prefix) and GC threads would slow the systems that need the most CPU the most.
@@ -446,6 +436,45 @@ function recordArrivals(
   });
 }
 
+/** Paced latency traffic, encoded in batches, with each frame's index by its id. */
+interface PacedTraffic {
+  encoded: Buffer[];
+  indexOf: Map<number, number>;
+}
+
+function pacedTraffic(frames: Buffer[]): PacedTraffic {
+  const encoded: Buffer[] = [];
+  for (let i = 0; i < frames.length; i += LATENCY_BATCH)
+    encoded.push(Buffer.concat(frames.slice(i, i + LATENCY_BATCH).map((f) => encodeFrame(f))));
+  const indexOf = new Map<number, number>();
+  for (let i = 0; i < frames.length; i++) indexOf.set(frameId(frames[i]!), i);
+  return { encoded, indexOf };
+}
+
+/**
+ * Sends frames [first, last) of `t` in batches every LATENCY_GAP_MS (secondary twin first), notes
+ * each primary write time in `times.sent` and each outdev arrival in `times.arrived`, and waits
+ * for them all. Allocates nothing per frame.
+ */
+async function paceSlice(
+  { pri, sec, out }: { pri: FramedPeer; sec: FramedPeer; out: FramedPeer },
+  t: PacedTraffic,
+  first: number,
+  last: number,
+  times: { sent: Float64Array; arrived: Float64Array },
+): Promise<void> {
+  const done = recordArrivals(out.sock, t.indexOf, times.arrived, last - first);
+  for (let i = first; i < last; i += LATENCY_BATCH) {
+    const enc = t.encoded[i / LATENCY_BATCH]!;
+    sec.sock.write(enc);
+    const now = performance.now();
+    for (let n = i; n < i + LATENCY_BATCH && n < last; n++) times.sent[n] = now;
+    pri.sock.write(enc);
+    await sleep(LATENCY_GAP_MS);
+  }
+  await done;
+}
+
 /**
  * Latency, time-sliced: every system runs at once (fresh instances, each warmed up and settled),
  * and the paced traffic goes to one system at a time in slices of LATENCY_SLICE frames, rotating
@@ -475,35 +504,29 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
     // Everything the window needs is allocated before the driver's GC: the encoded batches, the
     // frame-id → index map, send and arrival times. The window itself allocates (almost) nothing
     // in the driver, whose GC pauses would otherwise land in some system's latencies.
-    const encoded: Buffer[] = [];
-    for (let i = 0; i < frames.length; i += LATENCY_BATCH)
-      encoded.push(Buffer.concat(frames.slice(i, i + LATENCY_BATCH).map((f) => encodeFrame(f))));
-    const indexOf = new Map<number, number>();
-    for (let i = 0; i < frames.length; i++) indexOf.set(frameId(frames[i]!), i);
+    const traffic = pacedTraffic(frames);
     const times = runs.map(() => ({
       sent: new Float64Array(frames.length),
       arrived: new Float64Array(frames.length),
     }));
+    // Settle: paced frames on other flows after the driver's full GC, through the very code that
+    // measures, not recorded. Without it the first ~60 ms of every window (the driver's heap just
+    // compacted, its measuring code not yet compiled) held 3–6 batches of 0.3–2.5 ms for every
+    // system alike, the relay included, and the first slice got the driver's TurboFan jobs.
+    const settle = pacedTraffic(buildTraffic(SETTLE_FRAMES, 43000));
+    const scratch = { sent: new Float64Array(SETTLE_FRAMES), arrived: new Float64Array(SETTLE_FRAMES) };
     collectGarbage();
-    for (const r of runs) await settle(r.peers!.pri, r.peers!.sec, r.peers!.out);
+    for (const r of runs) {
+      scratch.arrived.fill(0);
+      await paceSlice(r.peers!, settle, 0, SETTLE_FRAMES, scratch);
+    }
     const slices = Math.ceil(frames.length / LATENCY_SLICE);
     for (let k = 0; k < slices; k++) {
       const first = k * LATENCY_SLICE;
       const last = Math.min(frames.length, first + LATENCY_SLICE);
       for (let j = 0; j < runs.length; j++) {
         const ri = (j + k) % runs.length;
-        const { pri, sec, out } = runs[ri]!.peers!;
-        const { sent, arrived } = times[ri]!;
-        const done = recordArrivals(out.sock, indexOf, arrived, last - first);
-        for (let i = first; i < last; i += LATENCY_BATCH) {
-          const enc = encoded[i / LATENCY_BATCH]!;
-          sec.sock.write(enc);
-          const now = performance.now();
-          for (let n = i; n < i + LATENCY_BATCH && n < last; n++) sent[n] = now;
-          pri.sock.write(enc);
-          await sleep(LATENCY_GAP_MS);
-        }
-        await done;
+        await paceSlice(runs[ri]!.peers!, traffic, first, last, times[ri]!);
       }
     }
     runs.forEach((r, ri) => {
