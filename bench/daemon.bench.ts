@@ -20,7 +20,7 @@
  * because the daemon then outruns the driver's outdev reader), BENCH_PAYLOADS (default "1000,64"),
  * BENCH_LATENCY=0 (throughput only), BENCH_LATENCY_FRAMES / BENCH_LATENCY_SLICE, BENCH_WARMUP /
  * BENCH_WARMUP_PACED / BENCH_SETTLE (warm-up frames: bursts, paced, paced after the driver's GC),
- * BENCH_NODE_ARGS (extra node flags for the colo-proxy daemon). Diagnostics: BENCH_LAT_DUMP=file
+ * BENCH_NODE_ARGS / BENCH_RELAY_ARGS (extra node flags for the colo-proxy daemon / the relay). Diagnostics: BENCH_LAT_DUMP=file
  * (every frame's send time in CLOCK_MONOTONIC ms and latency), BENCH_CHILD_STDOUT=file (the
  * systems' stdout, e.g. with BENCH_NODE_ARGS=--trace-gc), BENCH_DEBUG=1 (control socket path,
  * throughput window in CLOCK_MONOTONIC seconds for `perf record -k CLOCK_MONOTONIC` + `perf report --time`).
@@ -215,7 +215,7 @@ listen("pri", (s) => {
 const relay: System = {
   name: "plain framed relay",
   async start(dir) {
-    const child = spawnQuiet(process.execPath, ["-e", RELAY_JS, dir]);
+    const child = spawnQuiet(process.execPath, [...(process.env.BENCH_RELAY_ARGS?.split(" ").filter(Boolean) ?? []), "-e", RELAY_JS, dir]);
     return { sock: sockIn(dir), async ready() {}, stop: () => stopChild(child) };
   },
 };
