@@ -215,7 +215,12 @@ listen("pri", (s) => {
 const relay: System = {
   name: "plain framed relay",
   async start(dir) {
-    const child = spawnQuiet(process.execPath, [...(process.env.BENCH_RELAY_ARGS?.split(" ").filter(Boolean) ?? []), "-e", RELAY_JS, dir]);
+    const child = spawnQuiet(process.execPath, [
+      ...(process.env.BENCH_RELAY_ARGS?.split(" ").filter(Boolean) ?? []),
+      "-e",
+      RELAY_JS,
+      dir,
+    ]);
     return { sock: sockIn(dir), async ready() {}, stop: () => stopChild(child) };
   },
 };
