@@ -111,9 +111,7 @@ export class CompareDaemon implements ControlTarget {
         // socket callback) instead of a turn later: all frames of a chunk still go in one write.
         if (!this.#flushQueued) {
           this.#flushQueued = true;
-          // Inside an input chunk the chunk's end flushes (#chunkEnd); otherwise (a timer, a
-          // control command, the primary's link) a microtask does.
-          if (!this.#inChunk) queueMicrotask(this.#flushOut);
+          queueMicrotask(this.#flushOut);
         }
       },
       discard: () => undefined,
@@ -157,8 +155,7 @@ export class CompareDaemon implements ControlTarget {
     this.primary = new ChardevEndpoint({
       spec: config.primaryIn,
       vnetHdr,
-      onChunk: this.#chunkStart,
-      onChunkDone: this.#chunkEnd,
+      onChunk: this.#readClock,
       onFrame: (frame, vnetLen) => {
         pri.framesIn++;
         pri.bytesIn += frame.length;
@@ -171,8 +168,7 @@ export class CompareDaemon implements ControlTarget {
         : new ChardevEndpoint({
             spec: config.secondaryIn,
             vnetHdr,
-            onChunk: this.#chunkStart,
-            onChunkDone: this.#chunkEnd,
+            onChunk: this.#readClock,
             onFrame: (frame, vnetLen) => this.#pushSecondaryAt(frame, vnetLen, this.#chunkAt),
           });
     // outdev: released frames only; anything the peer sends us is ignored. Its congestion must
@@ -181,8 +177,7 @@ export class CompareDaemon implements ControlTarget {
     // meanwhile, so pausing primary_in until outdev drains deadlocks both for good (docs/e2e.md).
     // The PVM's TCP is paced by its clients' acks, which come after outdev; outdev's queue is
     // capped (maxQueuedBytes, excess dropped and counted as outdev-queue-full).
-    // The daemon flushes outdev itself after every release (#chunkEnd or a microtask).
-    this.outdev = new ChardevEndpoint({ spec: config.outdev, vnetHdr, onFrame: () => {}, autoFlush: false });
+    this.outdev = new ChardevEndpoint({ spec: config.outdev, vnetHdr, onFrame: () => {} });
     this.#watch("primary_in", this.primary);
     if (this.secondary !== undefined) this.#watch("secondary_in", this.secondary);
     this.#watch("outdev", this.outdev);
@@ -260,19 +255,8 @@ export class CompareDaemon implements ControlTarget {
    * the daemon's time at 1000-byte frames).
    */
   #chunkAt = 0;
-  /** An input chunk is being decoded: releases wait for its end to be flushed in one write. */
-  #inChunk = false;
-  readonly #chunkStart = (): void => {
+  readonly #readClock = (): void => {
     this.#chunkAt = this.#now();
-    this.#inChunk = true;
-  };
-  /**
-   * End of an input chunk: write what it released now (no microtask and no AsyncResource per
-   * chunk: young-generation garbage was the daemon's remaining latency tail, docs/benchmarks.md).
-   */
-  readonly #chunkEnd = (): void => {
-    this.#inChunk = false;
-    if (this.#flushQueued) this.#flushOut();
   };
 
   #flushQueued = false;

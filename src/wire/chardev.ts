@@ -44,13 +44,6 @@ export interface ChardevEndpointOptions {
    * clock once per read rather than once per frame).
    */
   onChunk?: () => void;
-  /** Called once per chunk read from the peer after its frames were delivered (also after a bad one). */
-  onChunkDone?: () => void;
-  /**
-   * Output: flush at the end of the event-loop turn after each send() (default true). false: the
-   * owner calls flush() itself after sending (saves a setImmediate per batch).
-   */
-  autoFlush?: boolean;
   /** The vnet_hdr_support of this stream (V word present in both directions). Default false. */
   vnetHdr?: boolean;
   /** Largest frame accepted and sent. Default 69632 (QEMU's NET_BUFSIZE). */
@@ -114,7 +107,6 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
   readonly #writer: FrameWriter;
   readonly #onFrame: FrameHandler;
   readonly #onChunk: (() => void) | undefined;
-  readonly #onChunkDone: (() => void) | undefined;
   readonly #reconnectInitialMs: number;
   readonly #reconnectMaxMs: number;
 
@@ -143,14 +135,12 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
     this.newPeer = options.newPeer ?? "replace";
     this.#onFrame = options.onFrame;
     this.#onChunk = options.onChunk;
-    this.#onChunkDone = options.onChunkDone;
     this.#decoder = new FrameDecoder({ vnetHdr: this.vnetHdr, maxFrameLength: options.maxFrameLength });
     this.#writer = new FrameWriter({
       vnetHdr: this.vnetHdr,
       maxFrameLength: options.maxFrameLength,
       highWaterMark: options.highWaterMark,
       maxQueuedBytes: options.maxQueuedBytes,
-      autoFlush: options.autoFlush,
       onCongestion: (c) => this.emit("congestion", c),
       onDrop: (e) => {
         this.#count(e.code);
@@ -477,8 +467,6 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
       sock.destroy();
       this.#afterLoss();
     }
-    // Outside the try: whatever the chunk did, frames it released still go out.
-    this.#onChunkDone?.();
   }
 
   #ioError(e: NodeJS.ErrnoException, where: string): void {

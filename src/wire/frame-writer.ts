@@ -59,12 +59,6 @@ export interface FrameWriterOptions {
   onCongestion?: (congested: boolean) => void;
   /** Called for each frame dropped because the queue hit maxQueuedBytes. */
   onDrop?: (err: FramingError) => void;
-  /**
-   * send() schedules a flush at the end of the event-loop turn (default true). false: the owner
-   * calls flush() after sending, so send() does not create (and flush() cancel) a setImmediate per
-   * batch; attach() and 'drain' still flush by themselves.
-   */
-  autoFlush?: boolean;
 }
 
 /** Queue of frames waiting for one write: frames, their V, and wire bytes, FIFO from #head. */
@@ -99,7 +93,6 @@ export class FrameWriter {
   readonly #hdrLen: number;
   readonly #onCongestion: ((congested: boolean) => void) | undefined;
   readonly #onDrop: ((err: FramingError) => void) | undefined;
-  readonly #autoFlush: boolean;
   readonly #onDrain = (): void => {
     this.#blocked = false;
     this.flush();
@@ -119,7 +112,6 @@ export class FrameWriter {
     this.zeroCopyMin = options.zeroCopyMin ?? 1024;
     this.#onCongestion = options.onCongestion;
     this.#onDrop = options.onDrop;
-    this.#autoFlush = options.autoFlush ?? true;
   }
 
   /** True while producers should stop: the socket refused more data, or the queue is above highWaterMark. */
@@ -181,7 +173,7 @@ export class FrameWriter {
     this.#frames.push(frame);
     this.#vnets.push(v);
     this.#queuedBytes += wire;
-    if (this.#autoFlush) this.#schedule();
+    this.#schedule();
     if (!this.#congested && this.#queuedBytes >= this.highWaterMark) this.#updateCongestion();
     return !this.#congested;
   }
