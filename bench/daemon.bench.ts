@@ -104,10 +104,10 @@ function buildTraffic(n: number, firstPort = 40000): Buffer[] {
   return frames;
 }
 
-/** Identifies an outdev frame: source port and TCP sequence number. */
-function frameId(f: Uint8Array): number {
-  const sport = (f[34]! << 8) | f[35]!;
-  const seq = ((f[38]! << 24) | (f[39]! << 16) | (f[40]! << 8) | f[41]!) >>> 0;
+/** Identifies an outdev frame: source port and TCP sequence number; `at` = offset of the source port (34 in these frames). */
+function frameId(f: Uint8Array, at = 34): number {
+  const sport = (f[at]! << 8) | f[at + 1]!;
+  const seq = ((f[at + 4]! << 24) | (f[at + 5]! << 16) | (f[at + 6]! << 8) | f[at + 7]!) >>> 0;
   return (sport - 40000) * 2 ** 32 + seq;
 }
 
@@ -292,51 +292,72 @@ async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promis
 }
 
 /**
- * Counts frames arriving on outdev without copying or allocating per frame: the driver shares the
- * 2 cores with the system under test, so its own per-frame garbage (it used to `Buffer.concat` each
- * length prefix) and GC threads would slow the systems that need the most CPU the most.
+ * Walks the framed stream arriving on outdev without copying or allocating per frame (the driver
+ * shares the 2 cores with the system under test, so its own per-frame garbage and GC threads would
+ * slow the systems that need the most CPU the most; it used to `Buffer.concat` each length
+ * prefix). At the end of each frame calls `onFrame(id, at)`: `id` holds the frame's bytes 34..41
+ * (source port, destination port, sequence number), `at` the time its read arrived; `true` from
+ * onFrame ends the walk. Resolves with the time the last read was processed (after `timeoutMs` at
+ * the latest).
  */
-function countFrames(sock: net.Socket, want: number): Promise<{ count: number; lastAt: number }> {
+function walkOutdev(
+  sock: net.Socket,
+  timeoutMs: number,
+  onFrame: (id: Buffer, at: number) => boolean,
+): Promise<number> {
   return new Promise((resolve) => {
-    let count = 0;
-    let need = 0; // bytes still to skip in the current frame
+    let need = 0; // bytes left in the current frame
+    let pos = 0; // bytes of the current frame seen so far
     let hdrHave = 0; // bytes of the current length prefix seen so far
     let hdrVal = 0;
+    const id = Buffer.alloc(8);
     let lastAt = performance.now();
-    const timer = setTimeout(() => finish(), Number(process.env.BENCH_TIMEOUT ?? 120_000));
     const finish = () => {
       clearTimeout(timer);
       sock.removeAllListeners("data");
-      resolve({ count, lastAt });
+      resolve(lastAt);
     };
+    const timer = setTimeout(finish, timeoutMs);
     sock.removeAllListeners("data");
     sock.on("data", (d: Buffer) => {
+      const at = performance.now();
+      let done = false;
       let off = 0;
       const end = d.length;
-      while (off < end) {
-        if (need > 0) {
-          const n = Math.min(need, end - off);
-          need -= n;
-          off += n;
-          if (need === 0) count++;
+      while (off < end && !done) {
+        if (need === 0) {
+          if (hdrHave === 0 && end - off >= 4) {
+            need = d.readUInt32BE(off);
+            off += 4;
+          } else {
+            hdrVal = hdrVal * 256 + d[off++]!;
+            if (++hdrHave < 4) continue;
+            need = hdrVal;
+            hdrHave = 0;
+            hdrVal = 0;
+          }
+          pos = 0;
           continue;
         }
-        if (hdrHave === 0 && end - off >= 4) {
-          need = d.readUInt32BE(off);
-          off += 4;
-          continue;
-        }
-        hdrVal = hdrVal * 256 + d[off++]!;
-        if (++hdrHave === 4) {
-          need = hdrVal;
-          hdrHave = 0;
-          hdrVal = 0;
-        }
+        const n = Math.min(need, end - off);
+        // Copy whatever part of bytes 34..41 this piece of the frame holds.
+        for (let k = Math.max(pos, 34); k < Math.min(pos + n, 42); k++) id[k - 34] = d[off + k - pos]!;
+        pos += n;
+        off += n;
+        need -= n;
+        if (need === 0) done = onFrame(id, at);
       }
       lastAt = performance.now();
-      if (count >= want) finish();
+      if (done) finish();
     });
   });
+}
+
+/** Counts frames arriving on outdev until `want` (or BENCH_TIMEOUT). */
+async function countFrames(sock: net.Socket, want: number): Promise<{ count: number; lastAt: number }> {
+  let count = 0;
+  const lastAt = await walkOutdev(sock, Number(process.env.BENCH_TIMEOUT ?? 120_000), () => ++count >= want);
+  return { count, lastAt };
 }
 
 async function throughput(sys: System, frames: Buffer[]): Promise<{ fps: number; released: number }> {
@@ -385,59 +406,20 @@ interface LatencyResult {
 
 /**
  * Records the arrival time of each outdev frame of the latency traffic in `arrived` (by its index,
- * found from its source port and sequence number) without copying frames or allocating per frame;
- * resolves after `want` frames (or 60 s).
+ * found from its source port and sequence number); resolves after `want` frames (or 60 s).
  */
-function recordArrivals(
+async function recordArrivals(
   sock: net.Socket,
   indexOf: Map<number, number>,
   arrived: Float64Array,
   want: number,
 ): Promise<void> {
-  return new Promise((resolve) => {
-    let count = 0;
-    let need = 0; // bytes left in the current frame
-    let pos = 0; // bytes of the current frame seen so far
-    let hdrHave = 0;
-    let hdrVal = 0;
-    const id = Buffer.alloc(8); // frame bytes 34..41: source port, destination port, sequence number
-    const finish = () => {
-      clearTimeout(timer);
-      sock.removeAllListeners("data");
-      resolve();
-    };
-    const timer = setTimeout(finish, 60_000);
-    sock.removeAllListeners("data");
-    sock.on("data", (d: Buffer) => {
-      const now = performance.now();
-      let off = 0;
-      const end = d.length;
-      while (off < end) {
-        if (need === 0) {
-          hdrVal = hdrVal * 256 + d[off++]!;
-          if (++hdrHave === 4) {
-            need = hdrVal;
-            pos = 0;
-            hdrHave = 0;
-            hdrVal = 0;
-          }
-          continue;
-        }
-        const n = Math.min(need, end - off);
-        // Copy whatever part of bytes 34..41 this piece of the frame holds.
-        for (let b = Math.max(pos, 34); b < Math.min(pos + n, 42); b++) id[b - 34] = d[off + b - pos]!;
-        pos += n;
-        off += n;
-        need -= n;
-        if (need > 0) continue;
-        const key = (id.readUInt16BE(0) - 40000) * 2 ** 32 + id.readUInt32BE(4);
-        const i = indexOf.get(key);
-        if (i !== undefined && arrived[i] === 0) {
-          arrived[i] = now;
-          if (++count >= want) finish();
-        }
-      }
-    });
+  let count = 0;
+  await walkOutdev(sock, 60_000, (id, at) => {
+    const i = indexOf.get(frameId(id, 0));
+    if (i === undefined || arrived[i] !== 0) return false;
+    arrived[i] = at;
+    return ++count >= want;
   });
 }
 
