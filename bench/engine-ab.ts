@@ -3,6 +3,7 @@
  * process (docs/benchmarks.md, compare engine):
  *
  *     node --import tsx bench/engine-ab.ts <git-ref> [rounds=15] [pairs-per-slice=100000] [--isolated]
+ *         [--chunk=K] [--quick]
  *
  * Extracts `<git-ref>:src` into .cache/engine-baseline/<sha>/src and builds the engine task of
  * engine.bench.ts for both builds ("old" = that commit, "new" = this tree) at 64 B / 1448 B
@@ -13,6 +14,11 @@
  * --isolated every engine shares one heap (all their connections stay live, ~1M objects), which
  * inflates the 100k rows through cache and TLB pressure; with --isolated each task of each round
  * runs in a fresh process (warm-up, then the median of 3 slices), rounds still rotating the order.
+ *
+ * --chunk=K: frames come in chunks of K primaries then their K secondary twins (as socket reads
+ * bring them, Scenario.chunk), and a third build "batch" (this tree) pushes each chunk with
+ * pushPrimaryBatch / pushSecondaryBatch while "old" and "new" push the same frames one by one.
+ * --quick: 64 B rows only.
  */
 import { execFileSync, execSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
@@ -27,13 +33,15 @@ const newSrc = fileURLToPath(new URL("../src", import.meta.url));
 const argv = process.argv.slice(2);
 if (argv[0] === "--child") {
   // One task in a process of its own (--isolated): warm up, then print ns/frame of `slices` slices.
-  const [, srcDir = newSrc, payload, conns, randomIsn, calls, slices, frac] = argv;
+  const [, srcDir = newSrc, payload, conns, randomIsn, calls, slices, frac, chunk, batched] = argv;
   const step = engineTask(
     {
       payload: Number(payload),
       conns: Number(conns),
       randomIsn: randomIsn === "1",
       fractionalClock: frac === "1",
+      chunk: Number(chunk),
+      batched: batched === "1",
     },
     await importEngine(srcDir),
   );
@@ -50,6 +58,8 @@ if (argv[0] === "--child") {
 }
 
 const isolated = argv.includes("--isolated");
+const quick = argv.includes("--quick");
+const chunk = Number(argv.find((a) => a.startsWith("--chunk="))?.slice(8) ?? "1");
 const [ref = "main", roundsArg = "15", sliceArg = "100000"] = argv.filter((a) => !a.startsWith("--"));
 const rounds = Number(roundsArg);
 const callsPerSlice = Math.max(1, Math.round(Number(sliceArg) / PAIRS_PER_CALL));
@@ -60,22 +70,26 @@ if (!existsSync(join(dir, "src"))) {
   mkdirSync(dir, { recursive: true });
   execSync(`git -C ${JSON.stringify(root)} archive ${sha} src | tar -x -C ${JSON.stringify(dir)}`);
 }
-const srcOf = { old: join(dir, "src"), new: newSrc };
+type Build = "old" | "new" | "batch";
+const builds: Build[] = chunk > 1 ? ["old", "new", "batch"] : ["old", "new"];
+const srcOf: Record<Build, string> = { old: join(dir, "src"), new: newSrc, batch: newSrc };
 
 interface Task {
-  build: "old" | "new";
+  build: Build;
   sc: Scenario;
   step: () => void;
   ns: number[];
 }
 const tasks: Task[] = [];
 const scenarios: Scenario[] = [];
-for (const payload of [64, 1448]) for (const conns of [1, 1000, 100_000]) scenarios.push({ payload, conns });
-scenarios.push({ payload: 64, conns: 100_000, randomIsn: true });
+for (const payload of quick ? [64] : [64, 1448])
+  for (const conns of [1, 1000, 100_000]) scenarios.push({ payload, conns, chunk });
+scenarios.push({ payload: 64, conns: 100_000, randomIsn: true, chunk });
 // Like the daemon: random ISNs and a fractional clock (performance.now()).
-scenarios.push({ payload: 64, conns: 100_000, randomIsn: true, fractionalClock: true });
-for (const sc of scenarios) {
-  for (const build of ["old", "new"] as const) {
+scenarios.push({ payload: 64, conns: 100_000, randomIsn: true, fractionalClock: true, chunk });
+for (const base of scenarios) {
+  for (const build of builds) {
+    const sc = { ...base, batched: build === "batch" };
     // In-process tasks are built up front (all engines share one heap); isolated ones per run.
     const step = isolated ? () => {} : engineTask(sc, await importEngine(srcOf[build]));
     tasks.push({ build, sc, step, ns: [] });
@@ -104,6 +118,8 @@ function runIsolated(t: Task): number {
       String(callsPerSlice),
       "3",
       t.sc.fractionalClock ? "1" : "0",
+      String(t.sc.chunk ?? 1),
+      t.sc.batched ? "1" : "0",
     ],
     { encoding: "utf8" },
   );
@@ -127,7 +143,7 @@ for (let r = isolated ? 0 : -1; r < rounds; r++) {
   }
 }
 
-const find = (build: string, payload: number, conns: number, randomIsn = false, frac = false) =>
+const find = (build: Build, payload: number, conns: number, randomIsn = false, frac = false) =>
   tasks.find(
     (t) =>
       t.build === build &&
@@ -139,41 +155,41 @@ const find = (build: string, payload: number, conns: number, randomIsn = false, 
 const ratios = (a: Task, b: Task) => median(a.ns.map((x, i) => x / b.ns[i]!));
 
 console.log(
-  `old = ${ref} (${sha.slice(0, 10)}), new = working tree; ${rounds} rounds of ${framesPerSlice} frames`,
+  `old = ${ref} (${sha.slice(0, 10)}), new = working tree${chunk > 1 ? `, batch = working tree with push*Batch` : ""}; ` +
+    `${rounds} rounds of ${framesPerSlice} frames; chunk ${chunk}${isolated ? "; isolated" : ""}`,
 );
 const rows = [];
 for (const { payload, conns, randomIsn = false, fractionalClock = false } of scenarios) {
-  {
-    const o = find("old", payload, conns, randomIsn, fractionalClock);
-    const n = find("new", payload, conns, randomIsn, fractionalClock);
-    rows.push({
-      payload: `${payload} B`,
-      connections: conns,
-      isn: randomIsn ? "random" : "0",
-      clock: fractionalClock ? "fractional" : "0",
-      "old ns/frame": Math.round(median(o.ns)),
-      "new ns/frame": Math.round(median(n.ns)),
-      "old frames/s": Math.round(1e9 / median(o.ns)),
-      "new frames/s": Math.round(1e9 / median(n.ns)),
-      "new/old time": ratios(n, o).toFixed(2),
-    });
+  const row: Record<string, string | number> = {
+    payload: `${payload} B`,
+    connections: conns,
+    isn: randomIsn ? "random" : "0",
+    clock: fractionalClock ? "fractional" : "0",
+  };
+  const o = find("old", payload, conns, randomIsn, fractionalClock);
+  for (const b of builds)
+    row[`${b} ns/frame`] = Math.round(median(find(b, payload, conns, randomIsn, fractionalClock).ns));
+  for (const b of builds) {
+    if (b !== "old")
+      row[`${b}/old`] = ratios(find(b, payload, conns, randomIsn, fractionalClock), o).toFixed(2);
   }
+  if (chunk > 1) {
+    const n = find("new", payload, conns, randomIsn, fractionalClock);
+    row["batch/new"] = ratios(find("batch", payload, conns, randomIsn, fractionalClock), n).toFixed(2);
+  }
+  rows.push(row);
 }
 console.table(rows);
-for (const payload of [64, 1448]) {
-  const line = (["old", "new"] as const).map((b) => {
+for (const payload of quick ? [64] : [64, 1448]) {
+  const line = builds.map((b) => {
     const one = find(b, payload, 1);
     return `${b}: 1k/1 ${ratios(find(b, payload, 1000), one).toFixed(2)}, 100k/1 ${ratios(find(b, payload, 100_000), one).toFixed(2)}`;
   });
   console.log(`${payload} B per-frame cost relative to 1 connection — ${line.join("; ")}`);
 }
-const isn = (["old", "new"] as const).map(
-  (b) => `${b} ${ratios(find(b, 64, 100_000, true), find(b, 64, 1)).toFixed(2)}`,
-);
+const isn = builds.map((b) => `${b} ${ratios(find(b, 64, 100_000, true), find(b, 64, 1)).toFixed(2)}`);
 console.log(`64 B, 100k connections with random ISNs, relative to 1 connection — ${isn.join("; ")}`);
-const real = (["old", "new"] as const).map(
-  (b) => `${b} ${ratios(find(b, 64, 100_000, true, true), find(b, 64, 1)).toFixed(2)}`,
-);
+const real = builds.map((b) => `${b} ${ratios(find(b, 64, 100_000, true, true), find(b, 64, 1)).toFixed(2)}`);
 console.log(
   `64 B, 100k connections, random ISNs and fractional clock, relative to 1 connection (0 clock) — ${real.join("; ")}`,
 );

@@ -19,7 +19,8 @@ import { buildTcp } from "../src/packet/build.ts";
 import { newFrameMeta } from "../src/packet/meta.ts";
 import { flowKeyText, parseFrame } from "../src/packet/parse.ts";
 
-export const PAIRS_PER_CALL = 1000;
+/** Pairs per call of a task (a power of two, so that every chunk size divides it). */
+export const PAIRS_PER_CALL = 1024;
 const L3 = 14;
 const L4 = L3 + 20;
 
@@ -37,6 +38,14 @@ export interface Scenario {
    * Fractional times are not small integers to V8 either: time fields hold boxed doubles.
    */
   fractionalClock?: boolean;
+  /**
+   * Frames arrive in chunks, as socket reads bring them: `chunk` primary frames of `chunk`
+   * consecutive connections (round-robin), then their `chunk` secondary twins (a power of two,
+   * at most PAIRS_PER_CALL). Default 1: each primary is followed by its twin.
+   */
+  chunk?: number;
+  /** Push each chunk with pushPrimaryBatch / pushSecondaryBatch instead of frame by frame. */
+  batched?: boolean;
 }
 
 /** A primary/secondary pair of equal TCP segments whose headers differ (TTL, IP id). */
@@ -92,12 +101,19 @@ export type EngineClass = new (
 ) => {
   pushPrimary(frame: Buffer, vnetLen: number, now: number): void;
   pushSecondary(frame: Buffer, vnetLen: number, now: number): void;
+  /** Absent in builds before the batch API. */
+  pushPrimaryBatch?(frames: readonly Buffer[], vnetLens: ArrayLike<number>, count: number, now: number): void;
+  pushSecondaryBatch?(
+    frames: readonly Buffer[],
+    vnetLens: ArrayLike<number>,
+    count: number,
+    now: number,
+  ): void;
 };
 
-export function engineTask(
-  { payload, conns, randomIsn = false, fractionalClock = false }: Scenario,
-  Engine: EngineClass = CompareEngine,
-): () => void {
+export function engineTask(sc: Scenario, Engine: EngineClass = CompareEngine): () => void {
+  if ((sc.chunk ?? 1) > 1 || sc.batched === true) return chunkTask(sc, Engine);
+  const { payload, conns, randomIsn = false, fractionalClock = false } = sc;
   const engine = new Engine({ maxConnections: Math.max(65536, conns) }, sink);
   const [p, s] = frames(payload);
   // int32 (not uint32) for the same reason as in patchOne: no boxed doubles in the driver.
@@ -119,6 +135,57 @@ export function engineTask(
   for (let k = 0; k < conns; k++) pair(); // create every connection before timing
   return () => {
     for (let k = 0; k < PAIRS_PER_CALL; k++) pair();
+  };
+}
+
+/**
+ * The engine task with frames in chunks (Scenario.chunk): `chunk` preallocated frame pairs, so
+ * that no frame the engine holds (a primary waits for its twin in the next chunk) is patched
+ * before its release; every pair matches, so all are released or discarded by the end of a chunk.
+ */
+function chunkTask(
+  { payload, conns, randomIsn = false, fractionalClock = false, chunk = 1, batched = false }: Scenario,
+  Engine: EngineClass,
+): () => void {
+  if (chunk < 1 || PAIRS_PER_CALL % chunk !== 0)
+    throw new Error(`chunk ${chunk} must divide ${PAIRS_PER_CALL}`);
+  const engine = new Engine({ maxConnections: Math.max(65536, conns) }, sink);
+  const pushP = engine.pushPrimaryBatch?.bind(engine);
+  const pushS = engine.pushSecondaryBatch?.bind(engine);
+  if (batched && (pushP === undefined || pushS === undefined)) throw new Error("this build has no batch API");
+  const ps: Buffer[] = [];
+  const ss: Buffer[] = [];
+  for (let j = 0; j < chunk; j++) {
+    const [p, s] = frames(payload);
+    ps.push(p);
+    ss.push(s);
+  }
+  const vnetLens = new Int32Array(chunk);
+  const seqs = new Int32Array(conns);
+  if (randomIsn) for (let k = 0; k < conns; k++) seqs[k] = (Math.random() * 2 ** 32) | 0;
+  let next = 0;
+  let now = fractionalClock ? 1234.5678 : 0;
+  const tick = fractionalClock ? 0.000123 : 0;
+  const step = () => {
+    for (let j = 0; j < chunk; j++) {
+      const i = next;
+      next = next + 1 === conns ? 0 : next + 1;
+      const seq = seqs[i]!;
+      patch(ps[j]!, ss[j]!, i, seq);
+      seqs[i] = (seq + payload) | 0;
+    }
+    now += tick;
+    if (batched) {
+      pushP!(ps, vnetLens, chunk, now);
+      pushS!(ss, vnetLens, chunk, now);
+    } else {
+      for (let j = 0; j < chunk; j++) engine.pushPrimary(ps[j]!, 0, now);
+      for (let j = 0; j < chunk; j++) engine.pushSecondary(ss[j]!, 0, now);
+    }
+  };
+  for (let k = 0; k < conns; k += chunk) step(); // create every connection before timing
+  return () => {
+    for (let k = 0; k < PAIRS_PER_CALL; k += chunk) step();
   };
 }
 

@@ -217,7 +217,16 @@ export class ConnTable<C extends Tracked> {
    * keyLen). The per-packet lookup: no allocation.
    */
   find(units: Uint16Array, len: number): C | undefined {
-    const h = this.#hash(units, len);
+    return this.findHashed(units, len, this.#hash(units, len));
+  }
+
+  /** This table's hash of a key (for findHashed and warm; the same key always hashes the same). */
+  hashOf(units: Uint16Array, len: number): number {
+    return this.#hash(units, len);
+  }
+
+  /** find() with the key's hash already computed by hashOf (e.g. in a batch's first pass). */
+  findHashed(units: Uint16Array, len: number, h: number): C | undefined {
     const slab = this.#slab;
     const mask = this.#mask;
     const tag = len + 1;
@@ -234,6 +243,30 @@ export class ConnTable<C extends Tracked> {
         if (k === len) return this.#conns[i];
       }
     }
+  }
+
+  /**
+   * Memory-level parallelism for a batch of lookups: loads the home slot's slab row and the
+   * connection array entry of each of `count` hashes (hashes[k], of a key of lens[k] units), and
+   * stores the home slot's connection (or undefined) in out[k], a hint only (a collision may put
+   * the key in a later slot; findHashed is the lookup). The loads of different keys do not
+   * depend on each other, so in this tight loop the CPU overlaps their cache misses instead of
+   * taking them one after another as interleaved lookups would. Returns a value computed from the
+   * loaded units so the loads cannot be optimised away.
+   */
+  warm(hashes: Int32Array, lens: Uint8Array, count: number, out: (C | undefined)[]): number {
+    const slab = this.#slab;
+    const conns = this.#conns;
+    const mask = this.#mask;
+    let acc = 0;
+    for (let k = 0; k < count; k++) {
+      const i = hashes[k]! & mask;
+      const b = i * STRIDE;
+      // First and last unit the lookup reads: a row may straddle two cache lines.
+      acc ^= slab[b]! ^ slab[b + HDR - 1 + lens[k]!]!;
+      out[k] = conns[i];
+    }
+    return acc;
   }
 
   /** The connection with this key string (converts to units; for tools and tests). */
