@@ -42,6 +42,8 @@ const STATUS_CODES: Record<number, BadInputCode> = {
 // Local copies of the const enums: tsx (isolatedModules) does not inline imported const enums,
 // and the property loads showed up in profiles of the per-packet path.
 const OK = 0 as ParseStatus;
+/** Batch status of a frame the first pass did not parse (empty: nothing after the vnet header). */
+const NOT_PARSED = 255 as ParseStatus;
 const PRIMARY = 0 as HeldSide;
 const SECONDARY = 1 as HeldSide;
 const FIN = 0x01;
@@ -138,14 +140,14 @@ export class CompareEngine {
   pushPrimary(frame: Buffer, vnetLen: number, now: number): void {
     const m = this.#meta;
     const status = !this.#failover && frame.length > vnetLen ? parseFrame(frame, vnetLen, m) : OK;
-    this.#primary(frame, vnetLen, now, m, status);
+    this.#primary(frame, vnetLen, now, m, status, null);
   }
 
   /** A frame the secondary guest sent. */
   pushSecondary(frame: Buffer, vnetLen: number, now: number): void {
     const m = this.#meta;
     const status = !this.#failover && frame.length > vnetLen ? parseFrame(frame, vnetLen, m) : OK;
-    this.#secondary(frame, vnetLen, now, m, status);
+    this.#secondary(frame, vnetLen, now, m, status, null);
   }
 
   /**
@@ -167,11 +169,17 @@ export class CompareEngine {
     try {
       const metas = this.#batchMetas;
       const status = this.#batchStatus;
+      const hashes = this.#batchHashes;
+      const t = this.#table;
       for (let at = 0; at < count; at += BATCH) {
         const n = Math.min(BATCH, count - at);
         this.#warmBatch(frames, vnetLens, at, n);
         for (let k = 0; k < n; k++) {
-          this.#primary(frames[at + k]!, vnetLens[at + k]!, now, metas[k]!, status[k] as ParseStatus);
+          const m = metas[k]!;
+          // Looked up here, just before the frame is processed (earlier frames of the batch may
+          // have added or removed connections), with the hash of the first pass.
+          const found = status[k] === OK ? t.findHashed(m.keyUnits, m.keyLen, hashes[k]!) : undefined;
+          this.#primary(frames[at + k]!, vnetLens[at + k]!, now, m, status[k] as ParseStatus, found);
         }
       }
     } finally {
@@ -194,11 +202,17 @@ export class CompareEngine {
     try {
       const metas = this.#batchMetas;
       const status = this.#batchStatus;
+      const hashes = this.#batchHashes;
+      const t = this.#table;
       for (let at = 0; at < count; at += BATCH) {
         const n = Math.min(BATCH, count - at);
         this.#warmBatch(frames, vnetLens, at, n);
         for (let k = 0; k < n; k++) {
-          this.#secondary(frames[at + k]!, vnetLens[at + k]!, now, metas[k]!, status[k] as ParseStatus);
+          const m = metas[k]!;
+          // Looked up here, just before the frame is processed (earlier frames of the batch may
+          // have added or removed connections), with the hash of the first pass.
+          const found = status[k] === OK ? t.findHashed(m.keyUnits, m.keyLen, hashes[k]!) : undefined;
+          this.#secondary(frames[at + k]!, vnetLens[at + k]!, now, m, status[k] as ParseStatus, found);
         }
       }
     } finally {
@@ -232,10 +246,10 @@ export class CompareEngine {
       const frame = frames[at + k]!;
       const vnetLen = vnetLens[at + k]!;
       const m = metas[k]!;
-      let st = OK;
-      if (frame.length > vnetLen) st = parseFrame(frame, vnetLen, m);
+      // An empty frame is not parsed (#primary / #secondary drop it before looking at `status`).
+      const st = frame.length > vnetLen ? parseFrame(frame, vnetLen, m) : NOT_PARSED;
       status[k] = st;
-      if (frame.length > vnetLen && st === OK) {
+      if (st === OK) {
         hashes[k] = t.hashOf(m.keyUnits, m.keyLen);
         lens[k] = m.keyLen;
       } else {
@@ -254,8 +268,18 @@ export class CompareEngine {
     this.#warmed ^= acc;
   }
 
-  /** pushPrimary after parsing: `m` holds the parse when `status` is OK. */
-  #primary(frame: Buffer, vnetLen: number, now: number, m: FrameMeta, status: ParseStatus): void {
+  /**
+   * pushPrimary after parsing: `m` holds the parse when `status` is OK; `found` is the lookup of
+   * its key if already done (a batch), null if not.
+   */
+  #primary(
+    frame: Buffer,
+    vnetLen: number,
+    now: number,
+    m: FrameMeta,
+    status: ParseStatus,
+    found: CompareConn | undefined | null,
+  ): void {
     const st = this.#stats;
     st.primaryFrames++;
     st.primaryBytes += frame.length;
@@ -279,7 +303,7 @@ export class CompareEngine {
       this.#releaseNow(frame, vnetLen, "compat");
       return;
     }
-    const c = this.#lookup(m, frame, now, "primary");
+    const c = this.#lookup(m, found, frame, now, "primary");
     if (this.#observe !== undefined) this.#observe("primary", c.key, frame, vnetLen);
     if (c.passthrough) {
       this.#releaseNow(frame, vnetLen, "passthrough");
@@ -292,7 +316,14 @@ export class CompareEngine {
   }
 
   /** pushSecondary after parsing (see #primary). */
-  #secondary(frame: Buffer, vnetLen: number, now: number, m: FrameMeta, status: ParseStatus): void {
+  #secondary(
+    frame: Buffer,
+    vnetLen: number,
+    now: number,
+    m: FrameMeta,
+    status: ParseStatus,
+    found: CompareConn | undefined | null,
+  ): void {
     const st = this.#stats;
     st.secondaryFrames++;
     st.secondaryBytes += frame.length;
@@ -314,7 +345,7 @@ export class CompareEngine {
       this.#discardNow(frame, vnetLen, "compat");
       return;
     }
-    const c = this.#lookup(m, frame, now, "secondary");
+    const c = this.#lookup(m, found, frame, now, "secondary");
     if (this.#observe !== undefined) this.#observe("secondary", c.key, frame, vnetLen);
     if (c.passthrough) {
       this.#discardNow(frame, vnetLen, "passthrough");
@@ -548,10 +579,17 @@ export class CompareEngine {
   // ------------------------------------------------------------------------------------------
   // Connection table
 
-  #lookup(m: FrameMeta, frame: Buffer, now: number, side: Side): CompareConn {
+  /** The frame's connection (`found`: its lookup if done already, else null), created if new. */
+  #lookup(
+    m: FrameMeta,
+    found: CompareConn | undefined | null,
+    frame: Buffer,
+    now: number,
+    side: Side,
+  ): CompareConn {
     // Fragments have their own (protocol-only) key, so they are compared as datagrams.
-    const found = this.#table.find(m.keyUnits, m.keyLen);
-    if (found !== undefined) return found;
+    const c0 = found === null ? this.#table.find(m.keyUnits, m.keyLen) : found;
+    if (c0 !== undefined) return c0;
     const key = flowKeyText(m);
     const t = this.#table;
     let overLimit = false;

@@ -217,7 +217,11 @@ export class ConnTable<C extends Tracked> {
    * keyLen). The per-packet lookup: no allocation.
    */
   find(units: Uint16Array, len: number): C | undefined {
-    const h = this.#hash(units, len);
+    return this.findHashed(units, len, this.#hash(units, len) | 0);
+  }
+
+  /** find() with the key's hash already computed by hashOf (e.g. in a batch's first pass). */
+  findHashed(units: Uint16Array, len: number, h: number): C | undefined {
     const slab = this.#slab;
     const mask = this.#mask;
     const tag = len + 1;
@@ -237,7 +241,7 @@ export class ConnTable<C extends Tracked> {
   }
 
   /**
-   * This table's hash of a key (for warm), as an int32: a uint32 >= 2^31 passed between
+   * This table's hash of a key (for findHashed and warm), as an int32: a uint32 >= 2^31 passed between
    * functions can be a heap number, i.e. an allocation.
    */
   hashOf(units: Uint16Array, len: number): number {
@@ -248,7 +252,7 @@ export class ConnTable<C extends Tracked> {
    * Memory-level parallelism for a batch of lookups: loads the home slot's slab row and the
    * connection array entry of each of `count` hashes (hashes[k], of a key of lens[k] units), and
    * stores the home slot's connection (or undefined) in out[k], a hint only (a collision may put
-   * the key in a later slot; find is the lookup). The loads of different keys do not
+   * the key in a later slot; findHashed is the lookup). The loads of different keys do not
    * depend on each other, so in this tight loop the CPU overlaps their cache misses instead of
    * taking them one after another as interleaved lookups would. Returns a value computed from the
    * loaded units so the loads cannot be optimised away.
