@@ -86,6 +86,15 @@ function activityTime(now: number): number {
   return Math.floor(now);
 }
 
+/** Tuning that is not part of the COLO configuration. */
+export interface CompareEngineOptions {
+  /**
+   * Connections from which a batch call takes the two-pass path (default WARM_MIN_CONNECTIONS);
+   * below, it pushes frame by frame. Tests set 0 to exercise the two-pass path on small tables.
+   */
+  batchMinConnections?: number;
+}
+
 export class CompareEngine {
   readonly #cfg: CompareConfig;
   readonly #sink: CompareSink;
@@ -114,6 +123,7 @@ export class CompareEngine {
     undefined,
   );
   #inBatch = false;
+  readonly #batchMin: number;
   /** What the warming loads read (kept so that they are not optimised away). */
   #warmed = 0;
 
@@ -127,9 +137,10 @@ export class CompareEngine {
     return m;
   }
 
-  constructor(config: Partial<CompareConfig>, sink: CompareSink) {
+  constructor(config: Partial<CompareConfig>, sink: CompareSink, options: CompareEngineOptions = {}) {
     this.#cfg = resolveConfig(config);
     this.#sink = sink;
+    this.#batchMin = options.batchMinConnections ?? WARM_MIN_CONNECTIONS;
     this.#observe = sink.observe?.bind(sink);
   }
 
@@ -226,7 +237,7 @@ export class CompareEngine {
    * to stay in cache (the first pass would only add work).
    */
   #batchPays(): boolean {
-    return !this.#inBatch && !this.#failover && this.#table.size >= WARM_MIN_CONNECTIONS;
+    return !this.#inBatch && !this.#failover && this.#table.size >= this.#batchMin;
   }
 
   /**

@@ -74,10 +74,18 @@ for (const [name, hash] of HASHES) {
               model.set(o.key, c);
               break;
             }
-            case "get":
+            case "get": {
               assert.equal(t.get(o.key), model.get(o.key));
-              assert.equal(t.find(units(o.key), o.key.length), model.get(o.key));
+              const u = units(o.key);
+              assert.equal(t.find(u, o.key.length), model.get(o.key));
+              assert.equal(
+                t.hashOf(u, o.key.length),
+                hash(u, o.key.length) | 0,
+                "hashOf: the table's hash, int32",
+              );
+              assert.equal(t.findHashed(u, o.key.length, t.hashOf(u, o.key.length)), model.get(o.key));
               break;
+            }
             case "delete": {
               const c = model.get(o.key);
               if (c !== undefined) {
@@ -115,6 +123,48 @@ for (const [name, hash] of HASHES) {
         }
       }),
       { numRuns: 300 },
+    );
+  });
+}
+
+for (const [name, hash] of HASHES) {
+  test(`warm: each key's home-slot connection, a hint that findHashed confirms (hash: ${name})`, () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(key, { maxLength: 60 }),
+        fc.array(key, { maxLength: 40 }),
+        (stored, probes) => {
+          const t = new ConnTable<Conn>({ initialCapacity: 8, hash });
+          const model = new Map<string, Conn>();
+          for (const k of stored) {
+            const c = new Conn(k, t.nextSerial(), tuple, 0);
+            t.add(c, 0);
+            model.set(k, c);
+          }
+          const keys = [...probes, ...stored];
+          const hashes = new Int32Array(keys.length);
+          const lens = new Uint8Array(keys.length);
+          keys.forEach((k, i) => {
+            hashes[i] = t.hashOf(units(k), k.length);
+            lens[i] = k.length;
+          });
+          const out: (Conn | undefined)[] = new Array(keys.length).fill(null);
+          t.warm(hashes, lens, keys.length, out);
+          keys.forEach((k, i) => {
+            const hint = out[i];
+            const home = hashes[i]! & (t.capacity - 1);
+            const c = model.get(k);
+            assert.ok(
+              hint === undefined || model.get(hint.key) === hint,
+              "a hint is undefined or in the table",
+            );
+            if (hint !== undefined) assert.equal(hint.slot, home, "the hint is the home slot's connection");
+            if (c !== undefined && c.slot === home) assert.equal(hint, c);
+            assert.equal(t.findHashed(units(k), k.length, hashes[i]!), c);
+          });
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 }
