@@ -4,7 +4,9 @@
  * the same frames: a parse-only loop (the floor: every frame must be parsed), parse + one Map.get
  * of the key string per frame in a Map of as many connections (the lookup the engine used before
  * its hash table), and parse + one ConnTable.find of the key units (the engine's lookup now).
- * Per-packet cost should stay flat from 1 to 100k connections.
+ * Per-packet cost should stay flat from 1 to 100k connections. Two more engine rows take the frames
+ * as socket reads bring them, in chunks of 32 primaries then their 32 twins: pushed frame by frame,
+ * and with the batch calls (pushPrimaryBatch / pushSecondaryBatch).
  *
  * Frames are two preallocated buffers (one per side) whose ports/addresses and sequence number are
  * patched before each push, so 100k connections cost no frame memory; the engine has released or
@@ -227,6 +229,9 @@ function parseTask({ payload, conns }: Scenario, mode: Baseline): () => void {
   };
 }
 
+/** Frames per socket read in the chunked rows of run(). */
+const CHUNK = 32;
+
 export async function run(): Promise<void> {
   const scenarios: Scenario[] = [];
   for (const payload of [64, 1448])
@@ -237,6 +242,9 @@ export async function run(): Promise<void> {
     bench.add(`lookup ${sc.payload}B ${sc.conns}`, parseTask(sc, "map"));
     bench.add(`table ${sc.payload}B ${sc.conns}`, parseTask(sc, "table"));
     bench.add(`engine ${sc.payload}B ${sc.conns}`, engineTask(sc));
+    // Chunked arrival (CHUNK primaries, then their twins), frame by frame and as batch calls.
+    bench.add(`chunked ${sc.payload}B ${sc.conns}`, engineTask({ ...sc, chunk: CHUNK }));
+    bench.add(`batched ${sc.payload}B ${sc.conns}`, engineTask({ ...sc, chunk: CHUNK, batched: true }));
   }
   await bench.run();
   const framesPerSec = (name: string): number => {
@@ -246,10 +254,13 @@ export async function run(): Promise<void> {
     return (2 * PAIRS_PER_CALL * 1000) / r.period;
   };
   const rows = scenarios.map((sc) => {
-    const parse = framesPerSec(`parse ${sc.payload}B ${sc.conns}`);
-    const lookup = framesPerSec(`lookup ${sc.payload}B ${sc.conns}`);
-    const table = framesPerSec(`table ${sc.payload}B ${sc.conns}`);
-    const engine = framesPerSec(`engine ${sc.payload}B ${sc.conns}`);
+    const at = `${sc.payload}B ${sc.conns}`;
+    const parse = framesPerSec(`parse ${at}`);
+    const lookup = framesPerSec(`lookup ${at}`);
+    const table = framesPerSec(`table ${at}`);
+    const engine = framesPerSec(`engine ${at}`);
+    const chunked = framesPerSec(`chunked ${at}`);
+    const batched = framesPerSec(`batched ${at}`);
     return {
       payload: `${sc.payload} B`,
       connections: sc.conns,
@@ -258,16 +269,21 @@ export async function run(): Promise<void> {
       "parse+table.find frames/s": Math.round(table),
       "engine frames/s": Math.round(engine),
       "engine ns/frame": Math.round(1e9 / engine),
-      "engine/parse": (engine / parse).toFixed(2),
-      "engine/(parse+find)": (engine / table).toFixed(2),
+      [`chunks of ${CHUNK}, one by one, ns/frame`]: Math.round(1e9 / chunked),
+      [`chunks of ${CHUNK}, batch calls, ns/frame`]: Math.round(1e9 / batched),
+      "batch/one by one": (chunked / batched).toFixed(2),
     };
   });
   console.table(rows);
   for (const payload of [64, 1448]) {
     const one = rows.find((r) => r.connections === 1 && r.payload === `${payload} B`)!;
     const many = rows.find((r) => r.connections === 100_000 && r.payload === `${payload} B`)!;
+    const ratio = (col: string) =>
+      ((many as Record<string, unknown>)[col] as number) / ((one as Record<string, unknown>)[col] as number);
     console.log(
-      `${payload} B: per-frame cost at 100k connections / at 1 connection = ${(many["engine ns/frame"] / one["engine ns/frame"]).toFixed(2)}`,
+      `${payload} B: per-frame cost at 100k connections / at 1 connection = ${ratio("engine ns/frame").toFixed(2)} ` +
+        `(pairs); chunks of ${CHUNK}: ${ratio(`chunks of ${CHUNK}, one by one, ns/frame`).toFixed(2)} one by one, ` +
+        `${ratio(`chunks of ${CHUNK}, batch calls, ns/frame`).toFixed(2)} with batch calls`,
     );
   }
 }
