@@ -198,7 +198,11 @@ export class CompareEngine {
     }
   }
 
-  /** Frames the secondary guest sent that arrived together: like pushPrimaryBatch. */
+  /**
+   * Frames the secondary guest sent that arrived together: like pushPrimaryBatch. (A copy of it
+   * rather than one method taking the side: that one was no faster, 254 vs 244 ns per frame at 100k
+   * connections.)
+   */
   pushSecondaryBatch(
     frames: readonly Buffer[],
     vnetLens: ArrayLike<number>,
