@@ -18,6 +18,8 @@
  * --chunk=K: frames come in chunks of K primaries then their K secondary twins (as socket reads
  * bring them, Scenario.chunk), and a third build "batch" (this tree) pushes each chunk with
  * pushPrimaryBatch / pushSecondaryBatch while "old" and "new" push the same frames one by one.
+ * --lag=L (with --chunk): one more row, 64 B at 100k connections with each secondary chunk pushed
+ * L chunks after its primaries (Scenario.lag: the secondaries meet cold connections).
  * --quick: 64 B rows only.
  */
 import { execFileSync, execSync, spawnSync } from "node:child_process";
@@ -33,7 +35,7 @@ const newSrc = fileURLToPath(new URL("../src", import.meta.url));
 const argv = process.argv.slice(2);
 if (argv[0] === "--child") {
   // One task in a process of its own (--isolated): warm up, then print ns/frame of `slices` slices.
-  const [, srcDir = newSrc, payload, conns, randomIsn, calls, slices, frac, chunk, batched] = argv;
+  const [, srcDir = newSrc, payload, conns, randomIsn, calls, slices, frac, chunk, batched, lag] = argv;
   const step = engineTask(
     {
       payload: Number(payload),
@@ -42,6 +44,7 @@ if (argv[0] === "--child") {
       fractionalClock: frac === "1",
       chunk: Number(chunk),
       batched: batched === "1",
+      lag: Number(lag ?? "0"),
     },
     await importEngine(srcDir),
   );
@@ -60,6 +63,7 @@ if (argv[0] === "--child") {
 const isolated = argv.includes("--isolated");
 const quick = argv.includes("--quick");
 const chunk = Number(argv.find((a) => a.startsWith("--chunk="))?.slice(8) ?? "1");
+const lag = Number(argv.find((a) => a.startsWith("--lag="))?.slice(6) ?? "0");
 const [ref = "main", roundsArg = "15", sliceArg = "100000"] = argv.filter((a) => !a.startsWith("--"));
 const rounds = Number(roundsArg);
 const callsPerSlice = Math.max(1, Math.round(Number(sliceArg) / PAIRS_PER_CALL));
@@ -87,6 +91,8 @@ for (const payload of quick ? [64] : [64, 1448])
 scenarios.push({ payload: 64, conns: 100_000, randomIsn: true, chunk });
 // Like the daemon: random ISNs and a fractional clock (performance.now()).
 scenarios.push({ payload: 64, conns: 100_000, randomIsn: true, fractionalClock: true, chunk });
+// Secondaries `lag` chunks behind their primaries: they meet cold connections.
+if (chunk > 1 && lag > 0) scenarios.push({ payload: 64, conns: 100_000, chunk, lag });
 for (const base of scenarios) {
   for (const build of builds) {
     const sc = { ...base, batched: build === "batch" };
@@ -120,6 +126,7 @@ function runIsolated(t: Task): number {
       t.sc.fractionalClock ? "1" : "0",
       String(t.sc.chunk ?? 1),
       t.sc.batched ? "1" : "0",
+      String(t.sc.lag ?? 0),
     ],
     { encoding: "utf8" },
   );
@@ -143,14 +150,15 @@ for (let r = isolated ? 0 : -1; r < rounds; r++) {
   }
 }
 
-const find = (build: Build, payload: number, conns: number, randomIsn = false, frac = false) =>
+const find = (build: Build, payload: number, conns: number, randomIsn = false, frac = false, lagged = 0) =>
   tasks.find(
     (t) =>
       t.build === build &&
       t.sc.payload === payload &&
       t.sc.conns === conns &&
       (t.sc.randomIsn ?? false) === randomIsn &&
-      (t.sc.fractionalClock ?? false) === frac,
+      (t.sc.fractionalClock ?? false) === frac &&
+      (t.sc.lag ?? 0) === lagged,
   )!;
 const ratios = (a: Task, b: Task) => median(a.ns.map((x, i) => x / b.ns[i]!));
 
@@ -159,24 +167,19 @@ console.log(
     `${rounds} rounds of ${framesPerSlice} frames; chunk ${chunk}${isolated ? "; isolated" : ""}`,
 );
 const rows = [];
-for (const { payload, conns, randomIsn = false, fractionalClock = false } of scenarios) {
+for (const { payload, conns, randomIsn = false, fractionalClock = false, lag: l = 0 } of scenarios) {
   const row: Record<string, string | number> = {
     payload: `${payload} B`,
     connections: conns,
     isn: randomIsn ? "random" : "0",
     clock: fractionalClock ? "fractional" : "0",
   };
-  const o = find("old", payload, conns, randomIsn, fractionalClock);
-  for (const b of builds)
-    row[`${b} ns/frame`] = Math.round(median(find(b, payload, conns, randomIsn, fractionalClock).ns));
-  for (const b of builds) {
-    if (b !== "old")
-      row[`${b}/old`] = ratios(find(b, payload, conns, randomIsn, fractionalClock), o).toFixed(2);
-  }
-  if (chunk > 1) {
-    const n = find("new", payload, conns, randomIsn, fractionalClock);
-    row["batch/new"] = ratios(find("batch", payload, conns, randomIsn, fractionalClock), n).toFixed(2);
-  }
+  if (lag > 0) row["secondaries behind"] = l > 0 ? `${l * chunk} frames` : "0";
+  const get = (b: Build) => find(b, payload, conns, randomIsn, fractionalClock, l);
+  const o = get("old");
+  for (const b of builds) row[`${b} ns/frame`] = Math.round(median(get(b).ns));
+  for (const b of builds) if (b !== "old") row[`${b}/old`] = ratios(get(b), o).toFixed(2);
+  if (chunk > 1) row["batch/new"] = ratios(get("batch"), get("new")).toFixed(2);
   rows.push(row);
 }
 console.table(rows);
@@ -193,3 +196,11 @@ const real = builds.map((b) => `${b} ${ratios(find(b, 64, 100_000, true, true), 
 console.log(
   `64 B, 100k connections, random ISNs and fractional clock, relative to 1 connection (0 clock) — ${real.join("; ")}`,
 );
+if (chunk > 1 && lag > 0) {
+  const cold = builds.map(
+    (b) => `${b} ${ratios(find(b, 64, 100_000, false, false, lag), find(b, 64, 1)).toFixed(2)}`,
+  );
+  console.log(
+    `64 B, 100k connections, secondaries ${lag * chunk} frames behind, relative to 1 connection — ${cold.join("; ")}`,
+  );
+}

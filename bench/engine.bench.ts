@@ -48,6 +48,13 @@ export interface Scenario {
   chunk?: number;
   /** Push each chunk with pushPrimaryBatch / pushSecondaryBatch instead of frame by frame. */
   batched?: boolean;
+  /**
+   * Chunked only: the secondary chunk pushed after a primary chunk is the twin of the one `lag`
+   * chunks earlier (default 0), so with lag × chunk frames in flight (more than the caches hold)
+   * the secondaries meet cold connections, as a secondary read arriving well after its primaries
+   * would. Every connection then holds at most lag × chunk / conns primaries: use many connections.
+   */
+  lag?: number;
 }
 
 /** A primary/secondary pair of equal TCP segments whose headers differ (TTL, IP id). */
@@ -146,7 +153,15 @@ export function engineTask(sc: Scenario, Engine: EngineClass = CompareEngine): (
  * before its release; every pair matches, so all are released or discarded by the end of a chunk.
  */
 function chunkTask(
-  { payload, conns, randomIsn = false, fractionalClock = false, chunk = 1, batched = false }: Scenario,
+  {
+    payload,
+    conns,
+    randomIsn = false,
+    fractionalClock = false,
+    chunk = 1,
+    batched = false,
+    lag = 0,
+  }: Scenario,
   Engine: EngineClass,
 ): () => void {
   if (chunk < 1 || PAIRS_PER_CALL % chunk !== 0)
@@ -155,12 +170,18 @@ function chunkTask(
   const pushP = engine.pushPrimaryBatch?.bind(engine);
   const pushS = engine.pushSecondaryBatch?.bind(engine);
   if (batched && (pushP === undefined || pushS === undefined)) throw new Error("this build has no batch API");
-  const ps: Buffer[] = [];
-  const ss: Buffer[] = [];
-  for (let j = 0; j < chunk; j++) {
-    const [p, s] = frames(payload);
-    ps.push(p);
-    ss.push(s);
+  // A ring of lag + 1 chunks of frame pairs: a chunk's primaries are patched again only after its
+  // secondaries went in (lag steps later), i.e. after the engine released them.
+  const ring: { ps: Buffer[]; ss: Buffer[] }[] = [];
+  for (let r = 0; r <= lag; r++) {
+    const ps: Buffer[] = [];
+    const ss: Buffer[] = [];
+    for (let j = 0; j < chunk; j++) {
+      const [p, s] = frames(payload);
+      ps.push(p);
+      ss.push(s);
+    }
+    ring.push({ ps, ss });
   }
   const vnetLens = new Int32Array(chunk);
   const seqs = new Int32Array(conns);
@@ -168,24 +189,31 @@ function chunkTask(
   let next = 0;
   let now = fractionalClock ? 1234.5678 : 0;
   const tick = fractionalClock ? 0.000123 : 0;
+  let steps = 0;
   const step = () => {
+    // This slot's secondaries went in a step ago: both of its frames are free to patch.
+    const slot = ring[steps % (lag + 1)]!;
+    const ps = slot.ps;
     for (let j = 0; j < chunk; j++) {
       const i = next;
       next = next + 1 === conns ? 0 : next + 1;
       const seq = seqs[i]!;
-      patch(ps[j]!, ss[j]!, i, seq);
+      patch(ps[j]!, slot.ss[j]!, i, seq);
       seqs[i] = (seq + payload) | 0;
     }
     now += tick;
+    // The twins of the chunk `lag` steps back (none yet in the first `lag` steps).
+    const ss = steps >= lag ? ring[(steps - lag) % (lag + 1)]!.ss : null;
+    steps++;
     if (batched) {
       pushP!(ps, vnetLens, chunk, now);
-      pushS!(ss, vnetLens, chunk, now);
+      if (ss !== null) pushS!(ss, vnetLens, chunk, now);
     } else {
       for (let j = 0; j < chunk; j++) engine.pushPrimary(ps[j]!, 0, now);
-      for (let j = 0; j < chunk; j++) engine.pushSecondary(ss[j]!, 0, now);
+      if (ss !== null) for (let j = 0; j < chunk; j++) engine.pushSecondary(ss[j]!, 0, now);
     }
   };
-  for (let k = 0; k < conns; k += chunk) step(); // create every connection before timing
+  for (let k = 0; k < Math.max(conns, (lag + 1) * chunk); k += chunk) step(); // every connection first
   return () => {
     for (let k = 0; k < PAIRS_PER_CALL; k += chunk) step();
   };
