@@ -7,7 +7,9 @@
  * Two phases:
  *  - throughput, per system on a fresh instance, systems interleaved round by round, best of
  *    BENCH_ROUNDS: both streams written as fast as the sockets take them; released frames/s from
- *    the first write to the last frame out of outdev;
+ *    the first write to the last frame out of outdev, and the CPU time each system (all its
+ *    threads, from /proc) and the driver spent in that window per released frame — on 2 shared
+ *    cores the rate depends on what the system leaves the driver, the CPU cost does not;
  *  - latency, time-sliced (see latencySliced): every system live at once, warmed up until its JIT
  *    is steady, then paced batches of 4 frames every 2 ms sent to one system at a time in slices,
  *    rotating; added latency of each frame = outdev arrival − primary write (its secondary twin
@@ -26,7 +28,7 @@
  * throughput window in CLOCK_MONOTONIC seconds for `perf record -k CLOCK_MONOTONIC` + `perf report --time`).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { appendFileSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import type net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -62,6 +64,11 @@ let PAYLOAD = 1000;
 /** Rounds per system; each keeps its best (the machine is shared and noisy). */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const THROUGHPUT_FRAMES = Number(process.env.BENCH_FRAMES ?? 100_000);
+/**
+ * Throughput modes: 0 = open loop (both inputs written as fast as the sockets take them), n = closed
+ * loop with at most n primary frames in flight (see writeWindowed).
+ */
+const WINDOWS = (process.env.BENCH_WINDOWS ?? "0,512").split(",").map(Number);
 const LATENCY_FRAMES = Number(process.env.BENCH_LATENCY_FRAMES ?? 8000);
 /** Frames sent to one system before the latency phase moves on to the next (see latencySliced). */
 const LATENCY_SLICE = Number(process.env.BENCH_LATENCY_SLICE ?? 1000);
@@ -85,6 +92,8 @@ interface Instance {
   /** Resolves when outdev/inputs are accepted (QEMU loses output otherwise). */
   ready(): Promise<void>;
   stop(): Promise<void>;
+  /** The system's process (its CPU time, all threads, is read around the throughput window). */
+  pid: number | undefined;
 }
 interface System {
   name: string;
@@ -152,6 +161,7 @@ const qemu: System = {
         qmp.close();
         await stopChild(child);
       },
+      pid: child.pid,
     };
   },
 };
@@ -181,6 +191,7 @@ const coloProxy: System = {
       // released frames wait in colo-proxy for an outdev peer; nothing to wait for
       async ready() {},
       stop: () => stopChild(child),
+      pid: child.pid,
     };
   },
 };
@@ -221,7 +232,7 @@ const relay: System = {
       RELAY_JS,
       dir,
     ]);
-    return { sock: sockIn(dir), async ready() {}, stop: () => stopChild(child) };
+    return { sock: sockIn(dir), async ready() {}, stop: () => stopChild(child), pid: child.pid };
   },
 };
 
@@ -353,33 +364,123 @@ function walkOutdev(
   });
 }
 
-/** Counts frames arriving on outdev until `want` (or BENCH_TIMEOUT). */
-async function countFrames(sock: net.Socket, want: number): Promise<{ count: number; lastAt: number }> {
-  let count = 0;
-  const lastAt = await walkOutdev(sock, Number(process.env.BENCH_TIMEOUT ?? 120_000), () => ++count >= want);
-  return { count, lastAt };
+/**
+ * CPU time of every thread of process `pid` so far, in ns (/proc/<pid>/task/<tid>/schedstat: time
+ * on CPU, at scheduler precision; a thread that exits takes its time with it). 0 off Linux.
+ */
+function cpuNs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  let sum = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        sum += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "latin1").split(" ")[0]);
+      } catch {
+        // the thread ended between readdir and read
+      }
+    }
+  } catch {
+    return 0;
+  }
+  return sum;
 }
 
-async function throughput(sys: System, frames: Buffer[]): Promise<{ fps: number; released: number }> {
+interface ThroughputResult {
+  fps: number;
+  released: number;
+  /** CPU the system used in the window (all its threads), µs per released frame. */
+  cpuPerFrame: number;
+  /** The same for the benchmark driver (which shares the 2 cores). */
+  driverCpuPerFrame: number;
+}
+
+/** One buffer of every frame encoded back to back, and where frame i starts (offsets[n] = end). */
+function encodeAll(frames: Buffer[]): { buf: Buffer; offsets: Uint32Array } {
+  const encoded = frames.map((f) => encodeFrame(f));
+  const offsets = new Uint32Array(frames.length + 1);
+  for (let i = 0; i < encoded.length; i++) offsets[i + 1] = offsets[i]! + encoded[i]!.length;
+  return { buf: Buffer.concat(encoded), offsets };
+}
+
+/**
+ * Closed loop: keeps at most `window` primary frames in flight (written, not yet out of outdev),
+ * writing both inputs in batches of WINDOW_BATCH as outdev releases frames — the way a guest's TCP
+ * is paced by its clients' acks, which come after outdev. Resolves when all are written.
+ */
+function writeWindowed(
+  pri: net.Socket,
+  sec: net.Socket,
+  enc: { buf: Buffer; offsets: Uint32Array },
+  window: number,
+  released: () => number,
+): { pump: () => void; done: Promise<void> } {
+  const n = enc.offsets.length - 1;
+  let sent = 0;
+  let resolveDone: () => void;
+  const done = new Promise<void>((r) => {
+    resolveDone = r;
+  });
+  const pump = () => {
+    while (sent < n && sent - released() + WINDOW_BATCH <= window) {
+      const to = Math.min(n, sent + WINDOW_BATCH);
+      const slice = enc.buf.subarray(enc.offsets[sent]!, enc.offsets[to]!);
+      // Secondary first, as in the latency phase: the primary frame then finds its twin waiting.
+      sec.write(slice);
+      pri.write(slice);
+      sent = to;
+    }
+    if (sent === n) resolveDone();
+  };
+  return { pump, done };
+}
+
+/** Frames per write in the closed-loop throughput phase. */
+const WINDOW_BATCH = 32;
+
+async function throughput(sys: System, frames: Buffer[], window: number): Promise<ThroughputResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "colo-bench-"));
   const inst = await sys.start(dir);
   try {
     const { pri, sec, out } = await connectAll(inst);
     await warmUp(pri, sec, out);
-    const encoded = chunks(frames);
-    const counted = countFrames(out.sock, frames.length);
+    // Open loop (window 0): both streams as fast as the sockets take them. Closed loop: see writeWindowed.
+    const encoded = window === 0 ? chunks(frames) : [];
+    const all = window === 0 ? undefined : encodeAll(frames);
+    let count = 0;
+    let pump = () => {};
+    const want = frames.length;
+    const counted = walkOutdev(out.sock, Number(process.env.BENCH_TIMEOUT ?? 120_000), () => {
+      if (++count >= want) return true;
+      if ((count & (WINDOW_BATCH - 1)) === 0) pump();
+      return false;
+    });
+    const cpu0 = cpuNs(inst.pid);
+    const drv0 = process.cpuUsage();
     const t0 = performance.now();
-    await Promise.all([writeAll(sec.sock, encoded), writeAll(pri.sock, encoded)]);
-    const { count, lastAt } = await counted;
+    if (all === undefined) await Promise.all([writeAll(sec.sock, encoded), writeAll(pri.sock, encoded)]);
+    else {
+      const w = writeWindowed(pri.sock, sec.sock, all, window, () => count);
+      pump = w.pump;
+      pump();
+      await w.done;
+    }
+    const lastAt = await counted;
+    const cpu1 = cpuNs(inst.pid);
+    const drv = process.cpuUsage(drv0);
     if (process.env.BENCH_DEBUG) {
       // CLOCK_MONOTONIC seconds of the window, for `perf record -k CLOCK_MONOTONIC` + `perf report --time`.
       const mono = (ms: number) => monoMs(ms) / 1000;
       console.error(
-        `${sys.name}: throughput ${count} frames, window ${mono(t0).toFixed(6)},${mono(lastAt).toFixed(6)}`,
+        `${sys.name}: throughput (window ${window}) ${count} frames, window ${mono(t0).toFixed(6)},${mono(lastAt).toFixed(6)}`,
       );
     }
     for (const p of [pri, sec, out]) p.close();
-    return { fps: (count / (lastAt - t0)) * 1000, released: count };
+    return {
+      fps: (count / (lastAt - t0)) * 1000,
+      released: count,
+      cpuPerFrame: (cpu1 - cpu0) / 1000 / count,
+      driverCpuPerFrame: (drv.user + drv.system) / count,
+    };
   } finally {
     await inst.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -555,45 +656,65 @@ export async function run(): Promise<void> {
     (s) => only === undefined || only.split(",").some((o) => s.name.includes(o)),
   );
   if (skip !== undefined) console.log(`(QEMU baseline skipped: ${skip})`);
+  const base = qemu.name;
+  const col = (v: number | undefined, digits: number, w: number) =>
+    (v === undefined || Number.isNaN(v) ? "–" : v.toFixed(digits)).padStart(w);
+  const modeName = (w: number) => (w === 0 ? "open loop" : `window ${w}`);
   for (const payload of PAYLOADS) {
     PAYLOAD = payload;
     const big = buildTraffic(THROUGHPUT_FRAMES);
     const small = buildTraffic(LATENCY_FRAMES);
     console.log(
       `\n${FLOWS} TCP flows, ${PAYLOAD}-byte payloads (${big[0]!.length}-byte frames), identical on primary and secondary; ` +
-        `throughput ${THROUGHPUT_FRAMES} frames, best of ${ROUNDS}; latency ${LATENCY_FRAMES} frames per system at ` +
-        `${(LATENCY_BATCH / LATENCY_GAP_MS) * 1000}/s, time-sliced across systems in slices of ${LATENCY_SLICE}`,
+        `throughput ${THROUGHPUT_FRAMES} frames (${WINDOWS.map(modeName).join(", ")}), best of ${ROUNDS}; latency ` +
+        `${LATENCY_FRAMES} frames per system at ${(LATENCY_BATCH / LATENCY_GAP_MS) * 1000}/s, time-sliced across ` +
+        `systems in slices of ${LATENCY_SLICE}`,
     );
-    const tput = new Map<string, { fps: number; released: number }>();
+    const tput = new Map<string, ThroughputResult>();
+    const key = (sys: System, w: number) => `${sys.name}/${w}`;
     for (let round = 0; round < ROUNDS; round++) {
-      // Interleave systems round by round so load swings hit them alike.
-      for (const sys of systems) {
-        const tp = await throughput(sys, big);
-        const prev = tput.get(sys.name);
-        tput.set(sys.name, {
-          fps: Math.max(prev?.fps ?? 0, tp.fps),
-          released: Math.min(prev?.released ?? tp.released, tp.released),
-        });
+      // Interleave systems (and modes) round by round so load swings hit them alike.
+      for (const w of WINDOWS) {
+        for (const sys of systems) {
+          const tp = await throughput(sys, big, w);
+          const prev = tput.get(key(sys, w));
+          // Best of the rounds: highest rate, least CPU per frame (each the least disturbed round's).
+          tput.set(key(sys, w), {
+            fps: Math.max(prev?.fps ?? 0, tp.fps),
+            released: Math.min(prev?.released ?? tp.released, tp.released),
+            cpuPerFrame: Math.min(prev?.cpuPerFrame ?? tp.cpuPerFrame, tp.cpuPerFrame),
+            driverCpuPerFrame: Math.min(
+              prev?.driverCpuPerFrame ?? tp.driverCpuPerFrame,
+              tp.driverCpuPerFrame,
+            ),
+          });
+        }
       }
     }
-    const lat = LATENCY ? await latencySliced(systems, small) : new Map<string, LatencyResult>();
-    const base = qemu.name;
-    const col = (v: number | undefined, digits: number, w: number) =>
-      (v === undefined || Number.isNaN(v) ? "–" : v.toFixed(digits)).padStart(w);
     console.log(
-      `${"system".padEnd(22)} ${"released/s".padStart(11)} ${"× QEMU".padStart(7)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"p99.9 ms".padStart(9)} ${"p99 × QEMU".padStart(10)}`,
+      `${"throughput".padEnd(12)} ${"system".padEnd(22)} ${"released/s".padStart(11)} ${"× QEMU".padStart(7)} ${"CPU µs/fr".padStart(9)} ${"× QEMU".padStart(7)} ${"driver µs/fr".padStart(12)}`,
     );
+    for (const w of WINDOWS) {
+      const bt = tput.get(`${base}/${w}`);
+      for (const sys of systems) {
+        const t = tput.get(key(sys, w))!;
+        const note = t.released < THROUGHPUT_FRAMES ? `  (only ${t.released} released)` : "";
+        console.log(
+          `${modeName(w).padEnd(12)} ${sys.name.padEnd(22)} ${t.fps.toFixed(0).padStart(11)} ${col(bt && t.fps / bt.fps, 2, 7)} ${col(t.cpuPerFrame, 2, 9)} ${col(bt && t.cpuPerFrame / bt.cpuPerFrame, 2, 7)} ${col(t.driverCpuPerFrame, 2, 12)}${note}`,
+        );
+      }
+    }
+    if (!LATENCY) continue;
+    const lat = await latencySliced(systems, small);
+    console.log(
+      `${"latency".padEnd(12)} ${"system".padEnd(22)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"p99.9 ms".padStart(9)} ${"p99 × QEMU".padStart(10)}`,
+    );
+    const bl = lat.get(base);
     for (const sys of systems) {
-      const t = tput.get(sys.name)!;
       const l = lat.get(sys.name);
-      const bt = tput.get(base);
-      const bl = lat.get(base);
-      const notes = [
-        t.released < THROUGHPUT_FRAMES ? `only ${t.released} released` : "",
-        l !== undefined && l.released < LATENCY_FRAMES ? `latency: only ${l.released} released` : "",
-      ].filter(Boolean);
+      const note = l !== undefined && l.released < LATENCY_FRAMES ? `  (only ${l.released} released)` : "";
       console.log(
-        `${sys.name.padEnd(22)} ${t.fps.toFixed(0).padStart(11)} ${col(bt && t.fps / bt.fps, 2, 7)} ${col(l?.p50, 3, 8)} ${col(l?.p99, 3, 8)} ${col(l?.p999, 3, 9)} ${col(l && bl && l.p99 / bl.p99, 2, 10)}${notes.length ? `  (${notes.join("; ")})` : ""}`,
+        `${"paced".padEnd(12)} ${sys.name.padEnd(22)} ${col(l?.p50, 3, 8)} ${col(l?.p99, 3, 8)} ${col(l?.p999, 3, 9)} ${col(l && bl && l.p99 / bl.p99, 2, 10)}${note}`,
       );
     }
   }
