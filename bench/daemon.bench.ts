@@ -68,7 +68,7 @@ const THROUGHPUT_FRAMES = Number(process.env.BENCH_FRAMES ?? 100_000);
  * Throughput modes: 0 = open loop (both inputs written as fast as the sockets take them), n = closed
  * loop with at most n primary frames in flight (see writeWindowed).
  */
-const WINDOWS = (process.env.BENCH_WINDOWS ?? "0,512").split(",").map(Number);
+const WINDOWS = (process.env.BENCH_WINDOWS ?? "0,256").split(",").map(Number);
 const LATENCY_FRAMES = Number(process.env.BENCH_LATENCY_FRAMES ?? 8000);
 /** Frames sent to one system before the latency phase moves on to the next (see latencySliced). */
 const LATENCY_SLICE = Number(process.env.BENCH_LATENCY_SLICE ?? 1000);

@@ -7,6 +7,7 @@
  * on the control socket, and bad input on any socket reset without disturbing the others.
  */
 import { performance } from "node:perf_hooks";
+import { FrameBatch } from "../compare/batch.ts";
 import { CompareEngine } from "../compare/engine.ts";
 import type { CheckpointRequest, CompareSink, Side } from "../compare/types.ts";
 import { checkpointEventData, compareSnapshot } from "../control/compare-adapter.ts";
@@ -152,6 +153,8 @@ export class CompareDaemon implements ControlTarget {
     const pri = this.counters.endpoint("primary_in");
     const sec = this.counters.endpoint("secondary_in");
     this.#secCounters = sec;
+    const priBatch = new FrameBatch();
+    const secBatch = new FrameBatch();
     this.primary = new ChardevEndpoint({
       spec: config.primaryIn,
       vnetHdr,
@@ -159,8 +162,11 @@ export class CompareDaemon implements ControlTarget {
       onFrame: (frame, vnetLen) => {
         pri.framesIn++;
         pri.bytesIn += frame.length;
-        this.engine.pushPrimary(frame, vnetLen, this.#chunkAt);
+        priBatch.add(frame, vnetLen);
       },
+      // The frames of one read go to the engine in one batch call (it overlaps the cache misses of
+      // their connections: docs/benchmarks.md, compare engine, "Batch calls").
+      onChunkEnd: () => priBatch.flushPrimary(this.engine, this.#chunkAt),
     });
     this.secondary =
       config.secondaryIn === undefined
@@ -169,7 +175,12 @@ export class CompareDaemon implements ControlTarget {
             spec: config.secondaryIn,
             vnetHdr,
             onChunk: this.#readClock,
-            onFrame: (frame, vnetLen) => this.#pushSecondaryAt(frame, vnetLen, this.#chunkAt),
+            onFrame: (frame, vnetLen) => {
+              sec.framesIn++;
+              sec.bytesIn += frame.length;
+              secBatch.add(frame, vnetLen);
+            },
+            onChunkEnd: () => secBatch.flushSecondary(this.engine, this.#chunkAt),
           });
     // outdev: released frames only; anything the peer sends us is ignored. Its congestion must
     // not pause primary_in: outdev's reader is a redirector in the PVM's own QEMU, whose main

@@ -44,6 +44,12 @@ export interface ChardevEndpointOptions {
    * clock once per read rather than once per frame).
    */
   onChunk?: () => void;
+  /**
+   * Called once per chunk read from the peer after its frames were delivered — also when a framing
+   * error cut the chunk short (the frames before the error were delivered) — e.g. to hand the
+   * frames of one read to a batch call.
+   */
+  onChunkEnd?: () => void;
   /** The vnet_hdr_support of this stream (V word present in both directions). Default false. */
   vnetHdr?: boolean;
   /** Largest frame accepted and sent. Default 69632 (QEMU's NET_BUFSIZE). */
@@ -107,6 +113,7 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
   readonly #writer: FrameWriter;
   readonly #onFrame: FrameHandler;
   readonly #onChunk: (() => void) | undefined;
+  readonly #onChunkEnd: (() => void) | undefined;
   readonly #reconnectInitialMs: number;
   readonly #reconnectMaxMs: number;
 
@@ -135,6 +142,7 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
     this.newPeer = options.newPeer ?? "replace";
     this.#onFrame = options.onFrame;
     this.#onChunk = options.onChunk;
+    this.#onChunkEnd = options.onChunkEnd;
     this.#decoder = new FrameDecoder({ vnetHdr: this.vnetHdr, maxFrameLength: options.maxFrameLength });
     this.#writer = new FrameWriter({
       vnetHdr: this.vnetHdr,
@@ -445,28 +453,39 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
     if (this.#sock !== sock) return;
     this.#counters.bytesIn += chunk.length;
     markReceived(chunk);
+    let failure: unknown;
     try {
       this.#onChunk?.();
       this.#decoder.push(chunk, this.#deliver);
     } catch (e) {
-      if (e instanceof FramingError) {
-        this.#count(e.code);
-        this.emit("framing-error", e);
-      } else {
-        // The frame handler threw: a bug upstream; keep the endpoint alive and restart the stream.
-        const err = new ColoError(
-          "COLO_ERR_INTERNAL",
-          `chardev ${this.id}: frame handler threw: ${e instanceof Error ? e.message : String(e)}`,
-          { id: this.id },
-          { cause: e },
-        );
-        this.#count(err.code);
-        this.emit("io-error", err);
-      }
-      this.#release(sock, "framing-error");
-      sock.destroy();
-      this.#afterLoss();
+      failure = e;
     }
+    if (this.#onChunkEnd !== undefined) {
+      // Even after a framing error: the frames decoded before it were delivered and must not wait.
+      try {
+        this.#onChunkEnd();
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure === undefined) return;
+    if (failure instanceof FramingError) {
+      this.#count(failure.code);
+      this.emit("framing-error", failure);
+    } else {
+      // The frame handler threw: a bug upstream; keep the endpoint alive and restart the stream.
+      const err = new ColoError(
+        "COLO_ERR_INTERNAL",
+        `chardev ${this.id}: frame handler threw: ${failure instanceof Error ? failure.message : String(failure)}`,
+        { id: this.id },
+        { cause: failure },
+      );
+      this.#count(err.code);
+      this.emit("io-error", err);
+    }
+    this.#release(sock, "framing-error");
+    sock.destroy();
+    this.#afterLoss();
   }
 
   #ioError(e: NodeJS.ErrnoException, where: string): void {

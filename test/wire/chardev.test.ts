@@ -86,6 +86,57 @@ for (const transport of ["unix", "tcp"] as const) {
       assert.deepEqual(c.errors, {});
     });
 
+    test("onChunkEnd follows each read's frames, also when garbage cut the read short", async (t) => {
+      // The compare daemon hands the frames of one read to the engine from onChunkEnd: every frame
+      // delivered must be followed by an onChunkEnd before the next read's frames, the frames
+      // before a framing error included, and a throwing onChunkEnd resets the peer like a
+      // throwing onFrame.
+      const log: string[] = [];
+      let throwAtEnd = false;
+      const { ep, got, framingErrors, ioErrors } = await endpoint(t, specFor(t), {
+        onChunk: () => log.push("chunk"),
+        onFrame: (data, vnetLen) => {
+          log.push(`frame ${data.readUInt32BE(0)}`);
+          got.push({ data: Buffer.from(data), vnetLen });
+        },
+        onChunkEnd: () => {
+          log.push("end");
+          if (throwAtEnd) throw new Error("batch flush failed");
+        },
+      });
+      let peer = await FramedPeer.connect(ep.address, {}, t);
+      await ep.waitConnected(WAIT);
+      for (let i = 0; i < 50; i++) {
+        peer.send(frame(i));
+        if (i % 10 === 9) await sleep(1);
+      }
+      await until("frames in", () => got.length === 50 && log.at(-1) === "end");
+      // Every frame sits between a "chunk" and its "end"; no "end" without its "chunk".
+      let open = false;
+      for (const e of log) {
+        if (e === "chunk") {
+          assert.ok(!open, "a chunk began before the previous one ended");
+          open = true;
+        } else if (e === "end") {
+          assert.ok(open, "an end without its chunk");
+          open = false;
+        } else assert.ok(open, `${e} outside a chunk`);
+      }
+      log.length = 0;
+      peer.sendRaw(Buffer.concat([enc(frame(100)), enc(frame(101)), hdr(0), enc(frame(102))]));
+      await until("reset", () => peer.closed && framingErrors.length === 1);
+      assert.deepEqual(log.slice(-3), ["frame 100", "frame 101", "end"]);
+      assert.equal(framingErrors[0]!.code, "COLO_ERR_FRAME_EMPTY");
+      throwAtEnd = true;
+      peer = await FramedPeer.connect(ep.address, {}, t);
+      await until("second peer", () => ep.connected && ep.counters.connects === 2);
+      peer.send(frame(200));
+      await until("reset after the throw", () => peer.closed && ioErrors.length === 1);
+      assert.equal(ioErrors[0]!.code, "COLO_ERR_INTERNAL");
+      assert.match(ioErrors[0]!.message, /batch flush failed/);
+      assert.deepEqual(ids(got).slice(-3), [100, 101, 200]);
+    });
+
     test("garbage: each bad length resets the peer, is counted, and the next peer works", async (t) => {
       const { ep, got, framingErrors } = await endpoint(t, specFor(t));
       const cases: Array<[Buffer, string]> = [
