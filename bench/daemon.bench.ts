@@ -66,9 +66,9 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const THROUGHPUT_FRAMES = Number(process.env.BENCH_FRAMES ?? 100_000);
 /**
  * Throughput modes: 0 = open loop (both inputs written as fast as the sockets take them), n = closed
- * loop with at most n primary frames in flight (see writeWindowed).
+ * loop with at most n primary frames in flight (see writeWindowed). Empty: no throughput phase.
  */
-const WINDOWS = (process.env.BENCH_WINDOWS ?? "0,256").split(",").map(Number);
+const WINDOWS = (process.env.BENCH_WINDOWS ?? "0,256").split(",").filter(Boolean).map(Number);
 const LATENCY_FRAMES = Number(process.env.BENCH_LATENCY_FRAMES ?? 8000);
 /** Frames sent to one system before the latency phase moves on to the next (see latencySliced). */
 const LATENCY_SLICE = Number(process.env.BENCH_LATENCY_SLICE ?? 1000);
@@ -691,9 +691,10 @@ export async function run(): Promise<void> {
         }
       }
     }
-    console.log(
-      `${"throughput".padEnd(12)} ${"system".padEnd(22)} ${"released/s".padStart(11)} ${"× QEMU".padStart(7)} ${"CPU µs/fr".padStart(9)} ${"× QEMU".padStart(7)} ${"driver µs/fr".padStart(12)}`,
-    );
+    if (WINDOWS.length > 0)
+      console.log(
+        `${"throughput".padEnd(12)} ${"system".padEnd(22)} ${"released/s".padStart(11)} ${"× QEMU".padStart(7)} ${"CPU µs/fr".padStart(9)} ${"× QEMU".padStart(7)} ${"driver µs/fr".padStart(12)}`,
+      );
     for (const w of WINDOWS) {
       const bt = tput.get(`${base}/${w}`);
       for (const sys of systems) {
