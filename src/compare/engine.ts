@@ -626,21 +626,24 @@ export class CompareEngine {
     const at = activityTime(now);
     const c = new CompareConn(key, t.nextSerial(), flow, at, protocolName(m), formatFlow(flow));
     c.passthrough = this.#rules.size > 0 && this.#rules.matches(flow);
-    t.add(c, at);
-    this.#stats.connectionsCreated++;
-    this.#stats.connections = t.size;
     if (overLimit) {
       // Nothing evictable: every connection holds packets. Admit it anyway (never lose a packet),
-      // ask for the checkpoint that empties the queues, and stop that input until then.
+      // ask for the checkpoint that empties the queues, and stop that input until then. Paused
+      // first and requested before `c` joins the table: a sink that completes the checkpoint
+      // inside the request (checkpointDone re-entered) then unpauses for good, and its trimming of
+      // the table cannot evict `c`, which holds nothing yet and is about to get this frame.
       this.#stats.connectionsOverLimit++;
-      const size = t.size;
+      const size = t.size + 1;
+      this.#pause(side);
       this.#trigger(now, "table-full", c, () => ({
         depth: size,
         side,
         message: `connection table full (${size} connections, none evictable) at new flow ${c.flowText}`,
       }));
-      this.#pause(side);
     }
+    t.add(c, at);
+    this.#stats.connectionsCreated++;
+    this.#stats.connections = t.size;
     return c;
   }
 
@@ -816,6 +819,9 @@ export class CompareEngine {
     if (count < max) return;
     const name: Side = side === PRIMARY ? "primary" : "secondary";
     if (side === PRIMARY && count > max) this.#stats.overQueueLimit++;
+    // Paused before the request: a sink that completes the checkpoint inside it (checkpointDone
+    // re-entered) has then emptied the queue and lifted the pause, which must stay lifted.
+    this.#pause(name);
     if (!c.queueFullRaised) {
       c.queueFullRaised = true;
       const depth = count;
@@ -825,7 +831,6 @@ export class CompareEngine {
         message: `${name} queue of ${c.flowText} reached max_queue_size ${max}`,
       }));
     }
-    this.#pause(name);
   }
 
   #miscompare(

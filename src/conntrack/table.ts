@@ -320,7 +320,9 @@ export class ConnTable<C extends Tracked> {
   touch(conn: C, now: number): void {
     conn.lastActive = now;
     const want = conn.closed ? ListId.Closed : ListId.Idle;
-    if (conn.list === want) return;
+    // Not relisted once deleted: a checkpoint completed from inside a push can evict the very
+    // connection that push is working on, and a listed stranger would be "evicted" forever.
+    if (conn.list === want || conn.slot < 0) return;
     this.#unlink(conn);
     this.#listTail(conn, want);
   }

@@ -177,6 +177,38 @@ test("full table of busy connections: table-full checkpoint, nothing lost, trimm
   engine.checkInvariant();
 });
 
+test("a sink that completes the checkpoint inside the request: table full and queue full lose nothing, stay unpaused", () => {
+  // Completing a checkpoint synchronously from checkpointRequest re-enters the engine in the
+  // middle of a push. The table-full request must not let that checkpoint's table trimming evict
+  // the connection being created (its frame would be held outside the table), and neither
+  // request may leave an input paused once its checkpoint is done.
+  for (const limit of ["table", "queue"] as const) {
+    const { engine, sink } = setup(limit === "table" ? { maxConnections: 2 } : { maxQueueSize: 2 });
+    const checkpointRequest = sink.checkpointRequest.bind(sink);
+    sink.checkpointRequest = (r) => {
+      checkpointRequest(r);
+      engine.checkpointDone(1);
+    };
+    const frames =
+      limit === "table"
+        ? [flowUdp(1, "a"), flowUdp(2, "b"), flowUdp(3, "c")]
+        : [flowUdp(1, "a"), flowUdp(1, "b"), flowUdp(1, "c")];
+    for (const f of frames) engine.pushPrimary(f, 0, 0);
+    assert.equal(sink.requests[0]?.reason, limit === "table" ? "table-full" : "queue-full", limit);
+    engine.checkInvariant();
+    const st = engine.stats();
+    // Every frame is released (by the flush) or still held: none lost.
+    assert.equal(sink.released.length + st.heldPrimary, 3, limit);
+    assert.equal(engine.isPaused("primary"), false, `${limit}: left paused after its checkpoint`);
+    const bp = sink.events.filter((e) => e.kind === "backpressure").map((e) => e.paused);
+    assert.deepEqual(bp, [true, false], limit);
+    // The third frame's connection is in the table and compares its twin.
+    engine.pushSecondary(flowUdp(limit === "table" ? 3 : 1, "c", "secondary"), 0, 2);
+    engine.checkInvariant();
+    assert.equal(engine.stats().heldPrimary, 0, limit);
+  }
+});
+
 test("idle connections expire at tick; connections holding packets never do", () => {
   const { engine } = setup({ idleTimeout: 1000, compareTimeout: 1_000_000 });
   engine.pushPrimary(flowUdp(1, "x"), 0, 0);
