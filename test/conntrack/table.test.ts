@@ -85,3 +85,18 @@ test("delete and clear", () => {
   assert.equal(t.size, 0);
   assert.equal(t.evictOne(), undefined);
 });
+
+test("a deleted connection touched afterwards is not relisted (evictOne never returns it)", () => {
+  // A checkpoint completed from inside a push can evict the connection that push is working on;
+  // the push then records activity on it. Relisted, it was "evicted" again and again forever.
+  const { t, conns } = table(["a", "b"]);
+  const [a, b] = [conns[0]!, conns[1]!];
+  a.closed = true; // on the closed list's way: touch would move it there
+  t.delete(a);
+  t.touch(a, 5);
+  assert.equal(t.isListed(a), false);
+  assert.equal(t.listed, 1);
+  assert.equal(t.evictOne(), b);
+  assert.equal(t.evictOne(), undefined);
+  assert.equal(t.size, 0);
+});
