@@ -6,6 +6,10 @@
 import v8 from "node:v8";
 import { ConfigError } from "../errors.ts";
 
+/** What every daemon's --help says about the environment it reads at start-up. */
+export const HEAP_HELP = `Environment: COLO_PROXY_HEAP_GROWTH=PERCENT  V8 old-generation growing factor (0-1000, default
+300: the heap may grow to 4x what the last full GC kept before the next one; 0 = V8's own).`;
+
 /** Default of COLO_PROXY_HEAP_GROWTH: the old generation may grow to 4× what the last full GC kept. */
 export const DEFAULT_HEAP_GROWTH_PERCENT = 300;
 

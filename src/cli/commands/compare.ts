@@ -15,7 +15,7 @@ import {
   resolveCompareConfig,
 } from "../../node/config.ts";
 import { parsePositiveU32 } from "../../node/config-qemu.ts";
-import { parseDaemonArgs, waitForSignal } from "../daemon-command.ts";
+import { HEAP_HELP, parseDaemonArgs, waitForSignal } from "../daemon-command.ts";
 
 export const summary = "colo-compare replacement: compare primary and secondary output, release matches";
 
@@ -85,6 +85,7 @@ Checkpoints without notify_dev (QEMU COLO with colo-proxy outside QEMU):
 Bad input (zero or oversized lengths, garbage) on any socket is logged with its code, counted,
 and only that connection is reset; everything held stays held.
 Exit status: 0 on SIGINT/SIGTERM, 2 on bad configuration (message names a COLO_ERR_CONFIG_* code).
+${HEAP_HELP}
 `;
 
 const VALUE_FLAGS = new Set([

@@ -19,7 +19,7 @@ import {
   setLinkFlag,
 } from "../../node/pair-config.ts";
 import type { PrimaryConfig } from "../../node/primary.ts";
-import { parseDaemonArgs, waitForSignal } from "../daemon-command.ts";
+import { HEAP_HELP, parseDaemonArgs, waitForSignal } from "../daemon-command.ts";
 import { parseCompareArgs } from "./compare.ts";
 
 export const summary = "primary host: mirror client frames to the secondary, compare, release";
@@ -66,6 +66,8 @@ Comparison (as for 'colo-proxy compare'): --primary-in --outdev --notify-dev --c
 --passthrough RULE --capture DIR --capture-frames N (see 'colo-proxy compare --help').
 
 ${CONTROL_ARG_HELP}
+
+${HEAP_HELP}
 `;
 
 const PRIMARY_KEYS = [

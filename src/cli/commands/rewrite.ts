@@ -8,7 +8,7 @@ import { ColoError, ConfigError } from "../../errors.ts";
 import { createLogger, isLogLevel, LOG_LEVELS } from "../../log.ts";
 import { RewriteDaemon } from "../../node/rewrite-daemon.ts";
 import { parseRewriteObject } from "../../node/rewrite-daemon-config.ts";
-import { tuneDaemonHeap, waitForSignal } from "../daemon-command.ts";
+import { HEAP_HELP, tuneDaemonHeap, waitForSignal } from "../daemon-command.ts";
 
 export const summary = "TCP seq/ack rewriter for the secondary (drop-in for QEMU's filter-rewriter)";
 
@@ -40,6 +40,8 @@ Example (secondary, between QEMU redirectors f1/f2 and the guest-side redirector
     --chardev socket,id=rx_in,path=/run/colo/rx_in.sock,server=on,wait=off \\
     --chardev socket,id=rx_out,path=/run/colo/rx_out.sock,server=on,wait=off \\
     --object filter-rewriter,id=rew0,tx_in=tx_in,tx_out=tx_out,rx_in=rx_in,rx_out=rx_out
+
+${HEAP_HELP}
 `;
 
 export async function run(argv: string[]): Promise<number> {

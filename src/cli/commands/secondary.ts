@@ -18,7 +18,7 @@ import {
   setLinkFlag,
 } from "../../node/pair-config.ts";
 import type { SecondaryConfig } from "../../node/secondary.ts";
-import { parseDaemonArgs, waitForSignal } from "../daemon-command.ts";
+import { HEAP_HELP, parseDaemonArgs, waitForSignal } from "../daemon-command.ts";
 
 export const summary =
   "secondary host: feed the SVM, rewrite TCP seq/ack, return its output, take over on failover";
@@ -65,6 +65,8 @@ QEMU's canonical COLO-FT primary instead of a colo-proxy primary (no --addr):
 ${LINK_HELP}
 
 ${CONTROL_ARG_HELP}
+
+${HEAP_HELP}
 `;
 
 const SECONDARY_KEYS = [
