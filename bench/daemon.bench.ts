@@ -311,6 +311,9 @@ async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promis
  * onFrame ends the walk. Resolves with the time the last read was processed (after `timeoutMs` at
  * the latest).
  */
+/** Socket reads of outdev in the last walkOutdev (BENCH_DEBUG reports them per frame). */
+let outdevReads = 0;
+
 function walkOutdev(
   sock: net.Socket,
   timeoutMs: number,
@@ -330,8 +333,10 @@ function walkOutdev(
     };
     const timer = setTimeout(finish, timeoutMs);
     sock.removeAllListeners("data");
+    outdevReads = 0;
     sock.on("data", (d: Buffer) => {
       const at = performance.now();
+      outdevReads++;
       let done = false;
       let off = 0;
       const end = d.length;
@@ -471,7 +476,7 @@ async function throughput(sys: System, frames: Buffer[], window: number): Promis
       // CLOCK_MONOTONIC seconds of the window, for `perf record -k CLOCK_MONOTONIC` + `perf report --time`.
       const mono = (ms: number) => monoMs(ms) / 1000;
       console.error(
-        `${sys.name}: throughput (window ${window}) ${count} frames, window ${mono(t0).toFixed(6)},${mono(lastAt).toFixed(6)}`,
+        `${sys.name}: throughput (window ${window}) ${count} frames, window ${mono(t0).toFixed(6)},${mono(lastAt).toFixed(6)}, ${(count / outdevReads).toFixed(1)} frames per outdev read`,
       );
     }
     for (const p of [pri, sec, out]) p.close();

@@ -107,12 +107,14 @@ export class CompareDaemon implements ControlTarget {
     this.#external = opts.external;
     const sink: CompareSink = {
       release: (frame, vnetLen) => {
-        this.outdev.send(frame, vnetLen);
-        // Write once the current input chunk is processed (a microtask runs right after the
-        // socket callback) instead of a turn later: all frames of a chunk still go in one write.
+        this.outdev.queue(frame, vnetLen);
+        // Written once the current input read is processed (#endRead), all its releases in one
+        // write; releases outside a read (tick, checkpoint, failover, the primary's link) are
+        // written by a microtask, i.e. right after the callback that made them. Nothing is
+        // allocated per read for this (a microtask or an Immediate per read was young garbage).
         if (!this.#flushQueued) {
           this.#flushQueued = true;
-          queueMicrotask(this.#flushOut);
+          if (!this.#inRead) queueMicrotask(this.#flushOut);
         }
       },
       discard: () => undefined,
@@ -166,7 +168,13 @@ export class CompareDaemon implements ControlTarget {
       },
       // The frames of one read go to the engine in one batch call (it overlaps the cache misses of
       // their connections: docs/benchmarks.md, compare engine, "Batch calls").
-      onChunkEnd: () => priBatch.flushPrimary(this.engine, this.#chunkAt),
+      onChunkEnd: () => {
+        try {
+          priBatch.flushPrimary(this.engine, this.#chunkAt);
+        } finally {
+          this.#endRead();
+        }
+      },
     });
     this.secondary =
       config.secondaryIn === undefined
@@ -180,7 +188,13 @@ export class CompareDaemon implements ControlTarget {
               sec.bytesIn += frame.length;
               secBatch.add(frame, vnetLen);
             },
-            onChunkEnd: () => secBatch.flushSecondary(this.engine, this.#chunkAt),
+            onChunkEnd: () => {
+              try {
+                secBatch.flushSecondary(this.engine, this.#chunkAt);
+              } finally {
+                this.#endRead();
+              }
+            },
           });
     // outdev: released frames only; anything the peer sends us is ignored. Its congestion must
     // not pause primary_in: outdev's reader is a redirector in the PVM's own QEMU, whose main
@@ -266,15 +280,24 @@ export class CompareDaemon implements ControlTarget {
    * the daemon's time at 1000-byte frames).
    */
   #chunkAt = 0;
+  /** Between an input read's onChunk and its onChunkEnd: releases are written at #endRead. */
+  #inRead = false;
   readonly #readClock = (): void => {
     this.#chunkAt = this.#now();
+    this.#inRead = true;
   };
 
+  /** Releases queued on outdev and not yet written. */
   #flushQueued = false;
   readonly #flushOut = (): void => {
     this.#flushQueued = false;
     this.outdev.flush();
   };
+
+  #endRead(): void {
+    this.#inRead = false;
+    if (this.#flushQueued) this.#flushOut();
+  }
 
   #ports(): ChardevEndpoint[] {
     return [

@@ -286,6 +286,14 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
     return this.#writer.send(frame, vnetLen);
   }
 
+  /**
+   * Queue a frame without scheduling the end-of-turn write: the caller calls flush() before it
+   * returns to the event loop (see FrameWriter.queue). Otherwise as send().
+   */
+  queue(frame: Uint8Array, vnetLen = 0): boolean {
+    return this.#writer.queue(frame, vnetLen);
+  }
+
   /** Write queued frames now instead of at the end of the turn. */
   flush(): void {
     this.#writer.flush();

@@ -12,6 +12,9 @@ import type { Writable } from "node:stream";
 import { FramingError } from "../errors.ts";
 import { checkEncodable, DEFAULT_MAX_FRAME_LENGTH, headerLength, writeFrameHeader } from "./framing.ts";
 
+/** Frames at least this long are written by reference (FrameWriterOptions.zeroCopyMin). */
+const DEFAULT_ZERO_COPY_MIN = 1024;
+
 /** Received chunks (by their memory) and the range of it they cover: see markReceived(). */
 const received = new WeakMap<ArrayBufferLike, { start: number; end: number }>();
 
@@ -25,6 +28,10 @@ const received = new WeakMap<ArrayBufferLike, { start: number; end: number }>();
  * simply goes the normal way.
  */
 export function markReceived(chunk: Uint8Array): void {
+  // A chunk too short to hold a frame of the default zeroCopyMin is not worth an entry (and its
+  // garbage: the compare daemon's latency at small frames is made of young-generation garbage per
+  // read); a writer with a smaller zeroCopyMin simply copies frames from such chunks.
+  if (chunk.length < DEFAULT_ZERO_COPY_MIN + 4) return;
   // Numbers only: a value that referenced its key's memory would keep the chunk alive longer.
   received.set(chunk.buffer, { start: chunk.byteOffset, end: chunk.byteOffset + chunk.length });
 }
@@ -79,6 +86,11 @@ export class FrameWriter {
   #frames: Uint8Array[] = [];
   /** Scratch for #writeBatch: 1 where a frame goes out in place with its received prefix. */
   #inPlace = new Uint8Array(1024);
+  /**
+   * Scratch for #writeBatch: the memory of each frame that goes out in place (`.buffer` is a C++
+   * call for each use: fetched once per frame); cleared after each batch so it keeps nothing alive.
+   */
+  #memOf: (ArrayBufferLike | null)[] = new Array<ArrayBufferLike | null>(1024).fill(null);
   /** The last buffer #hasPrefix looked up, and its received range (frames come in runs). */
   #lastBuf: ArrayBufferLike | null = null;
   #lastRange: { start: number; end: number } | undefined = undefined;
@@ -109,7 +121,7 @@ export class FrameWriter {
     this.maxQueuedBytes = options.maxQueuedBytes ?? 64 << 20;
     this.maxWriteBytes = Math.max(options.maxWriteBytes ?? 1 << 20, this.maxFrameLength + 8);
     this.#hdrLen = headerLength(this.vnetHdr);
-    this.zeroCopyMin = options.zeroCopyMin ?? 1024;
+    this.zeroCopyMin = options.zeroCopyMin ?? DEFAULT_ZERO_COPY_MIN;
     this.#onCongestion = options.onCongestion;
     this.#onDrop = options.onDrop;
   }
@@ -157,6 +169,18 @@ export class FrameWriter {
    * Throws FramingError for a frame that cannot be encoded (empty, over maxFrameLength, V > N).
    */
   send(frame: Uint8Array, vnetLen = 0): boolean {
+    const ok = this.queue(frame, vnetLen);
+    this.#schedule();
+    return ok;
+  }
+
+  /**
+   * Like send(), but without scheduling the turn-end write: the caller calls flush() itself
+   * before it gives the event loop back (the compare daemon does, once per socket read; a
+   * scheduled write costs an Immediate per read even when the explicit flush then cancels it).
+   * Frames left queued go out with the next flush, drain or send().
+   */
+  queue(frame: Uint8Array, vnetLen = 0): boolean {
     const v = this.vnetHdr ? vnetLen : 0;
     checkEncodable(frame.length, v, this.maxFrameLength);
     const wire = this.#hdrLen + frame.length;
@@ -173,7 +197,6 @@ export class FrameWriter {
     this.#frames.push(frame);
     this.#vnets.push(v);
     this.#queuedBytes += wire;
-    this.#schedule();
     if (!this.#congested && this.#queuedBytes >= this.highWaterMark) this.#updateCongestion();
     return !this.#congested;
   }
@@ -241,6 +264,7 @@ export class FrameWriter {
     // Pass 1: which frames still sit in a received chunk right after their own prefix (those go
     // out by reference, prefix included), and how many bytes the rest needs in the gather buffer.
     const inPlace = this.#inPlace;
+    const memOf = this.#memOf;
     let gather = 0;
     let pieces = 0;
     let runEnd = -1;
@@ -259,6 +283,7 @@ export class FrameWriter {
       const buf = f.buffer;
       if (this.#hasPrefix(f, buf, vnets[i]!)) {
         inPlace[k] = 1;
+        memOf[k] = buf;
         if (buf !== runBuf || f.byteOffset - hdr !== runEnd) pieces++;
         runBuf = buf;
         runEnd = f.byteOffset + f.length;
@@ -287,7 +312,7 @@ export class FrameWriter {
       const f0 = frames[this.#head]!;
       const last = frames[n - 1]!;
       more = sink.write(
-        Buffer.from(f0.buffer, f0.byteOffset - hdr, last.byteOffset + last.length - f0.byteOffset + hdr),
+        Buffer.from(memOf[0]!, f0.byteOffset - hdr, last.byteOffset + last.length - f0.byteOffset + hdr),
       );
     } else {
       // Mixed: runs and large frames by reference between slices of the gather buffer; cork turns
@@ -297,11 +322,12 @@ export class FrameWriter {
       let at = 0;
       let start = 0;
       let run: Uint8Array | null = null;
+      let runMem: ArrayBufferLike | null = null;
       let runStart = 0;
       more = true;
       const endRun = (): void => {
         if (run !== null) {
-          more = sink.write(Buffer.from(run.buffer, runStart, run.byteOffset + run.length - runStart));
+          more = sink.write(Buffer.from(runMem!, runStart, run.byteOffset + run.length - runStart));
           run = null;
         }
       };
@@ -313,9 +339,13 @@ export class FrameWriter {
             more = sink.write(out.subarray(start, at));
             start = at;
           }
-          if (run !== null && (f.buffer !== run.buffer || f.byteOffset - hdr !== run.byteOffset + run.length))
+          const mem = memOf[i - this.#head]!;
+          if (run !== null && (mem !== runMem || f.byteOffset - hdr !== run.byteOffset + run.length))
             endRun();
-          if (run === null) runStart = f.byteOffset - hdr;
+          if (run === null) {
+            runStart = f.byteOffset - hdr;
+            runMem = mem;
+          }
           run = f;
           continue;
         }
@@ -334,6 +364,7 @@ export class FrameWriter {
       if (at > start) more = sink.write(out.subarray(start, at));
       sink.uncork();
     }
+    if (gather !== bytes) memOf.fill(null, 0, n - this.#head);
     this.framesOut += n - this.#head;
     this.bytesOut += bytes;
     this.#queuedBytes -= bytes;

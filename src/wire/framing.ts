@@ -4,7 +4,7 @@
  * with vnet_hdr_support, then N frame bytes (the first V of them are the virtio-net header).
  *
  * The decoder is an explicit state machine with no I/O. Frames that lie inside one chunk are
- * yielded as zero-copy `subarray` views of that chunk; frames that span chunks are assembled in a
+ * yielded as zero-copy views of that chunk (Buffers over its memory); frames that span chunks are assembled in a
  * buffer allocated for that frame alone. Either way a yielded frame is never written to again by
  * the decoder, so consumers (the compare engine) may hold it for as long as they like. Holding a
  * view keeps the whole chunk it came from alive: never feed the decoder from a reused read buffer
@@ -13,6 +13,25 @@
  * Bad lengths are reported as soon as the length word is complete, never after waiting for data.
  */
 import { type ErrorCode, FramingError } from "../errors.ts";
+
+type ViewCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => Buffer;
+
+/**
+ * Node's own Buffer class (the one `subarray` and `Buffer.from` construct), reached through
+ * `Buffer[Symbol.species]`. Constructing a frame's view with it directly is ~2.5x cheaper than
+ * `chunk.subarray()` (13 vs 38 ns on the bench machine: subarray looks up the species constructor
+ * and the chunk's ArrayBuffer through a C++ call for every frame). Falls back to Buffer.from
+ * (same result) should a Node version not expose it.
+ */
+const NodeBuffer: ViewCtor = (() => {
+  const species = (Buffer as unknown as { [Symbol.species]?: unknown })[Symbol.species];
+  if (typeof species === "function" && species !== Buffer && species.prototype === Buffer.prototype) {
+    return species as ViewCtor;
+  }
+  return function ViewBuffer(buffer: ArrayBufferLike, byteOffset: number, length: number): Buffer {
+    return Buffer.from(buffer, byteOffset, length);
+  } as unknown as ViewCtor;
+})();
 
 /** QEMU's NET_BUFSIZE (4096 + 65536): the largest frame QEMU's reader accepts. */
 export const NET_BUFSIZE = 69632;
@@ -123,6 +142,9 @@ export class FrameDecoder {
   push(chunk: Buffer, onFrame: FrameHandler): void {
     if (this.#state === State.Failed) throw this.#error!;
     const end = chunk.length;
+    // The chunk's memory, fetched once per chunk for the frames' views (see NodeBuffer).
+    const mem = chunk.buffer;
+    const base = chunk.byteOffset;
     let off = 0;
     try {
       while (off < end) {
@@ -147,7 +169,7 @@ export class FrameDecoder {
               this.#state = State.Data;
               break;
             }
-            const frame = chunk.subarray(off, off + len);
+            const frame = new NodeBuffer(mem, base + off, len);
             off += len;
             onFrame(frame, v);
           }
@@ -160,7 +182,7 @@ export class FrameDecoder {
             const len = this.#len;
             if (end - off >= len) {
               // Hot path: whole frame inside this chunk -> zero-copy view.
-              const frame = chunk.subarray(off, off + len);
+              const frame = new NodeBuffer(mem, base + off, len);
               off += len;
               this.#state = State.Length;
               onFrame(frame, this.#vnet);

@@ -48,6 +48,29 @@ describe("FrameWriter (in memory)", () => {
     assert.equal(w.queuedBytes, 0);
   });
 
+  test("queue() leaves the write to the caller's flush(); a later send() or flush() takes queued frames along, FIFO", async () => {
+    const sink = new RecordingSink();
+    const w = new FrameWriter();
+    w.attach(sink);
+    await turn();
+    const frames = Array.from({ length: 5 }, (_, i) => frame(i, 30 + i));
+    for (const f of frames.slice(0, 2)) assert.equal(w.queue(f), true);
+    await turn();
+    await turn();
+    assert.equal(sink.writes.length, 0, "queue() schedules no write");
+    assert.equal(w.queuedFrames, 2);
+    w.flush();
+    assert.equal(sink.writes.length, 1, "flush() writes at once");
+    assert.ok(sink.writes[0]!.equals(Buffer.concat(frames.slice(0, 2).map((f) => encodeFrame(f)))));
+    w.queue(frames[2]!);
+    w.send(frames[3]!);
+    w.queue(frames[4]!);
+    await turn();
+    assert.ok(Buffer.concat(sink.writes).equals(Buffer.concat(frames.map((f) => encodeFrame(f)))));
+    assert.equal(w.queuedFrames, 0);
+    assert.equal(w.framesOut, 5);
+  });
+
   test("large frames go by reference inside one cork, small ones are copied; bytes identical", async () => {
     const sink = new RecordingSink();
     const w = new FrameWriter({ vnetHdr: true, zeroCopyMin: 1000 });

@@ -81,7 +81,11 @@ for (const [name, frames, vnet] of [
       const dec = new FrameDecoder({ vnetHdr: vnet });
       dec.push(stream, (data, vnetLen) => out.push({ data, vnetLen }));
       assertFrames(out, frames);
-      for (const f of out) assert.equal(f.data.buffer, stream.buffer, "frame is a view of the chunk");
+      for (const f of out) {
+        assert.equal(f.data.buffer, stream.buffer, "frame is a view of the chunk");
+        assert.ok(Buffer.isBuffer(f.data), "frame is a Buffer");
+        assert.equal(Object.getPrototypeOf(f.data), Buffer.prototype, "a plain Buffer, as subarray() makes");
+      }
     });
 
     test("parses the stream split at every offset", () => {
