@@ -220,7 +220,8 @@ describe("FrameWriter: received frames written in place", () => {
         fc.array(fc.nat(), { maxLength: 8 }),
         fc.array(fc.nat({ max: 3 }), { maxLength: 40 }),
         fc.integer({ min: 0, max: 2000 }),
-        async (vnetHdr, specs, cutSeeds, modes, zeroCopyMin) => {
+        fc.boolean(),
+        async (vnetHdr, specs, cutSeeds, modes, zeroCopyMin, attachFirst) => {
           const frames = specs.map((s, i) => frame(i, Math.max(4, s.len, s.v)));
           const vs = specs.map((s) => (vnetHdr ? s.v : 0));
           const stream = Buffer.concat(frames.map((f, i) => encodeFrame(f, vs[i], vnetHdr)));
@@ -232,6 +233,8 @@ describe("FrameWriter: received frames written in place", () => {
           assert.equal(received.length, frames.length);
           const sink = new RecordingSink();
           const w = new FrameWriter({ vnetHdr, zeroCopyMin, maxWriteBytes: 8192 });
+          // Attached first (frames queued with a socket that takes them) or after (queued detached).
+          if (attachFirst) w.attach(sink);
           const expected: Buffer[] = [];
           for (const [i, [f, v]] of received.entries()) {
             // 0/1: the received view as is; 2: a fresh copy; 3: the received view with another V.
@@ -241,7 +244,7 @@ describe("FrameWriter: received frames written in place", () => {
             w.send(out, outV);
             expected.push(encodeFrame(out, outV, vnetHdr));
           }
-          w.attach(sink);
+          if (!attachFirst) w.attach(sink);
           await turn();
           assert.ok(Buffer.concat(sink.writes).equals(Buffer.concat(expected)));
           assert.equal(w.bytesOut, Buffer.concat(expected).length);
