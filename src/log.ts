@@ -35,6 +35,17 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   return pino(options, opts.destination ?? pino.destination({ fd: 2, sync: true }));
 }
 
+/**
+ * Whether the `count`-th occurrence of a per-frame event (a frame dropped at a full queue, a
+ * frame on a write-only chardev) is logged and announced: the 1st and every 1000th. Under a flood
+ * such events come at the packet rate, and a synchronous log line (and control event) for each
+ * made the daemon several times slower exactly when it was overloaded. The count is in every
+ * line, and the counters (query-stats, /metrics) have every event.
+ */
+export function reportRepeat(count: number): boolean {
+  return count === 1 || count % 1000 === 0;
+}
+
 /** A logger that discards everything (tests, library use). */
 export function silentLogger(): Logger {
   return pino({ level: "silent" });

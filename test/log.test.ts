@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { test } from "node:test";
-import { createLogger, isLogLevel, logMiscompare, shortHex } from "../src/log.ts";
+import { createLogger, isLogLevel, logMiscompare, reportRepeat, shortHex } from "../src/log.ts";
 
 function capture(level = "info") {
   const lines: Record<string, unknown>[] = [];
@@ -56,4 +56,10 @@ test("log levels filter and are validated", () => {
   );
   assert.equal(isLogLevel("debug"), true);
   assert.equal(isLogLevel("loud"), false);
+});
+
+test("reportRepeat: a per-frame event is reported the first time and every 1000th, nothing in between", () => {
+  const reported: number[] = [];
+  for (let n = 1; n <= 5000; n++) if (reportRepeat(n)) reported.push(n);
+  assert.deepEqual(reported, [1, 1000, 2000, 3000, 4000, 5000]);
 });

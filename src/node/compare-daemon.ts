@@ -27,7 +27,7 @@ import {
   startControl,
 } from "../control/index.ts";
 import type { ColoError } from "../errors.ts";
-import { type Logger, silentLogger } from "../log.ts";
+import { type Logger, reportRepeat, silentLogger } from "../log.ts";
 import { ChardevEndpoint } from "../wire/chardev.ts";
 import {
   CHECKPOINT,
@@ -311,9 +311,11 @@ export class CompareDaemon implements ControlTarget {
   #watch(name: PortName, ep: ChardevEndpoint): void {
     ep.on("framing-error", (err) => this.#badInput(name, err, true));
     ep.on("io-error", (err) => this.#log.warn({ code: err.code, peer: name }, err.message));
+    const dropReason = `${name}-queue-full`;
     ep.on("drop", (err) => {
-      this.counters.drop(`${name}-queue-full`);
-      this.#log.error({ code: err.code, peer: name }, err.message);
+      this.counters.drop(dropReason);
+      const count = this.counters.dropped[dropReason] ?? 0;
+      if (reportRepeat(count)) this.#log.error({ code: err.code, peer: name, count }, err.message);
     });
     ep.on("connect", (peer) => {
       this.counters.setLink(name, true);

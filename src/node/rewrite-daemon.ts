@@ -9,7 +9,7 @@
 import type { StatsSnapshot } from "../control/stats.ts";
 import type { ConnectionInfo, ControlEventMap, ControlTarget, DaemonStatus } from "../control/target.ts";
 import { ConfigError, type FramingError } from "../errors.ts";
-import { type Logger, silentLogger } from "../log.ts";
+import { type Logger, reportRepeat, silentLogger } from "../log.ts";
 import { Rewriter } from "../rewrite/engine.ts";
 import { ChardevEndpoint } from "../wire/chardev.ts";
 import { type ChardevSocketSpec, parseChardevSpec } from "../wire/chardev-spec.ts";
@@ -96,7 +96,7 @@ export class RewriteDaemon implements ControlTarget {
       ep.on("io-error", (e) =>
         this.log.warn({ chardev: ep.id, role, code: e.code, err: e.message }, "chardev I/O error"),
       );
-      ep.on("drop", (e) => this.bad(role, ep, e.code, e.message));
+      ep.on("drop", (e) => this.bad(role, ep, e.code, e.message, true));
       ep.on("connect", (peer) => {
         this.peerSince[role] = this.now();
         this.log.info({ chardev: ep.id, role, peer }, "peer connected");
@@ -185,8 +185,10 @@ export class RewriteDaemon implements ControlTarget {
     return count;
   }
 
-  private bad(role: Role, ep: ChardevEndpoint, code: string, desc: string): void {
+  /** `perFrame`: an event of every frame of a flood (a drop), logged and announced by reportRepeat. */
+  private bad(role: Role, ep: ChardevEndpoint, code: string, desc: string, perFrame = false): void {
     const count = this.countBad(code);
+    if (perFrame && !reportRepeat(count)) return;
     this.log.warn({ chardev: ep.id, role, code, count }, `bad input: ${desc}`);
     this.emitEvent("BAD_INPUT", { code, source: role, desc, count });
   }
@@ -195,7 +197,7 @@ export class RewriteDaemon implements ControlTarget {
   private unexpected(role: Role): void {
     const code = "COLO_ERR_REWRITE_UNEXPECTED_FRAME";
     const count = this.countBad(code);
-    if (count === 1 || count % 1000 === 0) {
+    if (reportRepeat(count)) {
       this.log.warn({ role, code, count }, "frame received on an output chardev ignored");
     }
   }

@@ -28,7 +28,7 @@ import {
 } from "../control/index.ts";
 import type { StatsSnapshot } from "../control/stats.ts";
 import type { ColoError } from "../errors.ts";
-import { type Logger, silentLogger } from "../log.ts";
+import { type Logger, reportRepeat, silentLogger } from "../log.ts";
 import { Rewriter, type RewriterOptions } from "../rewrite/engine.ts";
 import { ChardevEndpoint } from "../wire/chardev.ts";
 import { endpointText } from "./compare-daemon.ts";
@@ -242,7 +242,7 @@ export class SecondaryDaemon implements ControlTarget {
 
   #watch(name: string, e: ChardevEndpoint): void {
     e.on("framing-error", (err) => this.#bad(name, err));
-    e.on("drop", (err) => this.#bad(name, err));
+    e.on("drop", (err) => this.#bad(name, err, true));
     e.on("connect", (peer) => this.control?.emit("PEER_UP", { peer: name, address: peer }));
     e.on("disconnect", (peer, reason) => {
       this.control?.emit("PEER_LOST", { peer: name, address: peer, reason });
@@ -258,9 +258,11 @@ export class SecondaryDaemon implements ControlTarget {
     });
   }
 
-  #bad(source: string, err: ColoError): void {
+  /** `perFrame`: an event of every frame of a flood (a drop), logged and announced by reportRepeat. */
+  #bad(source: string, err: ColoError, perFrame = false): void {
     const count = (this.#badInput[err.code] ?? 0) + 1;
     this.#badInput[err.code] = count;
+    if (perFrame && !reportRepeat(count)) return;
     this.#log.error({ code: err.code, source, count }, `bad input on ${source}: ${err.message}`);
     this.control?.emit("BAD_INPUT", { code: err.code, source, desc: err.message, count });
   }

@@ -64,7 +64,10 @@ export interface FrameWriterOptions {
   zeroCopyMin?: number;
   /** Called whenever `congested` changes. */
   onCongestion?: (congested: boolean) => void;
-  /** Called for each frame dropped because the queue hit maxQueuedBytes. */
+  /**
+   * Called for each frame dropped because the queue hit maxQueuedBytes. Drops in a row (no frame
+   * queued in between) share one error object.
+   */
   onDrop?: (err: FramingError) => void;
 }
 
@@ -98,6 +101,8 @@ export class FrameWriter {
   #vnets: number[] = [];
   #head = 0;
   #queuedBytes = 0;
+  /** The error reported for the current run of drops (see queue()). */
+  #dropError: FramingError | null = null;
   #sink: FrameSink | null = null;
   #blocked = false;
   #scheduled: NodeJS.Immediate | null = null;
@@ -186,14 +191,20 @@ export class FrameWriter {
     const wire = this.#hdrLen + frame.length;
     if (this.#queuedBytes + wire > this.maxQueuedBytes) {
       this.framesDropped++;
-      this.#onDrop?.(
-        new FramingError("COLO_ERR_CHARDEV_QUEUE_FULL", "output queue full; frame dropped", {
+      // One error per run of drops (until a frame is queued again): building an Error (its stack
+      // trace) for every frame of a flood cost more than the flood's frames themselves.
+      this.#dropError ??= new FramingError(
+        "COLO_ERR_CHARDEV_QUEUE_FULL",
+        "output queue full; frame dropped",
+        {
           queuedBytes: this.#queuedBytes,
           max: this.maxQueuedBytes,
-        }),
+        },
       );
+      this.#onDrop?.(this.#dropError);
       return false;
     }
+    this.#dropError = null;
     this.#frames.push(frame);
     this.#vnets.push(v);
     this.#queuedBytes += wire;

@@ -144,6 +144,17 @@ describe("FrameWriter (in memory)", () => {
     assert.equal(w.framesDropped, 10);
     assert.equal(drops.length, 10);
     assert.equal(drops[0]!.code, "COLO_ERR_CHARDEV_QUEUE_FULL");
+    assert.ok(
+      drops.every((e) => e === drops[0]),
+      "drops in a row share one error (no stack trace per dropped frame)",
+    );
+    // Once a frame is queued again, the next run of drops gets an error of its own.
+    w.clear();
+    assert.equal(w.send(frame(99, 60)), true);
+    for (let i = 0; i < 10; i++) w.send(frame(i, 60));
+    assert.equal(w.framesDropped, 11);
+    assert.notEqual(drops[10], drops[0]);
+    assert.equal(drops[10]!.code, "COLO_ERR_CHARDEV_QUEUE_FULL");
   });
 
   test("send() refuses frames that cannot be encoded", () => {
