@@ -4,8 +4,8 @@
  * with vnet_hdr_support, then N frame bytes (the first V of them are the virtio-net header).
  *
  * The decoder is an explicit state machine with no I/O. Frames that lie inside one chunk are
- * yielded as zero-copy views of that chunk (Buffers over its memory); frames that span chunks are assembled in a
- * buffer allocated for that frame alone. Either way a yielded frame is never written to again by
+ * yielded as zero-copy views of that chunk (Buffers over its memory); frames that span chunks are
+ * assembled in a buffer allocated for that frame alone. Either way a yielded frame is never written to again by
  * the decoder, so consumers (the compare engine) may hold it for as long as they like. Holding a
  * view keeps the whole chunk it came from alive: never feed the decoder from a reused read buffer
  * (e.g. `net.Socket({ onread: { buffer } })`).
