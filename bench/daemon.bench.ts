@@ -30,7 +30,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import type net from "node:net";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -237,12 +237,73 @@ const relay: System = {
   },
 };
 
-async function connectAll(inst: Instance) {
-  const [pri, sec, out] = await Promise.all(
-    IDS.map((id) => FramedPeer.connect(inst.sock(id), { timeoutMs: 30_000 })),
-  );
+async function connectAll(inst: Instance): Promise<Peers> {
+  const [pri, sec, out] = await Promise.all([
+    FramedPeer.connect(inst.sock("pri"), { timeoutMs: 30_000 }),
+    FramedPeer.connect(inst.sock("sec"), { timeoutMs: 30_000 }),
+    Outdev.connect(inst.sock("out"), 30_000),
+  ]);
   await inst.ready();
-  return { pri: pri!, sec: sec!, out: out! };
+  return { pri, sec, out };
+}
+
+interface Peers {
+  pri: FramedPeer;
+  sec: FramedPeer;
+  out: Outdev;
+}
+
+/**
+ * The driver's end of outdev. It reads into one reused 256 KiB buffer (net's `onread`), so reading
+ * the systems' output allocates nothing per read: with a fresh buffer per read (a plain socket),
+ * the driver's garbage-collector threads took as much CPU as its main thread in the open loop
+ * (perf, 1000-byte frames), CPU the systems under test share on 2 cores. Everything that reads
+ * outdev goes through walkOutdev, which copies out what it keeps.
+ */
+class Outdev {
+  #reader: ((buf: Buffer, n: number) => void) | null = null;
+  #sock: net.Socket | null = null;
+
+  get sock(): net.Socket {
+    return this.#sock!;
+  }
+
+  /** Hands every read to `fn` (the buffer is reused: copy what you keep); null discards reads. */
+  read(fn: ((buf: Buffer, n: number) => void) | null): void {
+    this.#reader = fn;
+  }
+
+  close(): void {
+    this.#sock?.destroy();
+  }
+
+  static async connect(sockPath: string, timeoutMs: number): Promise<Outdev> {
+    const out = new Outdev();
+    const buffer = Buffer.allocUnsafe(256 * 1024);
+    // Node reads into `buffer` itself (hands it back as `buf`); returning true keeps it reading.
+    const callback = (n: number): boolean => {
+      out.#reader?.(buffer, n);
+      return true;
+    };
+    const end = performance.now() + timeoutMs;
+    for (;;) {
+      try {
+        out.#sock = await new Promise<net.Socket>((resolve, reject) => {
+          const s = net.connect({ path: sockPath, onread: { buffer, callback } });
+          s.once("connect", () => {
+            s.removeListener("error", reject);
+            s.on("error", () => {});
+            resolve(s);
+          });
+          s.once("error", reject);
+        });
+        return out;
+      } catch (e) {
+        if (performance.now() >= end) throw e;
+        await sleep(10);
+      }
+    }
+  }
 }
 
 async function writeAll(sock: net.Socket, bufs: Buffer[]): Promise<void> {
@@ -295,22 +356,23 @@ async function feed(
   frames: Buffer[],
   batch: number,
   gapMs: number,
-  { pri, sec, out }: { pri: FramedPeer; sec: FramedPeer; out: FramedPeer },
+  { pri, sec, out }: Peers,
 ): Promise<void> {
+  let released = 0;
+  const done = walkOutdev(out, 60_000 + frames.length * gapMs, () => ++released >= frames.length);
   for (let i = 0; i < frames.length; i += batch) {
     const enc = Buffer.concat(frames.slice(i, i + batch).map((f) => encodeFrame(f)));
     sec.sock.write(enc);
     pri.sock.write(enc);
     await sleep(gapMs);
   }
-  if (!(await out.waitFrames(frames.length, 60_000))) {
-    throw new Error(`${what}: only ${out.frames.length} of ${frames.length} frames released`);
-  }
-  out.frames.length = 0;
+  await done;
+  if (released < frames.length)
+    throw new Error(`${what}: only ${released} of ${frames.length} frames released`);
 }
 
 /** Warm up on other flows first (JIT, socket buffers): we measure steady state, not start-up. */
-async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promise<void> {
+async function warmUp(pri: FramedPeer, sec: FramedPeer, out: Outdev): Promise<void> {
   await feed("warm-up", buildTraffic(WARMUP_FRAMES, 41000), 50, 1, { pri, sec, out });
   await feed("paced warm-up", buildTraffic(WARMUP_PACED, 42000), LATENCY_BATCH, LATENCY_GAP_MS, {
     pri,
@@ -318,6 +380,9 @@ async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promis
     out,
   });
 }
+
+/** Socket reads of outdev in the last walkOutdev (BENCH_DEBUG reports them per frame). */
+let outdevReads = 0;
 
 /**
  * Walks the framed stream arriving on outdev without copying or allocating per frame (the driver
@@ -328,11 +393,8 @@ async function warmUp(pri: FramedPeer, sec: FramedPeer, out: FramedPeer): Promis
  * onFrame ends the walk. Resolves with the time the last read was processed (after `timeoutMs` at
  * the latest).
  */
-/** Socket reads of outdev in the last walkOutdev (BENCH_DEBUG reports them per frame). */
-let outdevReads = 0;
-
 function walkOutdev(
-  sock: net.Socket,
+  out: Outdev,
   timeoutMs: number,
   onFrame: (id: Buffer, at: number) => boolean,
 ): Promise<number> {
@@ -345,18 +407,16 @@ function walkOutdev(
     let lastAt = performance.now();
     const finish = () => {
       clearTimeout(timer);
-      sock.removeAllListeners("data");
+      out.read(null);
       resolve(lastAt);
     };
     const timer = setTimeout(finish, timeoutMs);
-    sock.removeAllListeners("data");
     outdevReads = 0;
-    sock.on("data", (d: Buffer) => {
+    out.read((d: Buffer, end: number) => {
       const at = performance.now();
       outdevReads++;
       let done = false;
       let off = 0;
-      const end = d.length;
       while (off < end && !done) {
         if (need === 0) {
           if (hdrHave === 0 && end - off >= 4) {
@@ -518,14 +578,14 @@ async function throughput(
 async function pump(
   pri: FramedPeer,
   sec: FramedPeer,
-  out: FramedPeer,
+  out: Outdev,
   input: Encoded,
   window: number,
 ): Promise<{ count: number; t0: number; lastAt: number }> {
   const { frames: want, encoded, all } = input;
   let count = 0;
   let more = () => {};
-  const counted = walkOutdev(out.sock, Number(process.env.BENCH_TIMEOUT ?? 120_000), () => {
+  const counted = walkOutdev(out, Number(process.env.BENCH_TIMEOUT ?? 120_000), () => {
     if (++count >= want) return true;
     if ((count & (WINDOW_BATCH - 1)) === 0) more();
     return false;
@@ -565,13 +625,13 @@ interface LatencyResult {
  * found from its source port and sequence number); resolves after `want` frames (or 60 s).
  */
 async function recordArrivals(
-  sock: net.Socket,
+  out: Outdev,
   indexOf: Map<number, number>,
   arrived: Float64Array,
   want: number,
 ): Promise<void> {
   let count = 0;
-  await walkOutdev(sock, 60_000, (id, at) => {
+  await walkOutdev(out, 60_000, (id, at) => {
     const i = indexOf.get(frameId(id, 0));
     if (i === undefined || arrived[i] !== 0) return false;
     arrived[i] = at;
@@ -600,13 +660,13 @@ function pacedTraffic(frames: Buffer[]): PacedTraffic {
  * for them all. Allocates nothing per frame.
  */
 async function paceSlice(
-  { pri, sec, out }: { pri: FramedPeer; sec: FramedPeer; out: FramedPeer },
+  { pri, sec, out }: Peers,
   t: PacedTraffic,
   first: number,
   last: number,
   times: { sent: Float64Array; arrived: Float64Array },
 ): Promise<void> {
-  const done = recordArrivals(out.sock, t.indexOf, times.arrived, last - first);
+  const done = recordArrivals(out, t.indexOf, times.arrived, last - first);
   for (let i = first; i < last; i += LATENCY_BATCH) {
     const enc = t.encoded[i / LATENCY_BATCH]!;
     sec.sock.write(enc);
@@ -631,7 +691,7 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
     sys: System;
     dir: string;
     inst: Instance;
-    peers?: { pri: FramedPeer; sec: FramedPeer; out: FramedPeer };
+    peers?: Peers;
     lat: number[];
     dump: string[];
   }> = [];
