@@ -168,13 +168,7 @@ export class CompareDaemon implements ControlTarget {
       },
       // The frames of one read go to the engine in one batch call (it overlaps the cache misses of
       // their connections: docs/benchmarks.md, compare engine, "Batch calls").
-      onChunkEnd: () => {
-        try {
-          priBatch.flushPrimary(this.engine, this.#chunkAt);
-        } finally {
-          this.#endRead();
-        }
-      },
+      onChunkEnd: () => this.#endRead(priBatch, true),
     });
     this.secondary =
       config.secondaryIn === undefined
@@ -188,13 +182,7 @@ export class CompareDaemon implements ControlTarget {
               sec.bytesIn += frame.length;
               secBatch.add(frame, vnetLen);
             },
-            onChunkEnd: () => {
-              try {
-                secBatch.flushSecondary(this.engine, this.#chunkAt);
-              } finally {
-                this.#endRead();
-              }
-            },
+            onChunkEnd: () => this.#endRead(secBatch, false),
           });
     // outdev: released frames only; anything the peer sends us is ignored. Its congestion must
     // not pause primary_in: outdev's reader is a redirector in the PVM's own QEMU, whose main
@@ -294,9 +282,15 @@ export class CompareDaemon implements ControlTarget {
     this.outdev.flush();
   };
 
-  #endRead(): void {
-    this.#inRead = false;
-    if (this.#flushQueued) this.#flushOut();
+  /** End of an input read: its frames go to the engine in one batch call, then its releases out. */
+  #endRead(batch: FrameBatch, primary: boolean): void {
+    try {
+      if (primary) batch.flushPrimary(this.engine, this.#chunkAt);
+      else batch.flushSecondary(this.engine, this.#chunkAt);
+    } finally {
+      this.#inRead = false;
+      if (this.#flushQueued) this.#flushOut();
+    }
   }
 
   #ports(): ChardevEndpoint[] {
