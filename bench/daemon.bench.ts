@@ -264,10 +264,6 @@ class Outdev {
   #reader: ((buf: Buffer, n: number) => void) | null = null;
   #sock: net.Socket | null = null;
 
-  get sock(): net.Socket {
-    return this.#sock!;
-  }
-
   /** Hands every read to `fn` (the buffer is reused: copy what you keep); null discards reads. */
   read(fn: ((buf: Buffer, n: number) => void) | null): void {
     this.#reader = fn;
@@ -331,22 +327,6 @@ function chunks(frames: Buffer[]): Buffer[] {
   return out;
 }
 
-interface Encoded {
-  frames: number;
-  /** Open loop: ~256 KiB writes. */
-  encoded: Buffer[];
-  /** Closed loop: all frames in one buffer and their offsets. */
-  all: { buf: Buffer; offsets: Uint32Array } | undefined;
-}
-
-function encodeFor(frames: Buffer[], window: number): Encoded {
-  return {
-    frames: frames.length,
-    encoded: window === 0 ? chunks(frames) : [],
-    all: window === 0 ? undefined : encodeAll(frames),
-  };
-}
-
 /**
  * Writes `frames` to both inputs in batches of `batch`, `gapMs` apart, waits until outdev released
  * them all and forgets them (nothing measured).
@@ -372,13 +352,9 @@ async function feed(
 }
 
 /** Warm up on other flows first (JIT, socket buffers): we measure steady state, not start-up. */
-async function warmUp(pri: FramedPeer, sec: FramedPeer, out: Outdev): Promise<void> {
-  await feed("warm-up", buildTraffic(WARMUP_FRAMES, 41000), 50, 1, { pri, sec, out });
-  await feed("paced warm-up", buildTraffic(WARMUP_PACED, 42000), LATENCY_BATCH, LATENCY_GAP_MS, {
-    pri,
-    sec,
-    out,
-  });
+async function warmUp(peers: Peers): Promise<void> {
+  await feed("warm-up", buildTraffic(WARMUP_FRAMES, 41000), 50, 1, peers);
+  await feed("paced warm-up", buildTraffic(WARMUP_PACED, 42000), LATENCY_BATCH, LATENCY_GAP_MS, peers);
 }
 
 /** Socket reads of outdev in the last walkOutdev (BENCH_DEBUG reports them per frame). */
@@ -541,7 +517,7 @@ async function throughput(
   const inst = await sys.start(dir);
   try {
     const { pri, sec, out } = await connectAll(inst);
-    await warmUp(pri, sec, out);
+    await warmUp({ pri, sec, out });
     if (warm.length > 0) await pump(pri, sec, out, encodeFor(warm, window), window);
     // Encoded before the window: the driver's CPU per frame is that of writing and reading only.
     const input = encodeFor(frames, window);
@@ -568,6 +544,22 @@ async function throughput(
     await inst.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+interface Encoded {
+  frames: number;
+  /** Open loop: ~256 KiB writes. */
+  encoded: Buffer[];
+  /** Closed loop: all frames in one buffer and their offsets. */
+  all: { buf: Buffer; offsets: Uint32Array } | undefined;
+}
+
+function encodeFor(frames: Buffer[], window: number): Encoded {
+  return {
+    frames: frames.length,
+    encoded: window === 0 ? chunks(frames) : [],
+    all: window === 0 ? undefined : encodeAll(frames),
+  };
 }
 
 /**
@@ -702,7 +694,7 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
     }
     for (const r of runs) {
       r.peers = await connectAll(r.inst);
-      await warmUp(r.peers.pri, r.peers.sec, r.peers.out);
+      await warmUp(r.peers);
     }
     // Everything the window needs is allocated before the driver's GC: the encoded batches, the
     // frame-id → index map, send and arrival times. The window itself allocates (almost) nothing
