@@ -31,6 +31,7 @@ import { ColoError, type ErrorCode, FramingError } from "../errors.ts";
 import { type ChardevSocketSpec, parseChardevSpec } from "./chardev-spec.ts";
 import { FrameWriter, markReceived } from "./frame-writer.ts";
 import { FrameDecoder, type FrameHandler } from "./framing.ts";
+import { engageSlabReads, ReceiveSlab, slabOnread } from "./receive-slab.ts";
 
 export type NewPeerPolicy = "replace" | "queue" | "reject";
 
@@ -127,6 +128,7 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
   #retryTimer: NodeJS.Timeout | null = null;
   #retryDelay: number;
   #connectedAt = 0;
+  #readMode: "slab" | "stream" | "none" = "none";
   #connectWaiters: Array<() => void> = [];
 
   readonly #deliver: FrameHandler = (frame, vnetLen) => {
@@ -177,6 +179,15 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
 
   get paused(): boolean {
     return this.#paused;
+  }
+
+  /**
+   * How the current peer's bytes are read: "slab" (straight into receive slabs, see
+   * receive-slab.ts), "stream" (plain 'data' events: a Node without the internals slab reads
+   * need) or "none" (no peer).
+   */
+  get readMode(): "slab" | "stream" | "none" {
+    return this.#readMode;
   }
 
   /** Frames waiting for the socket (e.g. while no peer is connected). */
@@ -373,14 +384,17 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
   #connect(): void {
     this.#retryTimer = null;
     if (this.#closing) return;
-    const sock =
+    // Reads go straight into this socket's slabs (public `onread` option: see receive-slab.ts).
+    const onread = slabOnread(new ReceiveSlab(), (bytes) => this.#onData(sock, bytes, false));
+    const sock: net.Socket =
       this.spec.transport === "unix"
-        ? net.connect({ path: this.spec.path })
+        ? net.connect({ path: this.spec.path, onread })
         : net.connect({
             host: this.spec.host,
             port: this.spec.port,
             family: this.spec.family === 0 ? undefined : this.spec.family,
             noDelay: this.spec.nodelay,
+            onread,
           });
     let connected = false;
     sock.on("error", (e: NodeJS.ErrnoException) => {
@@ -395,7 +409,7 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
         sock.destroy();
         return;
       }
-      this.#adopt(sock);
+      this.#adopt(sock, true);
     });
     sock.once("close", () => {
       if (!connected) this.#scheduleReconnect();
@@ -409,7 +423,8 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
     this.#retryTimer = setTimeout(() => this.#connect(), delay);
   }
 
-  #adopt(sock: net.Socket): void {
+  /** `slabbed`: the socket was created reading into slabs (client); a server's is switched here. */
+  #adopt(sock: net.Socket, slabbed = false): void {
     this.#sock = sock;
     this.#peerName = peerName(sock, this.spec);
     this.#connectedAt = Date.now();
@@ -417,7 +432,12 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
     // A peer host that dies leaves a half-open TCP connection; keepalive lets a client notice
     // and reconnect (a server gets the peer's new connection via newPeer=replace anyway).
     if (this.spec.transport === "tcp") sock.setKeepAlive(true, KEEPALIVE_MS);
-    sock.on("data", (chunk: Buffer) => this.#onData(sock, chunk));
+    if (slabbed || engageSlabReads(sock, new ReceiveSlab(), (bytes) => this.#onData(sock, bytes, false))) {
+      this.#readMode = "slab";
+    } else {
+      this.#readMode = "stream";
+      sock.on("data", (chunk: Buffer) => this.#onData(sock, chunk, true));
+    }
     sock.once("close", () => {
       if (this.#sock === sock) {
         this.#release(sock, this.#closing ? "closing" : "closed");
@@ -438,6 +458,7 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
     const name = this.#peerName;
     this.#sock = null;
     this.#peerName = "";
+    this.#readMode = "none";
     this.#writer.detach();
     this.#decoder.reset();
     this.#counters.disconnects++;
@@ -457,10 +478,11 @@ export class ChardevEndpoint extends EventEmitter<ChardevEvents> {
     this.#scheduleReconnect();
   }
 
-  #onData(sock: net.Socket, chunk: Buffer): void {
+  /** `mark`: a 'data' chunk (slab reads are marked once per slab, see ReceiveSlab). */
+  #onData(sock: net.Socket, chunk: Buffer, mark: boolean): void {
     if (this.#sock !== sock) return;
     this.#counters.bytesIn += chunk.length;
-    markReceived(chunk);
+    if (mark) markReceived(chunk);
     let failure: unknown;
     try {
       this.#onChunk?.();

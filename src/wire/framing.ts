@@ -8,7 +8,8 @@
  * assembled in a buffer allocated for that frame alone. Either way a yielded frame is never written to again by
  * the decoder, so consumers (the compare engine) may hold it for as long as they like. Holding a
  * view keeps the whole chunk it came from alive: never feed the decoder from a reused read buffer
- * (e.g. `net.Socket({ onread: { buffer } })`).
+ * (e.g. `net.Socket({ onread: { buffer } })` with one fixed buffer; the chardev endpoints read
+ * into ReceiveSlab regions, which are never reused).
  *
  * Bad lengths are reported as soon as the length word is complete, never after waiting for data.
  */
