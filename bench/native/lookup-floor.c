@@ -12,6 +12,10 @@
  *
  *   gcc -O2 -o /tmp/lookup-floor bench/native/lookup-floor.c && /tmp/lookup-floor
  *
+ * Connections are allocated in creation order, which is also the order the frames visit them, so
+ * the hardware prefetchers can follow; SCATTER=1 places them in memory in a random order instead
+ * (no prefetcher helps), the worst case for any layout.
+ *
  * Not part of `npm run bench` (it needs a C compiler); a reference measurement only.
  */
 #include <stdint.h>
@@ -135,6 +139,8 @@ int main(int argc, char **argv) {
     memset(table, 0, sizeof(slot_t) * cap);
     conns = calloc(cap, sizeof(conn_t *));
     uint8_t *keys = malloc((size_t)n * KEY);
+    int scatter = getenv("SCATTER") != NULL;
+    uint32_t *slot_of = malloc(sizeof(uint32_t) * n);
     for (uint32_t id = 0; id < n; id++) {
       uint8_t *k = keys + (size_t)id * KEY;
       make_key(k, id);
@@ -145,7 +151,20 @@ int main(int argc, char **argv) {
       table[i].hash = h;
       memcpy(table[i].key, k, KEY);
       /* One allocation per connection, as a garbage-collected heap places them: in creation order. */
-      conns[i] = calloc(1, sizeof(conn_t));
+      if (!scatter) conns[i] = calloc(1, sizeof(conn_t));
+      else slot_of[id] = i;
+    }
+    if (scatter) {
+      /* Connections placed in memory in an order unrelated to the traffic's (SCATTER=1). */
+      conn_t *pool = calloc(n, sizeof(conn_t));
+      uint32_t *perm = malloc(sizeof(uint32_t) * n);
+      for (uint32_t id = 0; id < n; id++) perm[id] = id;
+      srand(42);
+      for (uint32_t id = n - 1; id > 0; id--) {
+        uint32_t j = (uint32_t)(((uint64_t)rand() * (id + 1)) / ((uint64_t)RAND_MAX + 1));
+        uint32_t t = perm[id]; perm[id] = perm[j]; perm[j] = t;
+      }
+      for (uint32_t id = 0; id < n; id++) conns[slot_of[id]] = &pool[perm[id]];
     }
     double best1 = 1e18, best2 = 1e18;
     for (int r = 0; r < 5; r++) {

@@ -54,7 +54,9 @@ export class FrameBatch {
     } finally {
       // The engine holds what it keeps; the batch must not keep released frames (and the socket
       // buffers under them) alive until the next read.
-      frames.fill(EMPTY, 0, n);
+      // A loop, not fill(): Array.prototype.fill is a C++ builtin call, ~1 % of the daemon's
+      // per-read time for a few frames.
+      for (let k = 0; k < n; k++) frames[k] = EMPTY;
       this.#spareFrames = frames;
       this.#spareVnetLens = vnetLens;
     }

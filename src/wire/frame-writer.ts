@@ -375,7 +375,7 @@ export class FrameWriter {
       if (at > start) more = sink.write(out.subarray(start, at));
       sink.uncork();
     }
-    if (gather !== bytes) memOf.fill(null, 0, n - this.#head);
+    if (gather !== bytes) for (let k = n - this.#head - 1; k >= 0; k--) memOf[k] = null; // not fill(): a C++ call
     this.framesOut += n - this.#head;
     this.bytesOut += bytes;
     this.#queuedBytes -= bytes;
