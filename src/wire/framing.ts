@@ -15,7 +15,8 @@
  */
 import { type ErrorCode, FramingError } from "../errors.ts";
 
-type ViewCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => Buffer;
+/** A constructor of Buffer views: `new NodeBuffer(arrayBuffer, byteOffset, length)`. */
+export type ViewCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => Buffer;
 
 /**
  * Node's own Buffer class (the one `subarray` and `Buffer.from` construct), reached through
@@ -24,7 +25,7 @@ type ViewCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number
  * and the chunk's ArrayBuffer through a C++ call for every frame). Falls back to Buffer.from
  * (same result) should a Node version not expose it.
  */
-const NodeBuffer: ViewCtor = (() => {
+export const NodeBuffer: ViewCtor = (() => {
   const species = (Buffer as unknown as { [Symbol.species]?: unknown })[Symbol.species];
   if (typeof species === "function" && species !== Buffer && species.prototype === Buffer.prototype) {
     return species as ViewCtor;

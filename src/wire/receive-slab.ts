@@ -25,6 +25,7 @@
  */
 import type net from "node:net";
 import { markReceived } from "./frame-writer.ts";
+import { NodeBuffer } from "./framing.ts";
 
 /** Bytes per slab. */
 export const SLAB_BYTES = 256 * 1024;
@@ -32,18 +33,6 @@ export const SLAB_BYTES = 256 * 1024;
 export const MAX_READ_BYTES = 64 * 1024;
 /** A slab with less room than this left is retired rather than used for short reads. */
 const MIN_READ_BYTES = 16 * 1024;
-
-type ViewCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => Buffer;
-/** Node's Buffer class (see framing.ts NodeBuffer): a view without a species lookup. */
-const NodeBuffer: ViewCtor = (() => {
-  const species = (Buffer as unknown as { [Symbol.species]?: unknown })[Symbol.species];
-  if (typeof species === "function" && species !== Buffer && species.prototype === Buffer.prototype) {
-    return species as ViewCtor;
-  }
-  return function ViewBuffer(buffer: ArrayBufferLike, byteOffset: number, length: number): Buffer {
-    return Buffer.from(buffer, byteOffset, length);
-  } as unknown as ViewCtor;
-})();
 
 /**
  * Hands out the region the next read goes to (`next`) and turns a completed read into a view of
