@@ -14,6 +14,7 @@
  */
 import { type FlowTuple, hasPorts } from "../conntrack/flow.ts";
 import { ColoError } from "../errors.ts";
+import { formatIpv6 } from "../packet/addr.ts";
 
 export interface Endpoint {
   /** 0 = any address, 4 or 6. */
@@ -156,11 +157,7 @@ function parseEndpoint(rule: string, tok: string): Endpoint {
 function formatEndpoint(e: Endpoint): string {
   let a = "*";
   if (e.family === 4) a = `${[...e.addr].join(".")}/${e.prefix}`;
-  else if (e.family === 6) {
-    const words: string[] = [];
-    for (let i = 0; i < 8; i++) words.push(((e.addr[2 * i]! << 8) | e.addr[2 * i + 1]!).toString(16));
-    a = `[${words.join(":")}/${e.prefix}]`;
-  }
+  else if (e.family === 6) a = `[${formatIpv6(e.addr)}/${e.prefix}]`;
   if (e.portLo < 0) return a;
   return `${a}:${e.portLo === e.portHi ? e.portLo : `${e.portLo}-${e.portHi}`}`;
 }
