@@ -313,7 +313,13 @@ export class CompareDaemon implements ControlTarget {
     });
     ep.on("connect", (peer) => {
       this.counters.setLink(name, true);
-      this.#log.info({ peer: name, address: peer }, "peer connected");
+      this.#log.info({ peer: name, address: peer, readMode: ep.readMode }, "peer connected");
+      if (ep.readMode === "stream") {
+        this.#log.warn(
+          { peer: name },
+          "this Node version lacks what reads into receive slabs need: plain socket reads, slower (docs/wire-protocol.md)",
+        );
+      }
       this.control?.emit("PEER_UP", { peer: name, address: peer });
     });
     ep.on("disconnect", (peer, reason) => {

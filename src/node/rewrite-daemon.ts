@@ -99,7 +99,7 @@ export class RewriteDaemon implements ControlTarget {
       ep.on("drop", (e) => this.bad(role, ep, e.code, e.message, true));
       ep.on("connect", (peer) => {
         this.peerSince[role] = this.now();
-        this.log.info({ chardev: ep.id, role, peer }, "peer connected");
+        this.log.info({ chardev: ep.id, role, peer, readMode: ep.readMode }, "peer connected");
         this.emitEvent("PEER_UP", { peer: role, address: ep.address });
       });
       ep.on("disconnect", (peer, reason) => {
