@@ -44,11 +44,19 @@ export interface CaptureConfig {
   dir: string;
   /** Frames kept per connection and side, default 64. */
   frames: number;
+  /** Files written per rolling minute at most (--capture-max-per-minute), default 10. */
+  maxFilesPerMinute: number;
+  /** Bytes written per process at most (--capture-max-mib, in MiB), default 256 MiB. */
+  maxTotalBytes: number;
 }
 
 export const DEFAULT_CAPTURE_FRAMES = 64;
 /** Ring memory is frames × frame size × connections: keep the per-connection part sane. */
 export const MAX_CAPTURE_FRAMES = 4096;
+export const DEFAULT_CAPTURE_PER_MINUTE = 10;
+export const DEFAULT_CAPTURE_MIB = 256;
+/** 1 TiB: a cap, not a disk size check; past this a typo is more likely than intent. */
+const MAX_CAPTURE_MIB = 1024 * 1024;
 
 export const DEFAULTS = { compareTimeout: 3000, expiredScanCycle: 1000, maxQueueSize: 1024 } as const;
 
@@ -209,6 +217,8 @@ export const configFileSchema = z
     passthrough: z.array(z.string()).optional(),
     capture: z.string().min(1).optional(),
     capture_frames: positive.optional(),
+    capture_max_per_minute: positive.optional(),
+    capture_max_mib: positive.optional(),
   })
   .strict();
 export type ConfigFile = z.infer<typeof configFileSchema>;
@@ -265,6 +275,8 @@ export interface RawCompareOptions {
   passthrough?: string[];
   capture_dir?: string;
   capture_frames?: number;
+  capture_max_per_minute?: number;
+  capture_max_mib?: number;
 }
 
 export function emptyRawOptions(): RawCompareOptions {
@@ -291,6 +303,8 @@ export function mergeConfigFile(raw: RawCompareOptions, file: ConfigFile): void 
   if (file.passthrough !== undefined) raw.passthrough = [...file.passthrough, ...(raw.passthrough ?? [])];
   raw.capture_dir ??= file.capture;
   raw.capture_frames ??= file.capture_frames;
+  raw.capture_max_per_minute ??= file.capture_max_per_minute;
+  raw.capture_max_mib ??= file.capture_max_mib;
 }
 
 /** Resolves and validates everything into the daemon's config. */
@@ -383,17 +397,35 @@ export function resolveCompareConfig(
     passthrough: (raw.passthrough ?? []).map(checkRule),
     ...(raw.capture_dir === undefined
       ? {}
-      : { capture: { dir: raw.capture_dir, frames: captureFrames(raw.capture_frames) } }),
+      : {
+          capture: {
+            dir: raw.capture_dir,
+            frames: bounded(
+              raw.capture_frames,
+              DEFAULT_CAPTURE_FRAMES,
+              MAX_CAPTURE_FRAMES,
+              "--capture-frames",
+            ),
+            maxFilesPerMinute: bounded(
+              raw.capture_max_per_minute,
+              DEFAULT_CAPTURE_PER_MINUTE,
+              60_000,
+              "--capture-max-per-minute",
+            ),
+            maxTotalBytes:
+              bounded(raw.capture_max_mib, DEFAULT_CAPTURE_MIB, MAX_CAPTURE_MIB, "--capture-max-mib") *
+              1024 *
+              1024,
+          },
+        }),
   };
 }
 
-function captureFrames(n: number | undefined): number {
-  if (n === undefined) return DEFAULT_CAPTURE_FRAMES;
-  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_CAPTURE_FRAMES)
-    throw cfgErr(
-      "COLO_ERR_CONFIG_VALUE",
-      `--capture-frames must be between 1 and ${MAX_CAPTURE_FRAMES}, got ${n}`,
-    );
+/** A capture setting: `def` when absent, else an integer in 1..max. */
+function bounded(n: number | undefined, def: number, max: number, flag: string): number {
+  if (n === undefined) return def;
+  if (!Number.isSafeInteger(n) || n < 1 || n > max)
+    throw cfgErr("COLO_ERR_CONFIG_VALUE", `${flag} must be between 1 and ${max}, got ${n}`);
   return n;
 }
 

@@ -18,7 +18,7 @@ import type { StatsReply } from "../../src/control/commands.ts";
 import type { EventMessage } from "../../src/control/protocol.ts";
 import { resolveCompareConfig } from "../../src/node/config.ts";
 import { tcp, udp } from "../support/frames.ts";
-import { FramedPeer, spawnProc, type TestCtx, tempDir, waitUntil } from "../support/qemu.ts";
+import { FramedPeer, sleep, spawnProc, type TestCtx, tempDir, waitUntil } from "../support/qemu.ts";
 
 const execFileP = promisify(execFile);
 const bin = new URL("../../bin/colo-proxy.mjs", import.meta.url).pathname;
@@ -144,6 +144,8 @@ test("compare CLI --capture: a miscompare writes a pcapng that tshark reads and 
     capDir,
     "--capture-frames",
     "8",
+    "--capture-max-per-minute",
+    "1",
   ]);
   for (let i = 0; i < 10; i++) {
     pri.send(tcp({ sport: 80, dport: 40000, seq: 1000 + i * 5, payload: `ok ${i}.` }));
@@ -161,9 +163,23 @@ test("compare CLI --capture: a miscompare writes a pcapng that tshark reads and 
   const logLine = proc.stderr.split("\n").find((l) => l.includes("miscompare capture written"))!;
   assert.equal((JSON.parse(logLine) as { file: string }).file, file, "the log line names the file");
 
-  const st = await client.execute<StatsReply>("query-stats");
+  let st = await client.execute<StatsReply>("query-stats");
   assert.equal(st.counters?.capture_files_written, 1);
   assert.equal(st.counters?.capture_skipped_rate, 0);
+  // A second miscompare within the minute: --capture-max-per-minute 1 skips it, counted.
+  await client.execute("checkpoint-done");
+  pri.send(tcp({ sport: 81, dport: 40001, seq: 5000, payload: "Date: 03" }));
+  sec.send(tcp({ sport: 81, dport: 40001, seq: 5000, payload: "Date: 04" }));
+  assert.ok(
+    await waitUntil(() => events.filter((e) => e.event === "CHECKPOINT_REQUEST").length >= 2, 10_000),
+  );
+  for (let i = 0; i < 200 && st.counters?.capture_skipped_rate !== 1; i++) {
+    await sleep(50);
+    st = await client.execute<StatsReply>("query-stats");
+  }
+  assert.equal(st.counters?.capture_skipped_rate, 1, "the second capture was skipped by the per-minute cap");
+  assert.equal(st.counters?.capture_files_written, 1);
+  assert.equal(readdirSync(capDir).length, 1);
   const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   assert.ok(metrics.includes('colo_proxy_other_total{name="capture_files_written"} 1'), "in /metrics too");
 
@@ -232,27 +248,61 @@ test("--passthrough and --capture reach the compare engine's config for compare 
   ]);
   assert.ok(!p.help);
   assert.deepEqual(p.config.compare.passthrough, ["tcp 10.0.0.0/24:3389", "udp *:53"]);
-  assert.deepEqual(p.config.compare.capture, { dir, frames: 64 });
+  assert.deepEqual(p.config.compare.capture, {
+    dir,
+    frames: 64,
+    maxFilesPerMinute: 10,
+    maxTotalBytes: 256 * 1024 * 1024,
+  });
   const c = resolveCompareConfig(
     parseCompareArgs([...common, "--secondary-in", "127.0.0.1:9004", ...flags, "--capture-frames", "16"]).raw,
   );
   assert.deepEqual(c.passthrough, ["tcp 10.0.0.0/24:3389", "udp *:53"]);
-  assert.deepEqual(c.capture, { dir, frames: 16 });
+  assert.deepEqual(c.capture, { dir, frames: 16, maxFilesPerMinute: 10, maxTotalBytes: 256 * 1024 * 1024 });
+  const limited = resolveCompareConfig(
+    parseCompareArgs([
+      ...common,
+      "--secondary-in",
+      "127.0.0.1:9004",
+      ...flags,
+      "--capture-max-per-minute",
+      "3",
+      "--capture-max-mib",
+      "5",
+    ]).raw,
+  );
+  assert.deepEqual(limited.capture, {
+    dir,
+    frames: 64,
+    maxFilesPerMinute: 3,
+    maxTotalBytes: 5 * 1024 * 1024,
+  });
   assert.equal(
     resolveCompareConfig(parseCompareArgs([...common, "--secondary-in", "127.0.0.1:9004"]).raw).capture,
     undefined,
   );
   // The JSON config file: its rules come first, the command line's are added; flags win for the rest.
   const file = path.join(dir, "compare.json");
-  writeFileSync(file, JSON.stringify({ passthrough: ["icmp"], capture: "/nowhere", capture_frames: 9 }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      passthrough: ["icmp"],
+      capture: "/nowhere",
+      capture_frames: 9,
+      capture_max_per_minute: 2,
+      capture_max_mib: 7,
+    }),
+  );
   const j = resolveCompareConfig(
     parseCompareArgs([...common, "--secondary-in", "127.0.0.1:9004", "--config", file, ...flags]).raw,
   );
   assert.deepEqual(j.passthrough, ["icmp", "tcp 10.0.0.0/24:3389", "udp *:53"]);
-  assert.deepEqual(j.capture, { dir, frames: 9 });
+  assert.deepEqual(j.capture, { dir, frames: 9, maxFilesPerMinute: 2, maxTotalBytes: 7 * 1024 * 1024 });
   for (const bad of [
     ["--passthrough", "tcp 10.0.0.300"],
     ["--capture", dir, "--capture-frames", "100000"],
+    ["--capture", dir, "--capture-max-per-minute", "60001"],
+    ["--capture", dir, "--capture-max-mib", "2000000"],
   ]) {
     const r = await execFileP(process.execPath, [
       bin,

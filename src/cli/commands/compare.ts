@@ -62,12 +62,16 @@ Friendly flags (same meaning; override the QEMU strings):
                          the connection's last frames from both sides (interfaces pvm and svm,
                          a comment per packet); 'colo-proxy replay FILE' explains it again
   --capture-frames N     frames kept per connection and side for --capture (default 64)
+  --capture-max-per-minute N   capture files written per rolling minute at most (default 10)
+  --capture-max-mib N    capture bytes written per process at most, in MiB (default 256); past
+                         either cap miscompares are counted and logged, not captured
   --config FILE          JSON file: { "chardev": ["socket,..."], "object": ["colo-compare,..."] }
                          or { "primary_in": "127.0.0.1:9001" | {"host","port","path","server","reconnect"},
                          "secondary_in", "outdev", "notify_dev", "compare_timeout",
                          "expired_scan_cycle", "max_queue_size", "vnet_hdr_support",
                          "compat_passthrough", "control", "log_level", "passthrough": [RULE...],
-                         "capture": DIR, "capture_frames": N }. Command-line flags win
+                         "capture": DIR, "capture_frames": N, "capture_max_per_minute": N,
+                         "capture_max_mib": N }. Command-line flags win
                          (passthrough rules from both are used).
 
 Checkpoints without notify_dev (QEMU COLO with colo-proxy outside QEMU):
@@ -109,6 +113,8 @@ const VALUE_FLAGS = new Set([
   "passthrough",
   "capture",
   "capture-frames",
+  "capture-max-per-minute",
+  "capture-max-mib",
 ]);
 const BOOL_FLAGS = new Set(["vnet-hdr-support", "vnet-hdr", "compat-passthrough", "help"]);
 
@@ -205,8 +211,12 @@ export function parseCompareArgs(argv: string[], extra?: ExtraFlags): ParsedComp
         raw.capture_dir = value;
         break;
       case "capture-frames":
-        raw.capture_frames = parsePositiveU32(value, "capture_frames", "--capture-frames");
+      case "capture-max-per-minute":
+      case "capture-max-mib": {
+        const key = name.replaceAll("-", "_") as "capture_frames";
+        raw[key] = parsePositiveU32(value, key, `--${name}`);
         break;
+      }
       case "control":
         control = value;
         break;

@@ -63,7 +63,8 @@ ${LINK_HELP}
 
 Comparison (as for 'colo-proxy compare'): --primary-in --outdev --notify-dev --compare-timeout
 --expired-scan-cycle --max-queue-size --vnet-hdr-support --compat-passthrough --chardev --config
---passthrough RULE --capture DIR --capture-frames N (see 'colo-proxy compare --help').
+--passthrough RULE --capture DIR --capture-frames N --capture-max-per-minute N --capture-max-mib N
+(see 'colo-proxy compare --help').
 
 ${CONTROL_ARG_HELP}
 
