@@ -70,7 +70,12 @@ const THROUGHPUT_FRAMES = Number(process.env.BENCH_FRAMES ?? 100_000);
  * loop with at most n primary frames in flight (see writeWindowed). Empty: no throughput phase.
  */
 const WINDOWS = (process.env.BENCH_WINDOWS ?? "0,256").split(",").filter(Boolean).map(Number);
-const LATENCY_FRAMES = Number(process.env.BENCH_LATENCY_FRAMES ?? 8000);
+/**
+ * Latency frames per system: 24 000 (12 s each, in 24 slices). With 8000, p99 × QEMU of single
+ * runs scattered 0.76–1.15× around a pooled 0.91–0.95× (docs/benchmarks.md, session 6): one run's
+ * p99 rests on its slowest 80 frames, i.e. on the 20 slowest batches of that run.
+ */
+const LATENCY_FRAMES = Number(process.env.BENCH_LATENCY_FRAMES ?? 24_000);
 /** Frames sent to one system before the latency phase moves on to the next (see latencySliced). */
 const LATENCY_SLICE = Number(process.env.BENCH_LATENCY_SLICE ?? 1000);
 const LATENCY_BATCH = 4;
