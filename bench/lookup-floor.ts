@@ -11,7 +11,10 @@
  *     node --import tsx bench/lookup-floor.ts [lines=3] [connections=1,1000,100000]
  *
  * `lines`: connection cache lines touched per frame — 3 (lastActive, sCount, packetsLo: the
- * engine's per-packet lines), 1 (lastActive only) or 0 (lookup only, the connection not touched).
+ * engine's per-packet lines), 1 (lastActive only) or 0 (lookup only, the connection not touched);
+ * or `row`: no objects at all, the layout a flat engine would need — one 128-byte row per hash
+ * slot in one ArrayBuffer, the key in its first 64 bytes and three per-packet int32 fields in the
+ * second (what `lines` 3 touches), looked up and warmed the same way.
  * Not part of `npm run bench`: a reference measurement only.
  */
 import { CompareConn } from "../src/compare/conn.ts";
@@ -109,17 +112,120 @@ function run(
   return ns;
 }
 
-const lines = Number(process.argv[2] ?? 3);
+/** The `row` layout: open addressing over 128-byte rows (u16 view for the key, i32 view for state). */
+class RowTable {
+  readonly u16: Uint16Array;
+  readonly i32: Int32Array;
+  readonly mask: number;
+  constructor(n: number) {
+    let cap = 1024;
+    while (cap < 2 * n) cap *= 2;
+    const mem = new ArrayBuffer(cap * 128);
+    this.u16 = new Uint16Array(mem);
+    this.i32 = new Int32Array(mem);
+    this.mask = cap - 1;
+  }
+  add(key: Uint16Array, len: number, h: number): void {
+    let i = h & this.mask;
+    while (this.u16[i * 64] !== 0) i = (i + 1) & this.mask;
+    const b = i * 64;
+    this.u16[b] = len + 1;
+    this.u16[b + 1] = h >>> 16;
+    this.u16[b + 2] = h & 0xffff;
+    this.u16.set(key.subarray(0, len), b + 3);
+  }
+  /** The row index of the key, or -1. */
+  find(key: Uint16Array, len: number, h: number): number {
+    const u = this.u16;
+    const tag = len + 1;
+    const hi = h >>> 16;
+    const lo = h & 0xffff;
+    for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
+      const b = i * 64;
+      const t = u[b]!;
+      if (t === 0) return -1;
+      if (t === tag && u[b + 1] === hi && u[b + 2] === lo) {
+        let k = 0;
+        while (k < len && u[b + 3 + k] === key[k]) k++;
+        if (k === len) return i;
+      }
+    }
+  }
+}
+
+function runRows(n: number, batched: boolean, total: number, st: Setup, rows: RowTable): number {
+  const { keys, lens } = st;
+  const hashes = new Int32Array(CHUNK);
+  const u = rows.u16;
+  const s = rows.i32;
+  let next = 0;
+  let done = 0;
+  let acc = 0;
+  const touch = (i: number): void => {
+    const b = i * 32 + 16; // the row's second 64 bytes
+    s[b] = (s[b]! + 1) | 0;
+    s[b + 5] = (s[b + 5]! + 1) & 7;
+    s[b + 10] = (s[b + 10]! + 1) | 0;
+  };
+  const t0 = process.hrtime.bigint();
+  while (done < total) {
+    for (let side = 0; side < 2; side++) {
+      if (batched) {
+        for (let j = 0; j < CHUNK; j++) {
+          const id = (next + j) % n;
+          hashes[j] = st.table.hashOf(keys[id]!, lens[id]!);
+        }
+        for (let j = 0; j < CHUNK; j++) {
+          const i = hashes[j]! & rows.mask;
+          acc ^= u[i * 64]! ^ s[i * 32 + 16]!;
+        }
+        for (let j = 0; j < CHUNK; j++) {
+          const id = (next + j) % n;
+          const i = rows.find(keys[id]!, lens[id]!, hashes[j]!);
+          if (i >= 0) touch(i);
+          else acc ^= 1;
+        }
+      } else {
+        for (let j = 0; j < CHUNK; j++) {
+          const id = (next + j) % n;
+          const i = rows.find(keys[id]!, lens[id]!, st.table.hashOf(keys[id]!, lens[id]!));
+          if (i >= 0) touch(i);
+          else acc ^= 1;
+        }
+      }
+      done += CHUNK;
+    }
+    next = (next + CHUNK) % n;
+  }
+  const ns = Number(process.hrtime.bigint() - t0) / done;
+  if (acc === 0.5) console.log(acc);
+  return ns;
+}
+
+const rowMode = process.argv[2] === "row";
+const lines = rowMode ? 3 : Number(process.argv[2] ?? 3);
 const sizes = (process.argv[3] ?? "1,1000,100000").split(",").map(Number);
-console.log(`connection lines touched: ${lines}; best of 7 × 4 M frames`);
+console.log(
+  rowMode
+    ? "layout: 128-byte rows (key + per-packet state), no objects; best of 7 × 4 M frames"
+    : `connection lines touched: ${lines}; best of 7 × 4 M frames`,
+);
 console.log("connections  one by one ns/frame  batched ns/frame");
 for (const n of sizes) {
   const st = setup(n);
+  let rows: RowTable | null = null;
+  if (rowMode) {
+    rows = new RowTable(n);
+    for (let i = 0; i < n; i++) rows.add(st.keys[i]!, st.lens[i]!, st.table.hashOf(st.keys[i]!, st.lens[i]!));
+  }
   let one = Number.POSITIVE_INFINITY;
   let batch = Number.POSITIVE_INFINITY;
   for (let r = 0; r < 7; r++) {
-    one = Math.min(one, run(n, false, lines, 4_000_000, st));
-    batch = Math.min(batch, run(n, true, lines, 4_000_000, st));
+    one = Math.min(one, rows ? runRows(n, false, 4_000_000, st, rows) : run(n, false, lines, 4_000_000, st));
+    batch = Math.min(
+      batch,
+      rows ? runRows(n, true, 4_000_000, st, rows) : run(n, true, lines, 4_000_000, st),
+    );
   }
   console.log(`${String(n).padStart(11)}  ${one.toFixed(1).padStart(19)}  ${batch.toFixed(1).padStart(16)}`);
 }
