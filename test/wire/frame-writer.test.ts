@@ -4,6 +4,8 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
+import v8 from "node:v8";
+import vm from "node:vm";
 import { describe, test } from "node:test";
 import fc from "fast-check";
 import type { FramingError } from "../../src/errors.ts";
@@ -155,6 +157,67 @@ describe("FrameWriter (in memory)", () => {
     assert.equal(w.framesDropped, 11);
     assert.notEqual(drops[10], drops[0]);
     assert.equal(drops[10]!.code, "COLO_ERR_CHARDEV_QUEUE_FULL");
+  });
+
+  test("queue slots are reused across batches: FIFO through a blocked, compacted backlog; nothing written stays referenced", async () => {
+    // Completes each write a turn later, so that a write over its highWaterMark blocks the writer.
+    const sink = new (class extends RecordingSink {
+      override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+        this.writes.push(chunk);
+        setImmediate(cb);
+      }
+    })(100_000);
+    const w = new FrameWriter({ maxFrameLength: 100, maxWriteBytes: 64 * 1000 });
+    w.attach(sink);
+    let next = 0;
+    // Batches of every size up to 40 grow the arrays once, then reuse them.
+    for (let size = 1; size <= 40; size++) {
+      for (let k = 0; k < size; k++) w.queue(frame(next++, 60));
+      assert.equal(w.queuedFrames, size);
+      w.flush();
+      assert.equal(w.queuedFrames, 0);
+      await turn();
+    }
+    // A backlog of 2900: two writes of 1000 frames, the second over the sink's highWaterMark; the
+    // flush then compacts the queue (2000 of 2900 slots written), frames queued meanwhile go
+    // behind, and the drain writes the rest.
+    for (let k = 0; k < 2900; k++) w.queue(frame(next++, 60));
+    w.flush();
+    assert.equal(w.queuedFrames, 900);
+    for (let k = 0; k < 10; k++) w.queue(frame(next++, 60));
+    w.flush();
+    assert.equal(w.queuedFrames, 910, "no write while blocked");
+    for (let k = 0; k < 20 && w.queuedFrames > 0; k++) await turn();
+    assert.equal(w.queuedFrames, 0);
+    const got: number[] = [];
+    new FrameDecoder().push(Buffer.concat(sink.writes), (f) => got.push(f.readUInt32BE(0)));
+    assert.deepEqual(
+      got,
+      Array.from({ length: next }, (_, i) => i),
+    );
+    assert.equal(w.framesOut, next);
+
+    // A written frame is not kept alive by its old queue slot.
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc") as () => void;
+    let refs: WeakRef<Buffer>[] = [];
+    const written = new RecordingSink();
+    const w2 = new FrameWriter();
+    w2.attach(written);
+    (() => {
+      const frames = Array.from({ length: 8 }, (_, i) => frame(i, 2000));
+      refs = frames.map((f) => new WeakRef(f));
+      for (const f of frames) w2.queue(f);
+      w2.flush();
+    })();
+    written.writes.length = 0; // the sink's own record holds the large frames by reference
+    await turn();
+    gc();
+    assert.equal(
+      refs.filter((r) => r.deref() !== undefined).length,
+      0,
+      "written frames are collectable once the sink has let them go",
+    );
   });
 
   test("send() refuses frames that cannot be encoded", () => {
