@@ -615,6 +615,49 @@ interface LatencyResult {
   p999: number;
   /** Frames whose latency was measured (all of them, unless a system lost some). */
   released: number;
+  /** The latencies of each slice (slice k of every system ran right after each other). */
+  bySlice: number[][];
+}
+
+/** Bootstrap resamples for the p99 ratio's confidence interval. */
+const BOOTSTRAP_ROUNDS = 400;
+
+/**
+ * 95 % bootstrap interval of p99(a) / p99(b): resamples whole slices with replacement, the same
+ * slice indices for both systems (slice k of each ran within the same second or two, so the
+ * machine's slow periods stay paired), and takes the pooled p99 of each resample. One run's p99
+ * rests on its slowest 1 % of frames, i.e. on a few dozen batches: this says how far the ratio
+ * could move if the run were repeated, which a single number hides (session 7: A/A runs of the
+ * same code moved p99 × QEMU between 0.97 and 1.17). Seeded: the same run prints the same interval.
+ */
+function p99RatioInterval(a: number[][], b: number[][]): [number, number] {
+  const n = Math.min(a.length, b.length);
+  if (n === 0) return [Number.NaN, Number.NaN];
+  let seed = 0x2545f491;
+  const rand = (): number => {
+    // xorshift32
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32;
+  };
+  const ratios: number[] = [];
+  const pa: number[] = [];
+  const pb: number[] = [];
+  for (let round = 0; round < BOOTSTRAP_ROUNDS; round++) {
+    pa.length = 0;
+    pb.length = 0;
+    for (let k = 0; k < n; k++) {
+      const pick = Math.floor(rand() * n);
+      for (const v of a[pick]!) pa.push(v);
+      for (const v of b[pick]!) pb.push(v);
+    }
+    pa.sort((x, y) => x - y);
+    pb.sort((x, y) => x - y);
+    ratios.push(quantile(pa, 0.99) / quantile(pb, 0.99));
+  }
+  ratios.sort((x, y) => x - y);
+  return [quantile(ratios, 0.025), quantile(ratios, 0.975)];
 }
 
 /**
@@ -690,12 +733,13 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
     inst: Instance;
     peers?: Peers;
     lat: number[];
+    bySlice: number[][];
     dump: string[];
   }> = [];
   try {
     for (const sys of systems) {
       const dir = mkdtempSync(path.join(os.tmpdir(), "colo-bench-"));
-      runs.push({ sys, dir, inst: await sys.start(dir), lat: [], dump: [] });
+      runs.push({ sys, dir, inst: await sys.start(dir), lat: [], bySlice: [], dump: [] });
     }
     for (const r of runs) {
       r.peers = await connectAll(r.inst);
@@ -734,6 +778,13 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
       for (let n = 0; n < frames.length; n++) {
         if (arrived[n] === 0) continue;
         r.lat.push(arrived[n]! - sent[n]!);
+        const k = Math.floor(n / LATENCY_SLICE);
+        let slice = r.bySlice[k];
+        if (slice === undefined) {
+          slice = [];
+          r.bySlice[k] = slice;
+        }
+        slice.push(arrived[n]! - sent[n]!);
         // BENCH_LAT_DUMP=file: every frame's send time (CLOCK_MONOTONIC ms) and added latency, to see what a tail is.
         if (process.env.BENCH_LAT_DUMP)
           r.dump.push(`${monoMs(sent[n]!).toFixed(3)} ${(arrived[n]! - sent[n]!).toFixed(4)}`);
@@ -756,6 +807,7 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
       p99: quantile(r.lat, 0.99),
       p999: quantile(r.lat, 0.999),
       released: r.lat.length,
+      bySlice: r.bySlice,
     });
   }
   return results;
@@ -821,14 +873,16 @@ export async function run(): Promise<void> {
     if (!LATENCY) continue;
     const lat = await latencySliced(systems, small);
     console.log(
-      `${"latency".padEnd(12)} ${"system".padEnd(22)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"p99.9 ms".padStart(9)} ${"p99 × QEMU".padStart(10)}`,
+      `${"latency".padEnd(12)} ${"system".padEnd(22)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"p99.9 ms".padStart(9)} ${"p99 × QEMU".padStart(10)} ${"95 % interval".padStart(13)}`,
     );
     const bl = lat.get(base);
     for (const sys of systems) {
       const l = lat.get(sys.name);
       const note = l !== undefined && l.released < LATENCY_FRAMES ? `  (only ${l.released} released)` : "";
+      const ci = l && bl && sys.name !== base ? p99RatioInterval(l.bySlice, bl.bySlice) : undefined;
+      const interval = ci ? `${ci[0].toFixed(2)}–${ci[1].toFixed(2)}` : "–";
       console.log(
-        `${"paced".padEnd(12)} ${sys.name.padEnd(22)} ${col(l?.p50, 3, 8)} ${col(l?.p99, 3, 8)} ${col(l?.p999, 3, 9)} ${col(l && bl && l.p99 / bl.p99, 2, 10)}${note}`,
+        `${"paced".padEnd(12)} ${sys.name.padEnd(22)} ${col(l?.p50, 3, 8)} ${col(l?.p99, 3, 8)} ${col(l?.p999, 3, 9)} ${col(l && bl && l.p99 / bl.p99, 2, 10)} ${interval.padStart(13)}${note}`,
       );
     }
   }
