@@ -80,6 +80,7 @@ const ZERO_REASONS = (): Record<CheckpointReason, number> => ({
   timeout: 0,
   "queue-full": 0,
   "table-full": 0,
+  "connection-reused": 0,
 });
 
 /** Merges two timestamp-ordered packet streams; on equal timestamps the primary goes first. */

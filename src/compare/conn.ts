@@ -5,7 +5,7 @@
 import type { FlowTuple, ProtocolName } from "../conntrack/flow.ts";
 import type { Tracked } from "../conntrack/table.ts";
 import type { Held, HeldSide } from "./held.ts";
-import type { MiscompareReason } from "./types.ts";
+import type { SuspendReason } from "./types.ts";
 
 // tsx does not inline imported const enums (see engine.ts).
 const PRIMARY = 0 as HeldSide;
@@ -25,6 +25,7 @@ const SECONDARY_RIGHT_SET = 1 << 9;
 const BASE_SET = 1 << 10;
 const P_WSCALE_SHIFT = 11;
 const S_WSCALE_SHIFT = 15;
+const REUSED = 1 << 19;
 const WSCALE_MASK = 15;
 /** Compared byte/packet counts carry into their high part at 2^30 (stay small integers). */
 const COUNT_LIMIT = 0x40000000;
@@ -91,7 +92,7 @@ export class CompareConn implements Tracked {
   /** High parts of the compared counts, in units of COUNT_LIMIT. */
   bytesHi = 0;
   packetsHi = 0;
-  miscompareReason: MiscompareReason = "payload-differs";
+  miscompareReason: SuspendReason = "payload-differs";
   readonly protocol: ProtocolName;
   /** Human-readable flow (computed once). */
   readonly flowText: string;
@@ -151,7 +152,18 @@ export class CompareConn implements Tracked {
   get stream(): boolean {
     return (this.bits & STREAM) !== 0;
   }
-  /** A miscompare was found; comparison is suspended until the next flush. */
+  /**
+   * TCP: a new connection began on this 4-tuple while the old one's packets were held (see
+   * CheckpointReason "connection-reused"): until the flush, frames queue in arrival order and
+   * the flush then forgets the stream state. Set together with `miscompared`.
+   */
+  get reused(): boolean {
+    return (this.bits & REUSED) !== 0;
+  }
+  set reused(v: boolean) {
+    this.bits = flag(this.bits, REUSED, v);
+  }
+  /** A miscompare was found (or `reused`); comparison is suspended until the next flush. */
   get miscompared(): boolean {
     return (this.bits & MISCOMPARED) !== 0;
   }
@@ -307,5 +319,6 @@ export class CompareConn implements Tracked {
     this.secondaryWscale = -1;
     this.secondaryRightSet = false;
     this.closed = false;
+    this.reused = false;
   }
 }

@@ -107,6 +107,8 @@ export class CompareEngine {
   #pending = false;
   #lastRequest: CheckpointRequest | null = null;
   #lastRequestAt = 0;
+  /** Packets the old connection held when #markReuse saw a new one begin (for the explanation). */
+  #reuseHeld = 0;
   readonly #paused = { primary: false, secondary: false };
   #failover = false;
   #flushEpoch = 0;
@@ -573,7 +575,8 @@ export class CompareEngine {
         for (let h = head; h !== null; h = h.next) {
           n++;
           if (h.conn !== c || h.side !== side) problems.push(`record in wrong queue on ${c.flowText}`);
-          if (c.stream && h.next !== null && seqAfter(h.seq, h.next.seq)) {
+          // (A reused 4-tuple's queue continues in arrival order: another sequence space.)
+          if (c.stream && !c.reused && h.next !== null && seqAfter(h.seq, h.next.seq)) {
             problems.push(`TCP queue out of order on ${c.flowText}`);
           }
           if (side === PRIMARY) bytes += h.frame.length;
@@ -748,6 +751,8 @@ export class CompareEngine {
     c.flushedEndSet = false;
     c.miscompared = false;
     c.queueFullRaised = false;
+    // A reused 4-tuple: what was released mixed two sequence spaces; start over mid-stream.
+    if (c.reused) c.resetStream();
     this.#settle(c, now);
   }
 
@@ -857,12 +862,28 @@ export class CompareEngine {
   // ------------------------------------------------------------------------------------------
   // TCP
 
-  #onSyn(c: CompareConn, side: HeldSide, seq: number): void {
+  /**
+   * Returns true when this SYN begins a new connection while the old one holds packets: the
+   * caller then asks for the checkpoint (#requestReuse) once the frame is held or dropped, never
+   * before (a sink may complete the checkpoint inside the request, and a connection emptied by
+   * that flush can be evicted: a frame held on it afterwards would be lost).
+   */
+  #onSyn(c: CompareConn, side: HeldSide, seq: number): boolean {
     const known = side === PRIMARY ? c.primaryIsnSet : c.secondarySyn;
     const isn = side === PRIMARY ? c.primaryIsn : c.secondaryIsn;
-    // A SYN after close, or with a new ISN, starts a new connection on the same 4-tuple. Only
-    // reset when nothing is held: held segments belong to the old sequence space.
-    if ((c.closed || (known && isn !== seq)) && c.pCount + c.sCount === 0) c.resetStream();
+    // A SYN after close, or with a new ISN, starts a new connection on the same 4-tuple. With
+    // nothing held the stream state simply starts afresh; held segments belong to the old
+    // sequence space, so then comparison stops until a checkpoint flushes both (see #markReuse).
+    let reusedNow = false;
+    if (c.closed || (known && isn !== seq)) {
+      if (c.pCount + c.sCount === 0) c.resetStream();
+      else if (!c.reused) {
+        this.#markReuse(c);
+        reusedNow = true;
+      }
+    }
+    // Until that flush the new connection's handshake is not learnt: the flush forgets it all.
+    if (c.reused) return reusedNow;
     if (side === PRIMARY) {
       if (!c.primaryIsnSet) {
         c.primaryIsnSet = true;
@@ -874,6 +895,36 @@ export class CompareEngine {
       c.secondarySyn = true;
       c.secondaryIsn = seq;
     }
+    return false;
+  }
+
+  /**
+   * A new connection begins on `c`'s 4-tuple while the old one holds packets. Without this, the
+   * new connection's segments would be placed in the old one's sequence space: data below the
+   * old compared position released as retransmissions, i.e. uncompared, the rest held until the
+   * compare timeout. Instead comparison is suspended on the flow (like a miscompare) and a
+   * checkpoint requested; until the flush, frames of both sides queue in arrival order behind
+   * the old ones, and the flush releases them in that order, then resets the stream state.
+   */
+  #markReuse(c: CompareConn): void {
+    c.reused = true;
+    c.miscompared = true;
+    c.miscompareReason = "connection-reused";
+    this.#stats.connectionsReused++;
+    this.#reuseHeld = c.pCount + c.sCount;
+  }
+
+  /** The checkpoint request for a reuse marked by #onSyn (`held`: what the old connection held). */
+  #requestReuse(c: CompareConn, side: HeldSide, seq: number, now: number): void {
+    const name: Side = side === PRIMARY ? "primary" : "secondary";
+    const held = this.#reuseHeld;
+    this.#trigger(now, "connection-reused", c, () => ({
+      side: name,
+      seq: seq >>> 0,
+      message:
+        `${c.flowText}: new connection (${name} SYN, seq ${seq >>> 0}) while the previous one ` +
+        `still holds ${held} packet${held === 1 ? "" : "s"}`,
+    }));
   }
 
   /**
@@ -895,8 +946,9 @@ export class CompareEngine {
     const flags = m.tcpFlags;
     const tcpSeq = m.tcpSeq | 0;
     const tcpAck = m.tcpAck | 0;
+    let reusedNow = false;
     if (flags & SYN) {
-      this.#onSyn(c, PRIMARY, tcpSeq);
+      reusedNow = this.#onSyn(c, PRIMARY, tcpSeq);
       c.primaryWscale = synWindowScale(frame, m.l4Offset, m.tcpHeaderLen);
     }
     if (flags & ACK && (!c.primaryAckSet || seqAfter(tcpAck, c.primaryAck))) {
@@ -925,8 +977,11 @@ export class CompareEngine {
     h.l4 = m.l4Offset;
     h.ack = tcpAck;
     h.flags = flags;
-    c.insertBySeq(h);
-    if (c.miscompared) this.#renotifyMiscompare(c, now);
+    // A reused 4-tuple's new segments are in another sequence space: arrival order (see #markReuse).
+    if (c.reused) c.push(h);
+    else c.insertBySeq(h);
+    if (reusedNow) this.#requestReuse(c, PRIMARY, tcpSeq, now);
+    else if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runTcp(c, now);
     this.#checkQueue(c, PRIMARY, now);
   }
@@ -936,8 +991,9 @@ export class CompareEngine {
     const flags = m.tcpFlags;
     const tcpSeq = m.tcpSeq | 0;
     const tcpAck = m.tcpAck | 0;
+    let reusedNow = false;
     if (flags & SYN) {
-      this.#onSyn(c, SECONDARY, tcpSeq);
+      reusedNow = this.#onSyn(c, SECONDARY, tcpSeq);
       c.secondaryWscale = synWindowScale(frame, m.l4Offset, m.tcpHeaderLen);
     }
     if (flags & ACK) {
@@ -968,10 +1024,11 @@ export class CompareEngine {
     // all ack gating needs), so drop them now instead of letting a lone one age into a timeout.
     let reason: DiscardReason | null = null;
     if (len === 0) reason = "no-payload";
-    else if (c.compareSeqSet && !seqAfter(end, c.compareSeq)) reason = "already-compared";
+    else if (c.compareSeqSet && !c.reused && !seqAfter(end, c.compareSeq)) reason = "already-compared";
     else if (c.sCount >= this.#cfg.maxQueueSize) reason = "queue-full";
     if (reason !== null) {
       this.#discardNow(frame, vnetLen, reason);
+      if (reusedNow) this.#requestReuse(c, SECONDARY, tcpSeq, now);
       if (reason === "queue-full") this.#checkQueue(c, SECONDARY, now);
       else if (!c.miscompared && c.pCount > 0) this.#runTcp(c, now);
       return;
@@ -983,8 +1040,10 @@ export class CompareEngine {
     h.dataOff = m.payloadOffset;
     h.ack = tcpAck;
     h.flags = flags;
-    c.insertBySeq(h);
-    if (c.miscompared) this.#renotifyMiscompare(c, now);
+    if (c.reused) c.push(h);
+    else c.insertBySeq(h);
+    if (reusedNow) this.#requestReuse(c, SECONDARY, tcpSeq, now);
+    else if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runTcp(c, now);
     this.#checkQueue(c, SECONDARY, now);
   }

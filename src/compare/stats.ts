@@ -65,6 +65,8 @@ export interface CompareStats {
   connectionsCreated: number;
   connectionsExpired: number;
   connectionsEvicted: number;
+  /** TCP connections begun on a 4-tuple whose previous connection still held packets. */
+  connectionsReused: number;
   /** Connections admitted while the table was full and nothing was evictable. */
   connectionsOverLimit: number;
   /** Malformed frames by stable code, per side. */
@@ -105,6 +107,7 @@ export function newStats(): CompareStats {
     connectionsCreated: 0,
     connectionsExpired: 0,
     connectionsEvicted: 0,
+    connectionsReused: 0,
     connectionsOverLimit: 0,
     badInput: { primary: zeros(PARSE_STATUS_CODES), secondary: zeros(PARSE_STATUS_CODES) },
     backpressureEvents: 0,

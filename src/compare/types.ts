@@ -19,7 +19,14 @@ export type CheckpointReason =
   /** A connection's queue on one side reached max_queue_size. */
   | "queue-full"
   /** The connection table is full and no connection can be evicted (all hold packets). */
-  | "table-full";
+  | "table-full"
+  /**
+   * TCP: a new connection (a SYN with a new ISN, or a SYN after the old one closed) began on a
+   * 4-tuple whose previous connection still holds packets. Those belong to the old sequence
+   * space, so neither can be compared with the other: comparison is suspended on the flow until
+   * the flush, which releases both in arrival order and starts the stream state afresh.
+   */
+  | "connection-reused";
 
 export const CHECKPOINT_REASONS: readonly CheckpointReason[] = [
   "payload-differs",
@@ -28,10 +35,14 @@ export const CHECKPOINT_REASONS: readonly CheckpointReason[] = [
   "timeout",
   "queue-full",
   "table-full",
+  "connection-reused",
 ];
 
 /** Miscompare reasons are the checkpoint reasons that come from comparing two packets. */
 export type MiscompareReason = "payload-differs" | "size-differs" | "seq-mismatch";
+
+/** Why comparison is suspended on a connection until the next flush. */
+export type SuspendReason = MiscompareReason | "connection-reused";
 
 /** Why a secondary frame was discarded (the secondary is never output). */
 export type DiscardReason =

@@ -90,6 +90,7 @@ export function compareSnapshot(cs: Readonly<CompareStats>, extra: CompareSnapsh
       over_queue_limit: cs.overQueueLimit,
       connections_expired: cs.connectionsExpired,
       connections_evicted: cs.connectionsEvicted,
+      connections_reused: cs.connectionsReused,
       connections_over_limit: cs.connectionsOverLimit,
       backpressure_events: cs.backpressureEvents,
       window_clamped: cs.windowClamped,

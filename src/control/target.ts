@@ -110,7 +110,7 @@ export interface HexWindow {
 /** Why a checkpoint was requested, in the words an operator needs. */
 export interface CheckpointRequestData {
   [key: string]: unknown;
-  /** Stable reason tag (compare engine: "payload-differs", "size-differs", "seq-mismatch", "timeout", "queue-full", "table-full"). */
+  /** Stable reason tag (compare engine: "payload-differs", "size-differs", "seq-mismatch", "timeout", "queue-full", "table-full", "connection-reused"). */
   reason: string;
   /** One sentence for humans (the compare engine's CheckpointRequest.message). */
   explanation: string;

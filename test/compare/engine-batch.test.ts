@@ -6,6 +6,7 @@
  * malformed and empty frames), checkpoints, failover and sink callbacks that re-enter the engine.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import fc from "fast-check";
 import { BATCH, CompareEngine, type CompareEngineOptions } from "../../src/compare/engine.ts";
@@ -252,6 +253,38 @@ test("property: a batch call does what pushing its frames one by one does", () =
       },
     ),
     { numRuns: 300 },
+  );
+});
+
+test("regression (found by the property above): a reuse checkpoint completed inside its request loses no frame", () => {
+  // A SYN with a new ISN on a flow holding packets asked for the checkpoint before holding the
+  // SYN; the re-entrant flush emptied the flow, the table trim evicted it, and the SYN was then
+  // held outside the table (checkInvariant: "queues hold 0/0, counters say 1/0").
+  const fx = JSON.parse(
+    readFileSync(new URL("../fixtures/compare-reuse-reentrant.json", import.meta.url), "utf8"),
+  ) as {
+    ops: Array<Op | { op: "primary" | "secondary"; frames: { hex: string; vnetLen: number }[] }>;
+    config: Partial<CompareConfig>;
+    reentrant: boolean;
+    observe: boolean;
+  };
+  const ops = fx.ops.map((o) =>
+    "frames" in o
+      ? {
+          op: o.op,
+          frames: o.frames.map((f) => ({
+            bytes: Buffer.from((f as { hex: string }).hex, "hex"),
+            vnetLen: f.vnetLen,
+          })),
+        }
+      : o,
+  ) as Op[];
+  const one = run(ops, false, fx.config, {}, fx.reentrant, fx.observe);
+  const batch = run(ops, true, fx.config, { batchMinConnections: 0 }, fx.reentrant, fx.observe);
+  assert.deepEqual(batch.log, one.log);
+  assert.ok(
+    one.log.some((l) => l.startsWith("checkpoint ") && l.includes('"reason":"connection-reused"')),
+    "the fixture still reaches a reuse",
   );
 });
 

@@ -518,6 +518,117 @@ test("reusing a closed 4-tuple with a new ISN starts a fresh stream", () => {
   engine.checkInvariant();
 });
 
+test("a new connection on a 4-tuple that still holds packets: checkpoint request, nothing released uncompared, fresh stream after the flush", () => {
+  const { engine, sink } = setup();
+  engine.pushPrimary(tcp("primary", { seq: ISN, flags: "SA", ack: 1 }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, flags: "SA", ack: 1 }), 0, 0);
+  engine.pushPrimary(tcp("primary", { seq: ISN + 1, payload: "0123456789", ack: 1 }), 0, 1);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 1, payload: "0123456789", ack: 1 }), 0, 1);
+  // The old connection's next segment waits for its twin...
+  const old = tcp("primary", { seq: ISN + 11, payload: "old tail", ack: 1 });
+  engine.pushPrimary(old, 0, 2);
+  assert.equal(sink.released.length, 2);
+  // ...when the guest answers a new SYN on the same 4-tuple, with an ISN below the old one: its
+  // data falls below the old compared position and used to be released as a retransmission.
+  const NEW = ISN - 5000;
+  const synAck = tcp("primary", { seq: NEW, flags: "SA", ack: 7 });
+  const data = tcp("primary", { seq: NEW + 1, payload: "fresh", ack: 7 });
+  engine.pushPrimary(synAck, 0, 3);
+  engine.pushPrimary(data, 0, 3);
+  assert.equal(sink.released.length, 2, "nothing of either connection goes out uncompared");
+  assert.equal(engine.stats().releasedBy.retransmit, 0);
+  assert.equal(sink.requests.length, 1);
+  const r = sink.requests[0]!;
+  assert.equal(r.reason, "connection-reused");
+  assert.equal(r.side, "primary");
+  assert.equal(r.seq, NEW);
+  assert.equal(r.flow, "tcp 10.0.0.1:80 > 10.0.0.2:40000");
+  assert.match(
+    r.message,
+    /new connection \(primary SYN, seq 995000\) while the previous one still holds 1 packet$/,
+  );
+  assert.equal(engine.stats().connectionsReused, 1);
+  assert.equal(engine.stats().checkpointRequests["connection-reused"], 1);
+  assert.equal(engine.connections(3)[0]?.state, "miscompared");
+  // The secondary's copies of the new connection queue too (its SYN-ACK carries no payload).
+  engine.pushSecondary(tcp("secondary", { seq: NEW, flags: "SA", ack: 7 }), 0, 4);
+  const sData = tcp("secondary", { seq: NEW + 1, payload: "fresh", ack: 7 });
+  engine.pushSecondary(sData, 0, 4);
+  assert.equal(sink.released.length, 2);
+  assert.equal(sink.requests.length, 1, "no second request while the first is pending");
+  engine.checkInvariant();
+  engine.checkpointDone(5);
+  assert.deepEqual(
+    sink.released.slice(2),
+    [old, synAck, data],
+    "old connection first, then the new one, in arrival order",
+  );
+  assert.ok(sink.discarded.some((d) => d.frame === sData && d.reason === "flush"));
+  assert.equal(engine.stats().heldPrimary + engine.stats().heldSecondary, 0);
+  assert.equal(engine.connections(5)[0]?.state, "open");
+  // The new connection is compared from here on, in its own sequence space.
+  const next = tcp("primary", { seq: NEW + 6, payload: "next", ack: 7 });
+  engine.pushPrimary(next, 0, 6);
+  assert.equal(sink.released.length, 5, "held for its twin");
+  engine.pushSecondary(tcp("secondary", { seq: NEW + 6, payload: "next", ack: 7 }), 0, 6);
+  assert.equal(sink.released.at(-1), next);
+  assert.equal(engine.stats().releasedBy.matched, 2);
+  engine.pushPrimary(tcp("primary", { seq: NEW + 10, payload: "diff", ack: 7 }), 0, 7);
+  engine.pushSecondary(tcp("secondary", { seq: NEW + 10, payload: "DIFF", ack: 7 }), 0, 7);
+  assert.equal(sink.requests.at(-1)?.reason, "payload-differs", "and a difference is caught");
+  engine.checkInvariant();
+});
+
+test("a reuse checkpoint completed inside its request (re-entrant sink) flushes the new SYN-ACK with the old flow's packets", () => {
+  // The request comes only once the new SYN is held, so a checkpoint completed inside it
+  // releases the SYN too, behind the old connection's packets, with a table over its limit
+  // being trimmed (see also the fast-check regression in engine-batch.test.ts).
+  const { engine, sink } = setup({ maxConnections: 2 });
+  const checkpointRequest = sink.checkpointRequest.bind(sink);
+  sink.checkpointRequest = (r) => {
+    checkpointRequest(r);
+    engine.checkpointDone(1);
+  };
+  const a = { dport: 40001 };
+  engine.pushPrimary(tcp("primary", { ...a, seq: ISN, flags: "SA", ack: 1 }), 0, 0);
+  engine.pushSecondary(tcp("secondary", { ...a, seq: ISN, flags: "SA", ack: 1 }), 0, 0);
+  engine.pushPrimary(tcp("primary", { ...a, seq: ISN + 1, payload: "late", ack: 1 }), 0, 0);
+  // Other flows fill the table; the third is admitted over the limit (table-full, flushed at once).
+  engine.pushPrimary(tcp("primary", { dport: 40002, seq: 5, flags: "SA", ack: 1 }), 0, 0);
+  engine.pushPrimary(tcp("primary", { dport: 40003, seq: 5, flags: "SA", ack: 1 }), 0, 0);
+  assert.equal(sink.requests.at(-1)?.reason, "table-full");
+  // The first flow ends (RST: closed, preferred for eviction) with its RST still held.
+  engine.pushPrimary(tcp("primary", { ...a, seq: ISN + 5, flags: "R", ack: 0 }), 0, 1);
+  assert.ok(engine.stats().heldPrimary > 0);
+  const synAck = tcp("primary", { ...a, seq: ISN + 777_777, flags: "SA", ack: 1 });
+  engine.pushPrimary(synAck, 0, 2);
+  assert.equal(sink.requests.at(-1)?.reason, "connection-reused");
+  engine.checkInvariant();
+  const st = engine.stats();
+  assert.equal(st.primaryFrames, st.released + st.heldPrimary, "every primary frame released or held");
+  assert.ok(sink.released.includes(synAck), "the new SYN-ACK went out with the flush");
+  assert.equal(engine.stats().heldPrimary, 0);
+});
+
+test("a retransmitted SYN of the same connection, or a new SYN with nothing held, is not a reuse", () => {
+  const { engine, sink } = setup();
+  engine.pushPrimary(tcp("primary", { seq: ISN, flags: "SA", ack: 1 }), 0, 0);
+  engine.pushPrimary(tcp("primary", { seq: ISN, flags: "SA", ack: 1 }), 0, 1);
+  engine.pushSecondary(tcp("secondary", { seq: ISN, flags: "SA", ack: 1 }), 0, 1);
+  assert.equal(sink.requests.length, 0);
+  assert.equal(engine.stats().connectionsReused, 0);
+  // Nothing held: a SYN with a new ISN just starts the stream afresh.
+  assert.equal(engine.stats().heldPrimary + engine.stats().heldSecondary, 0);
+  engine.pushPrimary(tcp("primary", { seq: ISN + 9999, flags: "SA", ack: 1 }), 0, 2);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 9999, flags: "SA", ack: 1 }), 0, 2);
+  engine.pushPrimary(tcp("primary", { seq: ISN + 10_000, payload: "x", ack: 1 }), 0, 3);
+  engine.pushSecondary(tcp("secondary", { seq: ISN + 10_000, payload: "x", ack: 1 }), 0, 3);
+  assert.equal(sink.requests.length, 0);
+  assert.equal(engine.stats().connectionsReused, 0);
+  assert.equal(engine.stats().releasedBy.matched, 1);
+  engine.checkInvariant();
+});
+
 test("a gap after comparison started waits for the reordered segment instead of miscomparing", () => {
   const { engine, sink } = setup();
   engine.pushPrimary(tcp("primary", { seq: ISN, payload: "aaaa" }), 0, 0);
