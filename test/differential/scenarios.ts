@@ -45,6 +45,8 @@ export const DIFF = {
     "strict ack gating: colo-proxy releases no primary segment (identical, pure ACK, retransmission) acking beyond the secondary; QEMU releases those",
   windowClamp:
     "window clamp: colo-proxy lowers a released segment's window to the secondary's right edge; QEMU outputs it unchanged",
+  reuse:
+    "a new connection on a 4-tuple that still holds packets: colo-proxy asks for a checkpoint at once and releases none of it uncompared; QEMU takes it for the old connection",
 } as const;
 
 // --- TCP -------------------------------------------------------------------------------------------
@@ -148,6 +150,37 @@ export const scenarios: Scenario[] = [
     name: "tcp: retransmission of an already compared segment is released",
     steps: [P(t1), S(t1), { outCount: 1 }, P(t1), S(t1)],
     qemu: { out: [t1, t1] },
+  },
+  {
+    // The old connection (ISN 999) has "world" held when the guest answers a new SYN on the same
+    // 4-tuple with ISN 500; the two guests then send different data on the new connection.
+    name: "tcp: a new connection on a 4-tuple whose old one still holds a segment",
+    steps: [
+      P(tcp({ seq: 999, ack: 101, flags: "SA" })),
+      S(tcp({ seq: 999, ack: 101, flags: "SA" })),
+      P(tcp({ seq: 1000, ack: 101, payload: "hello " })),
+      S(tcp({ seq: 1000, ack: 101, payload: "hello " })),
+      { outCount: 2 },
+      P(tcp({ seq: 1006, ack: 101, payload: "world" })),
+      P(tcp({ seq: 500, ack: 201, flags: "SA" })),
+      S(tcp({ seq: 500, ack: 201, flags: "SA" })),
+      P(tcp({ seq: 501, ack: 201, payload: "DIFF" })),
+      S(tcp({ seq: 501, ack: 201, payload: "diff" })),
+      { sleep: 200 },
+    ],
+    qemu: {
+      out: [
+        tcp({ seq: 999, ack: 101, flags: "SA" }),
+        tcp({ seq: 1000, ack: 101, payload: "hello " }),
+        tcp({ seq: 500, ack: 201, flags: "SA" }),
+        tcp({ seq: 501, ack: 201, payload: "DIFF" }),
+      ],
+    },
+    ours: {
+      differs: DIFF.reuse,
+      out: [tcp({ seq: 999, ack: 101, flags: "SA" }), tcp({ seq: 1000, ack: 101, payload: "hello " })],
+      notify: [DO],
+    },
   },
   {
     name: "tcp: out-of-order primary segments are released in sequence order",
