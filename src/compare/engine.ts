@@ -520,6 +520,7 @@ export class CompareEngine {
       for (let h = c.sHead; h !== null; h = h.next) oldest = Math.min(oldest, h.arrival);
       let state = "open";
       if (c.passthrough) state = "passthrough";
+      else if (c.reused) state = "reused";
       else if (c.miscompared) state = "miscompared";
       else if (c.closed) state = "closed";
       else if (c.primaryFin || c.secondaryFin) state = "closing";

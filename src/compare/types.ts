@@ -192,7 +192,11 @@ export interface ConnectionInfo {
   key: string;
   flow: string;
   protocol: ProtocolName;
-  /** "open" | "closing" (one side sent FIN) | "closed" | "miscompared" (until the next flush) | "passthrough" */
+  /**
+   * "open" | "closing" (one side sent FIN) | "closed" | "miscompared" (until the next flush) |
+   * "reused" (a new TCP connection began while the old one held packets; until the next flush) |
+   * "passthrough"
+   */
   state: string;
   primaryQueued: number;
   secondaryQueued: number;

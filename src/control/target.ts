@@ -45,7 +45,7 @@ export interface ConnectionInfo {
   flow: string;
   /** "tcp", "udp", "icmp", "icmpv6", "ip", "arp", "l2". */
   protocol: string;
-  /** e.g. "open", "closing", "closed", "miscompared", "passthrough" (compare); TCP phase (rewrite). */
+  /** e.g. "open", "closing", "closed", "miscompared", "reused", "passthrough" (compare); TCP phase (rewrite). */
   state: string;
   /** Frames held from the primary, and queued from the secondary. */
   primaryQueued: number;

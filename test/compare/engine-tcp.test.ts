@@ -549,7 +549,7 @@ test("a new connection on a 4-tuple that still holds packets: checkpoint request
   );
   assert.equal(engine.stats().connectionsReused, 1);
   assert.equal(engine.stats().checkpointRequests["connection-reused"], 1);
-  assert.equal(engine.connections(3)[0]?.state, "miscompared");
+  assert.equal(engine.connections(3)[0]?.state, "reused");
   // The secondary's copies of the new connection queue too (its SYN-ACK carries no payload).
   engine.pushSecondary(tcp("secondary", { seq: NEW, flags: "SA", ack: 7 }), 0, 4);
   const sData = tcp("secondary", { seq: NEW + 1, payload: "fresh", ack: 7 });
