@@ -617,6 +617,11 @@ interface LatencyResult {
   released: number;
   /** The latencies of each slice (slice k of every system ran right after each other). */
   bySlice: number[][];
+  /**
+   * CPU µs (all of the system's threads) per paced batch, over its own slices: at this rate the
+   * fixed cost per read and per write dominates, and a slow period stretches it (docs/benchmarks.md).
+   */
+  cpuPerBatch: number;
 }
 
 /** Bootstrap resamples for the p99 ratio's confidence interval. */
@@ -735,11 +740,13 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
     lat: number[];
     bySlice: number[][];
     dump: string[];
+    /** CPU time (ns, all threads) the system used during its own slices. */
+    cpuNs: number;
   }> = [];
   try {
     for (const sys of systems) {
       const dir = mkdtempSync(path.join(os.tmpdir(), "colo-bench-"));
-      runs.push({ sys, dir, inst: await sys.start(dir), lat: [], bySlice: [], dump: [] });
+      runs.push({ sys, dir, inst: await sys.start(dir), lat: [], bySlice: [], dump: [], cpuNs: 0 });
     }
     for (const r of runs) {
       r.peers = await connectAll(r.inst);
@@ -770,7 +777,10 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
       const last = Math.min(frames.length, first + LATENCY_SLICE);
       for (let j = 0; j < runs.length; j++) {
         const ri = (j + k) % runs.length;
-        await paceSlice(runs[ri]!.peers!, traffic, first, last, times[ri]!);
+        const r = runs[ri]!;
+        const cpu0 = cpuNs(r.inst.pid);
+        await paceSlice(r.peers!, traffic, first, last, times[ri]!);
+        r.cpuNs += cpuNs(r.inst.pid) - cpu0;
       }
     }
     runs.forEach((r, ri) => {
@@ -808,6 +818,7 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
       p999: quantile(r.lat, 0.999),
       released: r.lat.length,
       bySlice: r.bySlice,
+      cpuPerBatch: r.cpuNs / 1000 / Math.ceil(frames.length / LATENCY_BATCH),
     });
   }
   return results;
@@ -873,7 +884,7 @@ export async function run(): Promise<void> {
     if (!LATENCY) continue;
     const lat = await latencySliced(systems, small);
     console.log(
-      `${"latency".padEnd(12)} ${"system".padEnd(22)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"p99.9 ms".padStart(9)} ${"p99 × QEMU".padStart(10)} ${"95 % interval".padStart(13)}`,
+      `${"latency".padEnd(12)} ${"system".padEnd(22)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"p99.9 ms".padStart(9)} ${"p99 × QEMU".padStart(10)} ${"95 % interval".padStart(13)} ${"CPU µs/batch".padStart(12)}`,
     );
     const bl = lat.get(base);
     for (const sys of systems) {
@@ -882,7 +893,7 @@ export async function run(): Promise<void> {
       const ci = l && bl && sys.name !== base ? p99RatioInterval(l.bySlice, bl.bySlice) : undefined;
       const interval = ci ? `${ci[0].toFixed(2)}–${ci[1].toFixed(2)}` : "–";
       console.log(
-        `${"paced".padEnd(12)} ${sys.name.padEnd(22)} ${col(l?.p50, 3, 8)} ${col(l?.p99, 3, 8)} ${col(l?.p999, 3, 9)} ${col(l && bl && l.p99 / bl.p99, 2, 10)} ${interval.padStart(13)}${note}`,
+        `${"paced".padEnd(12)} ${sys.name.padEnd(22)} ${col(l?.p50, 3, 8)} ${col(l?.p99, 3, 8)} ${col(l?.p999, 3, 9)} ${col(l && bl && l.p99 / bl.p99, 2, 10)} ${interval.padStart(13)} ${col(l?.cpuPerBatch, 1, 12)}${note}`,
       );
     }
   }
