@@ -19,7 +19,7 @@ import { FramedPeer, type TestCtx, tempDir, waitUntil } from "../support/qemu.ts
 async function startDaemon(
   t: TestCtx,
   extra: string[] = [],
-  opts: { notify?: boolean; outClient?: string; control?: boolean } = {},
+  opts: { notify?: boolean; outClient?: string; control?: boolean; now?: () => number } = {},
 ) {
   const dir = tempDir(t);
   const sock = (id: string) => path.join(dir, `${id}.sock`);
@@ -34,12 +34,17 @@ async function startDaemon(
   const ctl = sock("ctl");
   const d = await CompareDaemon.start(resolveCompareConfig(raw), {
     controlSocket: opts.control === false ? null : ctl,
+    ...(opts.now ? { now: opts.now } : {}),
   });
   t.after(() => d.close());
   return { d, dir, sock, ctl };
 }
 
-async function daemon(t: TestCtx, extra: string[] = [], opts: { notify?: boolean; outClient?: string } = {}) {
+async function daemon(
+  t: TestCtx,
+  extra: string[] = [],
+  opts: { notify?: boolean; outClient?: string; now?: () => number } = {},
+) {
   const { d, dir, sock, ctl } = await startDaemon(t, extra, opts);
   const pri = await FramedPeer.connect(sock("pri"), {}, t);
   const sec = await FramedPeer.connect(sock("sec"), {}, t);
@@ -171,6 +176,31 @@ test("set-param changes compare_timeout at run time; query-params reports it", a
     expired_scan_cycle: 10,
     max_queue_size: 1024,
   });
+});
+
+test("while traffic flows the expiry scan runs inside the input reads, not only from its timer", async (t) => {
+  // A one-minute scan cycle: its timer cannot fire during the test. The injected clock jumps
+  // past it, and the next read finds the primary held since the start timed out.
+  let clock = 1000;
+  const { pri, sec, events } = await daemon(t, ["compare_timeout=3000", "expired_scan_cycle=60000"], {
+    now: () => clock,
+  });
+  pri.send(tcp({ sport: 1, payload: "lonely" }));
+  const matched = tcp({ sport: 2, payload: "pair" });
+  sec.send(matched);
+  pri.send(matched);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(events.filter((e) => e.event === "CHECKPOINT_REQUEST").length, 0, "no scan yet");
+  clock += 61_000;
+  sec.send(tcp({ sport: 3, payload: "later" }));
+  // (A message: without one, a failing assert.ok makes Node re-parse the transpiled source for
+  // its text, which took minutes here.)
+  assert.ok(
+    await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 10_000),
+    "the read after the clock jump scanned and found the timeout",
+  );
+  const req = events.find((e) => e.event === "CHECKPOINT_REQUEST")!;
+  assert.equal(req.data.reason, "timeout");
 });
 
 test("a congested outdev never stops primary_in: QEMU reads outdev in the loop that writes primary_in", async (t) => {
