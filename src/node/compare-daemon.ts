@@ -299,19 +299,22 @@ export class CompareDaemon implements ControlTarget {
     this.outdev.flush();
   };
 
-  /** End of an input read: its frames go to the engine in one batch call, then its releases out. */
+  /**
+   * End of an input read: its frames go to the engine in one batch call, then its releases out,
+   * then the expiry scan if one is due (after the write: it must not delay the releases).
+   */
   #endRead(batch: FrameBatch, primary: boolean): void {
+    const now = this.#chunkAt;
     try {
-      const now = this.#chunkAt;
       if (primary) batch.flushPrimary(this.engine, now);
       else batch.flushSecondary(this.engine, now);
-      if (now - this.#lastScan >= this.#scanCycle) {
-        this.#scan(now);
-        this.#timer?.refresh();
-      }
     } finally {
       this.#inRead = false;
       if (this.#flushQueued) this.#flushOut();
+    }
+    if (now - this.#lastScan >= this.#scanCycle) {
+      this.#scan(now);
+      this.#timer?.refresh();
     }
   }
 
