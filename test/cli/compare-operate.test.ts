@@ -110,10 +110,13 @@ test("compare CLI: --passthrough and ctl passthrough add release differing flows
     pri.send(tcp({ sport: 80, dport: 40000, seq: 1000 + i * 5, payload: `ok ${i}.` }));
     sec.send(tcp({ sport: 80, dport: 40000, seq: 1000 + i * 5, payload: `ok ${i}.` }));
   }
-  assert.ok(await out.waitFrames(5, 10_000));
+  assert.ok(await out.waitFrames(5, 10_000), "out.waitFrames(5, 10_000)");
   pri.send(tcp({ sport: 80, dport: 40000, seq: 1015, payload: "Date: 01" }));
   sec.send(tcp({ sport: 80, dport: 40000, seq: 1015, payload: "Date: 02" }));
-  assert.ok(await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 10_000));
+  assert.ok(
+    await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 10_000),
+    'waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 10_000)',
+  );
   const reqs = events.filter((e) => e.event === "CHECKPOINT_REQUEST");
   assert.equal(reqs.length, 1, "only the flow without a rule asked for a checkpoint");
   assert.equal(reqs[0]?.data.flow, "tcp 10.0.0.1:80 > 10.0.0.2:40000");
@@ -151,10 +154,13 @@ test("compare CLI --capture: a miscompare writes a pcapng that tshark reads and 
     pri.send(tcp({ sport: 80, dport: 40000, seq: 1000 + i * 5, payload: `ok ${i}.` }));
     sec.send(tcp({ sport: 80, dport: 40000, seq: 1000 + i * 5, payload: `ok ${i}.` }));
   }
-  assert.ok(await out.waitFrames(10, 10_000));
+  assert.ok(await out.waitFrames(10, 10_000), "out.waitFrames(10, 10_000)");
   pri.send(tcp({ sport: 80, dport: 40000, seq: 1050, payload: "Date: 01" }));
   sec.send(tcp({ sport: 80, dport: 40000, seq: 1050, payload: "Date: 02" }));
-  assert.ok(await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 10_000));
+  assert.ok(
+    await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 10_000),
+    'waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 10_000)',
+  );
   assert.ok(await waitUntil(() => /miscompare capture written/.test(proc.stderr), 10_000), proc.stderr);
   const files = readdirSync(capDir);
   assert.equal(files.length, 1);
@@ -172,6 +178,7 @@ test("compare CLI --capture: a miscompare writes a pcapng that tshark reads and 
   sec.send(tcp({ sport: 81, dport: 40001, seq: 5000, payload: "Date: 04" }));
   assert.ok(
     await waitUntil(() => events.filter((e) => e.event === "CHECKPOINT_REQUEST").length >= 2, 10_000),
+    'waitUntil(() => events.filter((e) => e.event === "CHECKPOINT_REQUEST").length >= 2, 10_000)',
   );
   for (let i = 0; i < 200 && st.counters?.capture_skipped_rate !== 1; i++) {
     await sleep(50);

@@ -46,7 +46,10 @@ test("compare daemon: metrics agree with query-stats, passthrough reaches the en
   assert.ok(await out.waitFrames(5, 20_000), "matched frames released");
   pri.send(tcp({ seq: 1050, payload: "Date: 01" }));
   sec.send(tcp({ seq: 1050, payload: "Date: 02" }));
-  assert.ok(await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 20_000));
+  assert.ok(
+    await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 20_000),
+    'waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 20_000)',
+  );
   const req = events.find((e) => e.event === "CHECKPOINT_REQUEST")!;
   assert.equal(req.data.reason, "payload-differs");
   assert.equal(req.data.offset, 57);

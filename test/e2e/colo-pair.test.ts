@@ -226,7 +226,10 @@ describe("two real guests through the colo-proxy pair", { skip, timeout: 300_000
       const transfer = s.request({ op: "bulk", host: GUEST.ip4, port: 7, bytes, timeoutMs: 240_000 });
       // Let the transfer get going through the comparison, then force a checkpoint: the
       // nondeterministic endpoint miscompares.
-      assert.ok(await waitFor(() => (stats().released.matched ?? 0) > m0 + 200, 60_000));
+      assert.ok(
+        await waitFor(() => (stats().released.matched ?? 0) > m0 + 200, 60_000),
+        "waitFor(() => (stats().released.matched ?? 0) > m0 + 200, 60_000)",
+      );
       const nondet = other.request({ op: "http", host: GUEST.ip4, port: 8080, path: "/" });
       assert.ok(await waitFor(() => killed !== undefined, 60_000), "no checkpoint request");
       await killed;

@@ -221,6 +221,7 @@ describe("primary lost after a checkpoint: connections from before and after it 
     assert.ok(r.ok && r.status === 200, JSON.stringify(r));
     assert.ok(
       await waitFor(() => sc.lab.checkpoints.length >= 1 || sc.lab.checkpointErrors.length > 0, 120_000),
+      "waitFor(() => sc.lab.checkpoints.length >= 1 || sc.lab.checkpointErrors.length > 0, 120_000)",
     );
     await sc.lab.settled();
     assert.deepEqual(sc.lab.checkpointErrors, []);

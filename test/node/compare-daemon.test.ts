@@ -62,14 +62,17 @@ test("without notify_dev a miscompare is a CHECKPOINT_REQUEST event; checkpoint-
   const p = tcp({ payload: "hello" });
   pri.send(p);
   sec.send(tcp({ payload: "HELLO" }));
-  assert.ok(await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 20_000));
+  assert.ok(
+    await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 20_000),
+    'waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 20_000)',
+  );
   const req = events.find((e) => e.event === "CHECKPOINT_REQUEST")!;
   assert.equal(req.data.reason, "payload-differs");
   assert.match(String(req.data.explanation), /differ/);
   assert.equal(out!.frames.length, 0, "held until the checkpoint");
   const done = await client.execute<{ epoch: number; released: number; dropped: number }>("checkpoint-done");
   assert.deepEqual(done, { epoch: 1, released: 1, dropped: 1 });
-  assert.ok(await out!.waitFrames(1, 20_000));
+  assert.ok(await out!.waitFrames(1, 20_000), "out!.waitFrames(1, 20_000)");
   assert.deepEqual(out!.frames[0]!.data, p);
   const status = await client.execute<{
     role: string;
@@ -97,7 +100,10 @@ test("bad input on primary_in is counted and reset; frames held before it surviv
   huge.writeUInt32BE(1_000_000);
   pri.sendRaw(huge);
   assert.ok(await waitUntil(() => pri.closed, 20_000), "the bad stream is closed");
-  assert.ok(await waitUntil(() => events.some((e) => e.event === "BAD_INPUT"), 20_000));
+  assert.ok(
+    await waitUntil(() => events.some((e) => e.event === "BAD_INPUT"), 20_000),
+    'waitUntil(() => events.some((e) => e.event === "BAD_INPUT"), 20_000)',
+  );
   const bad = events.find((e) => e.event === "BAD_INPUT")!;
   assert.equal(bad.data.code, "COLO_ERR_FRAME_TOO_LARGE");
   assert.equal(bad.data.source, "primary_in");
@@ -109,7 +115,7 @@ test("bad input on primary_in is counted and reset; frames held before it surviv
   const next = udp({ payload: "next" });
   pri2.send(next);
   sec.send(next);
-  assert.ok(await out!.waitFrames(2, 20_000));
+  assert.ok(await out!.waitFrames(2, 20_000), "out!.waitFrames(2, 20_000)");
   assert.deepEqual(out!.frames[1]!.data, next);
   const stats = await client.execute<{ badInput: Record<string, number>; released: Record<string, number> }>(
     "query-stats",
@@ -129,7 +135,10 @@ test("outdev as a client (QEMU's compare_out0) connects, reconnects, and nothing
   const f1 = udp({ payload: "one" });
   pri.send(f1);
   sec.send(f1);
-  assert.ok(await waitUntil(() => received[0] !== undefined && received[0].frames.length === 1, 20_000));
+  assert.ok(
+    await waitUntil(() => received[0] !== undefined && received[0].frames.length === 1, 20_000),
+    "waitUntil(() => received[0] !== undefined && received[0].frames.length === 1, 20_000)",
+  );
   assert.deepEqual(received[0]!.frames[0]!.data, f1);
   received[0]!.close();
   // f2 goes out only once the daemon saw the close (and reconnects); a frame written into the
@@ -150,15 +159,18 @@ test("notify_dev: INIT answered, DO_CHECKPOINT owed while Xen is away is sent wh
   pri.send(tcp({ payload: "a" }));
   sec.send(tcp({ payload: "b" }));
   // Xen connects only after the miscompare asked for the checkpoint: the request is owed.
-  assert.ok(await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 20_000));
+  assert.ok(
+    await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 20_000),
+    'waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 20_000)',
+  );
   const nfy = await FramedPeer.connect(sock("nfy"), {}, t);
-  assert.ok(await nfy.waitFrames(1, 20_000));
+  assert.ok(await nfy.waitFrames(1, 20_000), "nfy.waitFrames(1, 20_000)");
   assert.equal(nfy.frames[0]!.data.toString(), "DO_CHECKPOINT");
   nfy.send(Buffer.from("COLO_USERSPACE_PROXY_INIT"));
-  assert.ok(await nfy.waitFrames(2, 20_000));
+  assert.ok(await nfy.waitFrames(2, 20_000), "nfy.waitFrames(2, 20_000)");
   assert.equal(nfy.frames[1]!.data.toString(), "COLO_COMPARE_GET_XEN_INIT");
   nfy.send(Buffer.from("COLO_CHECKPOINT"));
-  assert.ok(await out!.waitFrames(1, 20_000));
+  assert.ok(await out!.waitFrames(1, 20_000), "out!.waitFrames(1, 20_000)");
   assert.deepEqual(out!.frames[0]!.data, tcp({ payload: "a" }));
 });
 

@@ -126,8 +126,14 @@ describe("floods", { concurrency: 1, timeout: 280_000 }, () => {
     const K = 40;
     for (const id of ["pri", "sec"]) {
       for (let i = 0; i < K; i++) {
-        assert.ok(await garbageConnection(sock(id), Buffer.concat([HTTP, Buffer.alloc(64 * 1024, 0x41)])));
-        assert.ok(await garbageConnection(sock(id), Buffer.concat([be32(0), Buffer.alloc(1024, 0x42)])));
+        assert.ok(
+          await garbageConnection(sock(id), Buffer.concat([HTTP, Buffer.alloc(64 * 1024, 0x41)])),
+          "garbageConnection(sock(id), Buffer.concat([HTTP, Buffer.alloc(64 * 1024, 0x41)]))",
+        );
+        assert.ok(
+          await garbageConnection(sock(id), Buffer.concat([be32(0), Buffer.alloc(1024, 0x42)])),
+          "garbageConnection(sock(id), Buffer.concat([be32(0), Buffer.alloc(1024, 0x42)]))",
+        );
       }
     }
     // The control socket: an endless line (no newline) and non-JSON lines must not hurt either.

@@ -156,16 +156,19 @@ describe("pair daemons in QEMU's canonical topology", { timeout: 60_000 }, () =>
       "dialled the QEMU primary",
     );
     mirror0.send(c2g(1000, 0, "S"));
-    assert.ok(await gin.waitFrames(1, 20_000));
+    assert.ok(await gin.waitFrames(1, 20_000), "gin.waitFrames(1, 20_000)");
     gout.send(g2c(700_000, 1001, "SA", "", 0)); // SVM ISN
     assert.ok(await waitUntil(() => compare1.got.length === 1, 20_000), "SVM SYN-ACK to colo-compare");
     mirror0.send(c2g(1001, 5001, "A")); // client acks the PVM's ISN 5000
-    assert.ok(await gin.waitFrames(2, 20_000));
+    assert.ok(await gin.waitFrames(2, 20_000), "gin.waitFrames(2, 20_000)");
     const m = newFrameMeta();
     parseFrame(gin.frames[1]!.data, 0, m);
     assert.equal(m.tcpAck, 700_001, "ack rewritten into the SVM's space");
     gout.send(g2c(700_001, 1001, "PA", "resp", 5));
-    assert.ok(await waitUntil(() => compare1.got.length === 2, 20_000));
+    assert.ok(
+      await waitUntil(() => compare1.got.length === 2, 20_000),
+      "waitUntil(() => compare1.got.length === 2, 20_000)",
+    );
     parseFrame(compare1.got[1]!, 0, m);
     assert.equal(m.tcpSeq, 5001, "SVM output in the PVM's sequence space for colo-compare");
     // Without a link, the operator (or QEMU's COLO frame via a hook) reports checkpoints.
@@ -173,7 +176,10 @@ describe("pair daemons in QEMU's canonical topology", { timeout: 60_000 }, () =>
     t.after?.(() => c.close());
     await c.execute("checkpoint-done");
     gout.send(g2c(700_005, 1001, "PA", "x", 6));
-    assert.ok(await waitUntil(() => compare1.got.length === 3, 20_000));
+    assert.ok(
+      await waitUntil(() => compare1.got.length === 3, 20_000),
+      "waitUntil(() => compare1.got.length === 3, 20_000)",
+    );
     parseFrame(compare1.got[2]!, 0, m);
     assert.equal(m.tcpSeq, 700_005, "after a checkpoint the offset is 0 (the SVM is a PVM copy)");
   });

@@ -209,7 +209,7 @@ async function handshakeAndExchange(p: Pair) {
   // The client's ACK of the PVM's ISN reaches the SVM acking the SVM's ISN.
   p.mirror.send(c2g(CLIENT_ISN + 1, PVM_ISN + 1, "A"));
   p.mirror.send(c2g(CLIENT_ISN + 1, PVM_ISN + 1, "PA", "GET / HTTP/1.0\r\n\r\n"));
-  assert.ok(await p.svmIn.waitFrames(3, 20_000));
+  assert.ok(await p.svmIn.waitFrames(3, 20_000), "p.svmIn.waitFrames(3, 20_000)");
   for (const f of p.svmIn.frames.slice(1, 3)) {
     assert.equal(tcpFields(f.data).ack, SVM_ISN + 1, "ack rewritten into the SVM's sequence space");
     assert.ok(tcpChecksumOk(f.data), "rewritten checksum valid");
@@ -252,7 +252,7 @@ describe("primary and secondary daemons over their link", { timeout: 280_000 }, 
 
     const done = await p.pctl.execute<{ epoch: number; released: number }>("checkpoint-done");
     assert.equal(done.released, 1);
-    assert.ok(await p.released.waitFrames(3, 20_000));
+    assert.ok(await p.released.waitFrames(3, 20_000), "p.released.waitFrames(3, 20_000)");
     assert.equal(tcpFields(p.released.frames[2]!.data).payload.toString(), "random-A");
     // The secondary hears of the checkpoint and resets its offsets (the SVM is now a PVM copy).
     assert.ok(
@@ -278,7 +278,7 @@ describe("primary and secondary daemons over their link", { timeout: 280_000 }, 
     assert.equal(tcpFields(p.released.frames[3]!.data).payload.toString(), "held-then-failover");
     // From now on primary output passes straight through.
     p.pvmOut.send(g2c(pvmSeq + 26, reqEnd, "PA", "after", 45));
-    assert.ok(await p.released.waitFrames(5, 20_000));
+    assert.ok(await p.released.waitFrames(5, 20_000), "p.released.waitFrames(5, 20_000)");
     stats = await p.pctl.execute("query-stats");
     const st = await p.pctl.execute<{ mode: string }>("query-status");
     assert.equal(st.mode, "failover");

@@ -55,7 +55,10 @@ async function startDaemon(t: TestCtx, object = OBJECT, vnetHdr = false) {
   await d.start();
   t.after(() => d.close());
   const peers = await connectAll(t, dir, vnetHdr);
-  assert.ok(await waitUntil(() => ROLES.every((r) => d.endpoints[r].connected), 20_000));
+  assert.ok(
+    await waitUntil(() => ROLES.every((r) => d.endpoints[r].connected), 20_000),
+    "waitUntil(() => ROLES.every((r) => d.endpoints[r].connected), 20_000)",
+  );
   return { d, dir, peers, events };
 }
 
@@ -167,7 +170,7 @@ describe("rewrite daemon", () => {
     const junk = Buffer.alloc(30, 0xab);
     junk.writeUInt16BE(0x0800, 12); // IPv4 EtherType but a truncated header
     peers.tx_in.send(junk);
-    assert.ok(await peers.tx_out.waitFrames(1, 20_000));
+    assert.ok(await peers.tx_out.waitFrames(1, 20_000), "peers.tx_out.waitFrames(1, 20_000)");
     assert.deepEqual(peers.tx_out.frames[0]!.data, junk);
     assert.equal(
       Object.values(d.stats().badInput).reduce((a, b) => a + b, 0),

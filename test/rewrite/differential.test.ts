@@ -269,7 +269,7 @@ describe("rewrite: random reference-supported streams are byte-identical to QEMU
             const [inp, outp] = step.dir === "tx" ? [q.inTx, q.outTx] : [q.inRx, q.outRx];
             const want = outp.frames.length + 1;
             inp.send(stepFrame(flow, step));
-            assert.ok(await outp.waitFrames(want, 10_000));
+            assert.ok(await outp.waitFrames(want, 10_000), "outp.waitFrames(want, 10_000)");
             theirs.push({ dir: step.dir, hex: outp.frames[want - 1]!.data.toString("hex") });
           }
           assert.deepEqual(runEngine(s), theirs);

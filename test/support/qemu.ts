@@ -102,7 +102,12 @@ export function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promis
   return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
 }
 
-/** Polls `check` every `stepMs` until it returns true or `timeoutMs` passes; returns the last result. */
+/**
+ * Polls `check` every `stepMs` until it returns true or `timeoutMs` passes; returns the last
+ * result. Give the assert.ok around it a message: without one, a failing assert.ok makes Node
+ * search the (TypeScript) source for the expression's text with a JavaScript parser, which took
+ * 24 s to minutes per failure in these files.
+ */
 export async function waitUntil(check: () => boolean, timeoutMs: number, stepMs = 5): Promise<boolean> {
   const end = performance.now() + timeoutMs;
   for (;;) {

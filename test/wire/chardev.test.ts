@@ -74,7 +74,7 @@ for (const transport of ["unix", "tcp"] as const) {
       for (let i = 0; i < 500; i++) peer.send(frame(i, 60 + (i % 200)));
       for (let i = 0; i < 300; i++) ep.send(frame(1000 + i, 1500));
       await until("frames in", () => got.length === 500);
-      assert.ok(await peer.waitFrames(300, WAIT));
+      assert.ok(await peer.waitFrames(300, WAIT), "peer.waitFrames(300, WAIT)");
       assert.deepEqual(ids(got), range(0, 500));
       assert.deepEqual(ids(peer.frames), range(1000, 1300));
       assert.ok(peer.frames.every((f) => f.data.length === 1500 && f.vnetLen === -1));
@@ -165,7 +165,7 @@ for (const transport of ["unix", "tcp"] as const) {
       peer.send(frame(4242));
       await until("frame after errors", () => got.length === expected + 1);
       ep.send(frame(77));
-      assert.ok(await peer.waitFrames(1, WAIT));
+      assert.ok(await peer.waitFrames(1, WAIT), "peer.waitFrames(1, WAIT)");
       assert.equal(peer.frames[0]!.data.readUInt32BE(0), 77);
     });
 
@@ -195,7 +195,7 @@ for (const transport of ["unix", "tcp"] as const) {
         got.map((g) => g.vnetLen),
         [12, 0],
       );
-      assert.ok(await peer.waitFrames(1, WAIT));
+      assert.ok(await peer.waitFrames(1, WAIT), "peer.waitFrames(1, WAIT)");
       assert.equal(peer.frames[0]!.vnetLen, 10);
       peer.sendRaw(hdr(20, 21));
       await until("vnet error", () => framingErrors.length === 1);
@@ -212,7 +212,7 @@ for (const transport of ["unix", "tcp"] as const) {
       ep.send(big);
       await until("big frame in", () => got.length === 1);
       assert.ok(got[0]!.data.equals(big));
-      assert.ok(await peer.waitFrames(1, WAIT));
+      assert.ok(await peer.waitFrames(1, WAIT), "peer.waitFrames(1, WAIT)");
       assert.ok(peer.frames[0]!.data.equals(big));
     });
 
@@ -231,7 +231,7 @@ for (const transport of ["unix", "tcp"] as const) {
       for (let i = 0; i < 10; i++) ep.send(frame(100 + i));
       assert.equal(ep.queuedFrames, 10);
       const p2 = await FramedPeer.connect(ep.address, {}, t);
-      assert.ok(await p2.waitFrames(10, WAIT));
+      assert.ok(await p2.waitFrames(10, WAIT), "p2.waitFrames(10, WAIT)");
       assert.deepEqual(ids(p2.frames), range(100, 110));
       p2.send(frame(2));
       await until("frame 2", () => got.length === 2);

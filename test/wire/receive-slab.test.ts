@@ -128,17 +128,23 @@ for (const server of [true, false]) {
       await sleep(100);
       assert.equal(held.length, 0, "nothing delivered while paused");
       ep.resume();
-      assert.ok(await waitUntil(() => held.length === 1, 10_000));
+      assert.ok(
+        await waitUntil(() => held.length === 1, 10_000),
+        "waitUntil(() => held.length === 1, 10_000)",
+      );
       assert.ok(held[0]!.equals(Buffer.alloc(100, 1)));
       if (server) {
         const lost = once(ep, "disconnect");
         peer.end();
         await lost;
         const next = await FramedPeer.connect((ep.spec as { path: string }).path, {}, t);
-        assert.ok(await waitUntil(() => ep.connected, 10_000));
+        assert.ok(await waitUntil(() => ep.connected, 10_000), "waitUntil(() => ep.connected, 10_000)");
         assert.equal(ep.readMode, "slab");
         next.send(Buffer.alloc(70, 2));
-        assert.ok(await waitUntil(() => held.length === 2, 10_000));
+        assert.ok(
+          await waitUntil(() => held.length === 2, 10_000),
+          "waitUntil(() => held.length === 2, 10_000)",
+        );
         assert.ok(held[1]!.equals(Buffer.alloc(70, 2)));
       }
     });
