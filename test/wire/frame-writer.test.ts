@@ -220,6 +220,31 @@ describe("FrameWriter (in memory)", () => {
     );
   });
 
+  test("copied frames' write buffers are never reused: a buffer the socket still holds keeps its bytes", () => {
+    // The sink keeps every chunk without copying (as a socket does until the kernel takes it).
+    const sink = new RecordingSink();
+    const w = new FrameWriter();
+    w.attach(sink);
+    const expected: Buffer[] = [];
+    for (let batch = 0; batch < 3000; batch++) {
+      const frames = Array.from({ length: 1 + (batch % 7) }, (_, k) =>
+        frame(batch * 8 + k, 40 + ((batch + k) % 90)),
+      );
+      for (const f of frames) w.queue(f);
+      w.flush();
+      expected.push(Buffer.concat(frames.map((f) => encodeFrame(f))));
+    }
+    assert.equal(sink.writes.length, expected.length);
+    for (let i = 0; i < expected.length; i++)
+      assert.ok(sink.writes[i]!.equals(expected[i]!), `write ${i} intact`);
+    // Together they span several 256 KiB gather slabs, and a large gather gets its own buffer.
+    assert.ok(expected.reduce((n, b) => n + b.length, 0) > 2 * 256 * 1024, "several slabs used");
+    const big = Array.from({ length: 1000 }, (_, k) => frame(k, 70));
+    for (const f of big) w.queue(f);
+    w.flush();
+    assert.ok(sink.writes.at(-1)!.equals(Buffer.concat(big.map((f) => encodeFrame(f)))), "a 74 kB gather");
+  });
+
   test("send() refuses frames that cannot be encoded", () => {
     const w = new FrameWriter({ vnetHdr: true, maxFrameLength: 100 });
     assert.throws(() => w.send(Buffer.alloc(0)), { code: "COLO_ERR_FRAME_EMPTY" });
