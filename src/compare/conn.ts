@@ -266,9 +266,14 @@ export class CompareConn implements Tracked {
   /**
    * Inserts into its side's queue keeping ascending TCP sequence order (signed 32-bit difference,
    * so it survives wraparound); equal sequence numbers keep arrival order. Scans from the tail:
-   * in-order arrivals, the common case, cost O(1).
+   * in-order arrivals, the common case, cost O(1). On a `reused` connection the new segments are
+   * in another sequence space: they go to the tail, in arrival order.
    */
   insertBySeq(h: Held): void {
+    if (this.reused) {
+      this.push(h);
+      return;
+    }
     const primary = h.side === PRIMARY;
     const tail = primary ? this.pTail : this.sTail;
     let at = tail;

@@ -978,9 +978,7 @@ export class CompareEngine {
     h.l4 = m.l4Offset;
     h.ack = tcpAck;
     h.flags = flags;
-    // A reused 4-tuple's new segments are in another sequence space: arrival order (see #markReuse).
-    if (c.reused) c.push(h);
-    else c.insertBySeq(h);
+    c.insertBySeq(h);
     if (reusedNow) this.#requestReuse(c, PRIMARY, tcpSeq, now);
     else if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runTcp(c, now);
@@ -1041,8 +1039,7 @@ export class CompareEngine {
     h.dataOff = m.payloadOffset;
     h.ack = tcpAck;
     h.flags = flags;
-    if (c.reused) c.push(h);
-    else c.insertBySeq(h);
+    c.insertBySeq(h);
     if (reusedNow) this.#requestReuse(c, SECONDARY, tcpSeq, now);
     else if (c.miscompared) this.#renotifyMiscompare(c, now);
     else this.#runTcp(c, now);

@@ -205,8 +205,6 @@ test("while traffic flows the expiry scan runs inside the input reads, not only 
   assert.equal(events.filter((e) => e.event === "CHECKPOINT_REQUEST").length, 0, "no scan yet");
   clock += 61_000;
   sec.send(tcp({ sport: 3, payload: "later" }));
-  // (A message: without one, a failing assert.ok makes Node re-parse the transpiled source for
-  // its text, which took minutes here.)
   assert.ok(
     await waitUntil(() => events.some((e) => e.event === "CHECKPOINT_REQUEST"), 10_000),
     "the read after the clock jump scanned and found the timeout",
