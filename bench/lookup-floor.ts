@@ -1,25 +1,27 @@
 /**
  * @module The JavaScript counterpart of bench/native/lookup-floor.c (docs/benchmarks.md, compare
- * engine, "Session 6"): what finding a connection among N and touching its per-packet state costs
- * in JavaScript with the engine's own data structures — ConnTable (slab rows + connection array)
- * and real CompareConn objects — and nothing else of the engine: no parse (keys are precomputed),
- * no queues, no comparison. Frames come as the engine benchmark's chunks (32 consecutive
- * connections, then the same 32 again); "one by one" hashes, looks up and touches each in turn;
- * "batched" first hashes the chunk and warms it as CompareEngine.pushPrimaryBatch does
- * (ConnTable.warm, then a load from each hinted connection), then looks up and touches.
+ * engine, "Session 6" and "Session 8"): what finding a connection among N and touching its
+ * per-packet state costs in JavaScript, and nothing else of the engine: no parse (keys are
+ * precomputed), no queues, no comparison. Frames come as the engine benchmark's chunks (32
+ * consecutive connections, then the same 32 again); "one by one" hashes, looks up and touches each
+ * in turn; "batched" first hashes the chunk and warms it as CompareEngine.pushPrimaryBatch does,
+ * then looks up and touches.
  *
- *     node --import tsx bench/lookup-floor.ts [lines=3] [connections=1,1000,100000]
+ *     node --import tsx bench/lookup-floor.ts [layout=3] [connections=1,1000,100000]
  *
- * `lines`: connection cache lines touched per frame — 3 (lastActive, sCount, packetsLo: the
- * engine's per-packet lines), 1 (lastActive only) or 0 (lookup only, the connection not touched);
- * or `row`: no objects at all, the layout a flat engine would need — one 128-byte row per hash
- * slot in one ArrayBuffer, the key in its first 64 bytes and three per-packet int32 fields in the
- * second (what `lines` 3 touches), looked up and warmed the same way.
+ * `layout`:
+ * - `table`: the engine's layout since session 8 — ConnTable.findIx, then three words of the
+ *   connection's hot row (ConnTable.warm warms the slot and the row);
+ * - `3`, `1`, `0`: the object layout the engine had before — the same lookup, then the
+ *   connection's object (from an array by row index, as the table's old slot-indexed array) and
+ *   3 cache lines of it (the old CompareConn's per-packet lines), 1 line, or none (lookup only);
+ *   warming also loads the object's lines;
+ * - `row`: one 128-byte row per hash slot in one ArrayBuffer, the key in its first 64 bytes and
+ *   three per-packet int32 fields in the second (session 6's estimate of the best layout).
  * Not part of `npm run bench`: a reference measurement only.
  */
-import { CompareConn } from "../src/compare/conn.ts";
 import { extractFlow } from "../src/conntrack/flow.ts";
-import { ConnTable } from "../src/conntrack/table.ts";
+import { ConnTable, PAGE_MASK, PAGE_SHIFT, ROW_WORDS, TrackedConn } from "../src/conntrack/table.ts";
 import { newFrameMeta } from "../src/packet/meta.ts";
 import { flowKeyText, parseFrame } from "../src/packet/parse.ts";
 import { frames, patch } from "./engine.bench.ts";
@@ -27,8 +29,32 @@ import { frames, patch } from "./engine.bench.ts";
 const CHUNK = 32;
 const KEY_STRIDE = 32;
 
+/**
+ * The old CompareConn's per-packet layout: 15 fields after the object header, 144 bytes, three
+ * cache lines (the fields touched are on different ones).
+ */
+class ObjConn {
+  lastActive = 0;
+  bits = 0;
+  pHead: object | null = null;
+  pTail: object | null = null;
+  pCount = 0;
+  sHead: object | null = null;
+  sTail: object | null = null;
+  sCount = 0;
+  compareSeq = 0;
+  primaryAck = 0;
+  secondaryAck = 0;
+  secondaryRight = 0;
+  generation = 0;
+  bytesLo = 0;
+  packetsLo = 0;
+}
+
 interface Setup {
-  table: ConnTable<CompareConn>;
+  table: ConnTable<TrackedConn>;
+  /** Object layout: the connection object by row index. */
+  objs: ObjConn[];
   keys: Uint16Array[];
   lens: Uint8Array;
 }
@@ -36,23 +62,26 @@ interface Setup {
 function setup(n: number): Setup {
   const meta = newFrameMeta();
   const [p, s] = frames(64);
-  const table = new ConnTable<CompareConn>();
+  const table = new ConnTable<TrackedConn>();
   // One buffer for every key, in connection order (as the C model's key array).
   const all = new Uint16Array(n * KEY_STRIDE);
   const keys: Uint16Array[] = [];
+  const objs: ObjConn[] = [];
   const lens = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     patch(p, s, i, 0);
     parseFrame(p, 0, meta);
-    table.add(new CompareConn(flowKeyText(meta), i, extractFlow(meta, p), 0, "tcp", ""), 0);
+    const c = new TrackedConn(flowKeyText(meta), i, extractFlow(meta, p), 0);
+    table.add(c, 0);
+    objs[c.ix] = new ObjConn();
     all.set(meta.keyUnits.subarray(0, meta.keyLen), i * KEY_STRIDE);
     keys.push(all.subarray(i * KEY_STRIDE, i * KEY_STRIDE + meta.keyLen));
     lens[i] = meta.keyLen;
   }
-  return { table, keys, lens };
+  return { table, objs, keys, lens };
 }
 
-function touch(c: CompareConn | undefined, lines: number): number {
+function touch(c: ObjConn | undefined, lines: number): number {
   if (c === undefined) return 1;
   if (lines === 0) return 0;
   c.lastActive = (c.lastActive + 1) | 0;
@@ -68,11 +97,10 @@ function run(
   batched: boolean,
   lines: number,
   total: number,
-  { table, keys, lens }: Setup,
+  { table, objs, keys, lens }: Setup,
 ): number {
   const hashes = new Int32Array(CHUNK);
-  const blens = new Uint8Array(CHUNK);
-  const hints: (CompareConn | undefined)[] = new Array(CHUNK).fill(undefined);
+  const found = new Int32Array(CHUNK);
   let next = 0;
   let done = 0;
   let acc = 0;
@@ -83,24 +111,24 @@ function run(
         for (let j = 0; j < CHUNK; j++) {
           const id = (next + j) % n;
           hashes[j] = table.hashOf(keys[id]!, lens[id]!);
-          blens[j] = lens[id]!;
         }
-        acc ^= table.warm(hashes, blens, CHUNK, hints);
-        for (let j = 0; j < CHUNK; j++) {
-          const c = hints[j];
-          if (c === undefined) continue;
-          if (lines === 3) acc ^= c.lastActive ^ c.sCount ^ c.packetsLo;
-          else if (lines === 1) acc ^= c.lastActive;
-          hints[j] = undefined;
-        }
+        // First pass: the lookups (warming the slots) and the objects' lines; the second pass
+        // touches the objects by the looked-up index (no second lookup: if anything, this
+        // favours the object layout over the engine's warm-then-look-up).
         for (let j = 0; j < CHUNK; j++) {
           const id = (next + j) % n;
-          acc ^= touch(table.findHashed(keys[id]!, lens[id]!, hashes[j]!), lines);
+          const x = table.findIx(keys[id]!, lens[id]!, hashes[j]!);
+          found[j] = x;
+          const c = lines === 0 ? undefined : objs[x];
+          if (c === undefined) continue;
+          if (lines === 3) acc ^= c.lastActive ^ c.sCount ^ c.packetsLo;
+          else acc ^= c.lastActive;
         }
+        for (let j = 0; j < CHUNK; j++) acc ^= touch(objs[found[j]!], lines);
       } else {
         for (let j = 0; j < CHUNK; j++) {
           const id = (next + j) % n;
-          acc ^= touch(table.findHashed(keys[id]!, lens[id]!, table.hashOf(keys[id]!, lens[id]!)), lines);
+          acc ^= touch(objs[table.findIx(keys[id]!, lens[id]!, table.hashOf(keys[id]!, lens[id]!))], lines);
         }
       }
       done += CHUNK;
@@ -109,6 +137,54 @@ function run(
   }
   const ns = Number(process.hrtime.bigint() - t0) / done;
   if (acc === 0.5) console.log(acc); // keeps acc (and the loads feeding it) alive
+  return ns;
+}
+
+/** run() for the `table` layout (its own loop, for the reason given at runRows). */
+function runTable(n: number, batched: boolean, total: number, { table, keys, lens }: Setup): number {
+  const hashes = new Int32Array(CHUNK);
+  const blens = new Uint8Array(CHUNK);
+  const pages = table.pages;
+  let next = 0;
+  let done = 0;
+  let acc = 0;
+  const touchRow = (x: number): void => {
+    const H = pages[x >>> PAGE_SHIFT]!;
+    const b = (x & PAGE_MASK) * ROW_WORDS;
+    H[b] = (H[b]! + 1) | 0;
+    H[b + 7] = (H[b + 7]! + 1) & 7;
+    H[b + 14] = (H[b + 14]! + 1) | 0;
+  };
+  const t0 = process.hrtime.bigint();
+  while (done < total) {
+    for (let side = 0; side < 2; side++) {
+      if (batched) {
+        for (let j = 0; j < CHUNK; j++) {
+          const id = (next + j) % n;
+          hashes[j] = table.hashOf(keys[id]!, lens[id]!);
+          blens[j] = lens[id]!;
+        }
+        acc ^= table.warm(hashes, blens, CHUNK);
+        for (let j = 0; j < CHUNK; j++) {
+          const id = (next + j) % n;
+          const x = table.findIx(keys[id]!, lens[id]!, hashes[j]!);
+          if (x >= 0) touchRow(x);
+          else acc ^= 1;
+        }
+      } else {
+        for (let j = 0; j < CHUNK; j++) {
+          const id = (next + j) % n;
+          const x = table.findIx(keys[id]!, lens[id]!, table.hashOf(keys[id]!, lens[id]!));
+          if (x >= 0) touchRow(x);
+          else acc ^= 1;
+        }
+      }
+      done += CHUNK;
+    }
+    next = (next + CHUNK) % n;
+  }
+  const ns = Number(process.hrtime.bigint() - t0) / done;
+  if (acc === 0.5) console.log(acc);
   return ns;
 }
 
@@ -208,12 +284,15 @@ function runRows(n: number, batched: boolean, total: number, st: Setup, rows: Ro
 }
 
 const rowMode = process.argv[2] === "row";
-const lines = rowMode ? 3 : Number(process.argv[2] ?? 3);
+const tableMode = process.argv[2] === "table";
+const lines = rowMode || tableMode ? 3 : Number(process.argv[2] ?? 3);
 const sizes = (process.argv[3] ?? "1,1000,100000").split(",").map(Number);
 console.log(
   rowMode
     ? "layout: 128-byte rows (key + per-packet state), no objects; best of 7 × 4 M frames"
-    : `connection lines touched: ${lines}; best of 7 × 4 M frames`,
+    : tableMode
+      ? "layout: ConnTable hot rows (the engine's), no objects; best of 7 × 4 M frames"
+      : `object layout, connection lines touched: ${lines}; best of 7 × 4 M frames`,
 );
 console.log("connections  one by one ns/frame  batched ns/frame");
 for (const n of sizes) {
@@ -226,11 +305,14 @@ for (const n of sizes) {
   let one = Number.POSITIVE_INFINITY;
   let batch = Number.POSITIVE_INFINITY;
   for (let r = 0; r < 7; r++) {
-    one = Math.min(one, rows ? runRows(n, false, 4_000_000, st, rows) : run(n, false, lines, 4_000_000, st));
-    batch = Math.min(
-      batch,
-      rows ? runRows(n, true, 4_000_000, st, rows) : run(n, true, lines, 4_000_000, st),
-    );
+    const once = (batched: boolean): number =>
+      rows
+        ? runRows(n, batched, 4_000_000, st, rows)
+        : tableMode
+          ? runTable(n, batched, 4_000_000, st)
+          : run(n, batched, lines, 4_000_000, st);
+    one = Math.min(one, once(false));
+    batch = Math.min(batch, once(true));
   }
   console.log(`${String(n).padStart(11)}  ${one.toFixed(1).padStart(19)}  ${batch.toFixed(1).padStart(16)}`);
 }

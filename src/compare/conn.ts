@@ -1,78 +1,172 @@
 /**
  * @module Per-connection compare state: the two queues, the TCP stream position and the
  * secondary's progress used by ack gating. Lives in the conntrack table (implements Tracked).
+ *
+ * Everything a packet reads or writes is in the connection's hot row (conntrack/table.ts: 16
+ * int32 words, one cache line, found by the lookup without touching this object): the word
+ * offsets W_* below, the flags in ROW_FLAGS. The engine's per-packet path works on the row by
+ * index; this class's accessors read and write the same words, for everything else (handshakes,
+ * flushes, explanations, introspection, tests). The queues' ends are held-record ids.
  */
 import type { FlowTuple, ProtocolName } from "../conntrack/flow.ts";
-import type { Tracked } from "../conntrack/table.ts";
-import type { Held, HeldSide } from "./held.ts";
+import {
+  FLAG_CLOSED,
+  FLAG_LIST_MASK,
+  FLAG_LIST_SHIFT,
+  ROW_FLAGS,
+  ROW_LAST_ACTIVE,
+  ROW_OWNER,
+  ROW_WORDS,
+  type Tracked,
+} from "../conntrack/table.ts";
+import { type Held, type HeldSide, type HeldStore, NO_HELD } from "./held.ts";
 import type { SuspendReason } from "./types.ts";
 
 // tsx does not inline imported const enums (see engine.ts).
 const PRIMARY = 0 as HeldSide;
 
-// Bits of CompareConn.bits: the flags a packet reads, packed into one small integer (one field
-// instead of ten). Window scales are stored + 1 in four bits each (0 = not seen yet).
-const CLOSED = 1 << 0;
-const LIST_SHIFT = 1; // two bits: the table's list id
-const LIST_MASK = 3 << LIST_SHIFT;
-const PASSTHROUGH = 1 << 3;
-const STREAM = 1 << 4;
-const MISCOMPARED = 1 << 5;
-const COMPARE_SEQ_SET = 1 << 6;
-const PRIMARY_ACK_SET = 1 << 7;
-const SECONDARY_ACK_SET = 1 << 8;
-const SECONDARY_RIGHT_SET = 1 << 9;
-const BASE_SET = 1 << 10;
-const P_WSCALE_SHIFT = 11;
-const S_WSCALE_SHIFT = 15;
-const REUSED = 1 << 19;
-const WSCALE_MASK = 15;
-/** Compared byte/packet counts carry into their high part at 2^30 (stay small integers). */
-const COUNT_LIMIT = 0x40000000;
+// Row words (see the module doc). Sequence numbers are int32 (`| 0`, see engine.ts seqAfter).
+/** Primary queue (TCP: sequence order; datagrams: arrival order): first and last record id, length. */
+export const W_P_HEAD = ROW_OWNER;
+export const W_P_TAIL = ROW_OWNER + 1;
+export const W_P_COUNT = ROW_OWNER + 2;
+/** Secondary queue. */
+export const W_S_HEAD = ROW_OWNER + 3;
+export const W_S_TAIL = ROW_OWNER + 4;
+export const W_S_COUNT = ROW_OWNER + 5;
+/** TCP: everything before it has been compared (or released by a flush). */
+export const W_COMPARE_SEQ = ROW_OWNER + 6;
+/** TCP: highest ack (sequence space) seen from each side on segments with ACK set. */
+export const W_PRIMARY_ACK = ROW_OWNER + 7;
+export const W_SECONDARY_ACK = ROW_OWNER + 8;
+/** TCP: right edge (ack + scaled window) of the secondary's receive window, as last advertised. */
+export const W_SECONDARY_RIGHT = ROW_OWNER + 9;
+/** The engine's checkpoint count when the secondary state was last brought up to date. */
+export const W_GENERATION = ROW_OWNER + 10;
+/** Compared payload bytes and packets, low parts (below COUNT_LIMIT; see bytesCompared). */
+export const W_BYTES_LO = ROW_OWNER + 11;
+export const W_PACKETS_LO = ROW_OWNER + 12;
+/** The engine's flush epoch when a flush last collected this connection. */
+export const W_FLUSH_MARK = ROW_OWNER + 13;
 
-const flag = (bits: number, mask: number, on: boolean): number => (on ? bits | mask : bits & ~mask);
+// Bits of ROW_FLAGS that are the compare state's (the table has bits 0–2 and 30). Window scales
+// are stored + 1 in four bits each (0 = not seen yet).
+export const F_PASSTHROUGH = 1 << 3;
+export const F_STREAM = 1 << 4;
+export const F_MISCOMPARED = 1 << 5;
+export const F_COMPARE_SEQ_SET = 1 << 6;
+export const F_PRIMARY_ACK_SET = 1 << 7;
+export const F_SECONDARY_ACK_SET = 1 << 8;
+export const F_SECONDARY_RIGHT_SET = 1 << 9;
+export const F_BASE_SET = 1 << 10;
+export const F_P_WSCALE_SHIFT = 11;
+export const F_S_WSCALE_SHIFT = 15;
+export const F_WSCALE_MASK = 15;
+export const F_REUSED = 1 << 19;
+/** Compared byte/packet counts carry into their high part at 2^30 (stay small integers). */
+export const COUNT_LIMIT = 0x40000000;
+
+/** Appends a record to its side's queue (h.side) of the row at words [b, b + ROW_WORDS) of H. */
+export function queuePush(H: Int32Array, b: number, held: HeldStore, h: Held): void {
+  const headW = h.side === PRIMARY ? b + W_P_HEAD : b + W_S_HEAD;
+  const tailId = H[headW + 1]!;
+  h.next = null;
+  if (tailId !== NO_HELD) {
+    const tail = held.byId[tailId]!;
+    h.prev = tail;
+    tail.next = h;
+  } else {
+    h.prev = null;
+    H[headW] = h.id;
+  }
+  H[headW + 1] = h.id;
+  H[headW + 2] = H[headW + 2]! + 1;
+}
 
 /**
- * Implements the table's Tracked fields itself rather than extending TrackedConn, to control the
- * layout (V8 lays fields out in declaration order): with 100k connections nothing is in cache, and
- * each cache line of the connection a packet touches is a memory miss. So the fields every packet
- * reads or writes come first — 15 fields, 144 bytes with the object header, 3 cache lines — the
- * flags packed into `bits` behind accessors; everything touched only by handshakes, teardown,
- * flushes, limits, explanations and the table's list maintenance follows. The two per-side queues
- * are inlined (intrusive lists of Held) for the same reason. All sequence numbers are int32 (`| 0`,
- * see engine.ts seqAfter) so that they stay small integers: a uint32 >= 2^31 would turn the field
- * into a boxed double, one more object per field for every connection.
+ * Inserts into its side's queue keeping ascending TCP sequence order (signed 32-bit difference,
+ * so it survives wraparound); equal sequence numbers keep arrival order. Scans from the tail:
+ * in-order arrivals, the common case, cost O(1). On a reused connection (F_REUSED) the new
+ * segments are in another sequence space: they go to the tail, in arrival order.
+ */
+export function queueInsertBySeq(H: Int32Array, b: number, held: HeldStore, h: Held): void {
+  const headW = h.side === PRIMARY ? b + W_P_HEAD : b + W_S_HEAD;
+  const tailId = H[headW + 1]!;
+  if (tailId === NO_HELD || (H[b + ROW_FLAGS]! & F_REUSED) !== 0) {
+    queuePush(H, b, held, h);
+    return;
+  }
+  const tail = held.byId[tailId]!;
+  let at: Held | null = tail;
+  while (at !== null && ((at.seq - h.seq) | 0) > 0) at = at.prev;
+  if (at === tail) {
+    queuePush(H, b, held, h);
+    return;
+  }
+  h.prev = at;
+  h.next = at === null ? held.byId[H[headW]!]! : at.next;
+  h.next!.prev = h;
+  if (at !== null) at.next = h;
+  else H[headW] = h.id;
+  H[headW + 2] = H[headW + 2]! + 1;
+}
+
+/** Unlinks a record from its side's queue. */
+export function queueRemove(H: Int32Array, b: number, h: Held): void {
+  const headW = h.side === PRIMARY ? b + W_P_HEAD : b + W_S_HEAD;
+  const prev = h.prev;
+  const next = h.next;
+  if (prev !== null) prev.next = next;
+  else H[headW] = next === null ? NO_HELD : next.id;
+  if (next !== null) next.prev = prev;
+  else H[headW + 1] = prev === null ? NO_HELD : prev.id;
+  h.prev = null;
+  h.next = null;
+  H[headW + 2] = H[headW + 2]! - 1;
+}
+
+/**
+ * Counts compared payload bytes in the row's low part; returns the carry into the high part
+ * (CompareConn.bytesHi, cold: the caller adds it), usually 0.
+ */
+export function addBytes(H: Int32Array, b: number, n: number): number {
+  const lo = H[b + W_BYTES_LO]! + n;
+  if (lo < COUNT_LIMIT) {
+    H[b + W_BYTES_LO] = lo;
+    return 0;
+  }
+  H[b + W_BYTES_LO] = lo % COUNT_LIMIT;
+  return Math.floor(lo / COUNT_LIMIT);
+}
+
+/** Counts one compared packet; returns the carry into CompareConn.packetsHi (0 or 1). */
+export function addPacket(H: Int32Array, b: number): number {
+  const n = H[b + W_PACKETS_LO]! + 1;
+  if (n < COUNT_LIMIT) {
+    H[b + W_PACKETS_LO] = n;
+    return 0;
+  }
+  H[b + W_PACKETS_LO] = 0;
+  return 1;
+}
+
+/** A fresh row: empty queues, the flags given. */
+function newRow(flags: number, now: number): Int32Array {
+  const r = new Int32Array(ROW_WORDS);
+  r[ROW_LAST_ACTIVE] = now;
+  r[ROW_FLAGS] = flags;
+  r[W_P_HEAD] = r[W_P_TAIL] = r[W_S_HEAD] = r[W_S_TAIL] = NO_HELD;
+  return r;
+}
+
+/**
+ * The connection object: its hot state is in the row (accessors below); the rest is cold —
+ * touched by handshakes, teardown, flushes, limits, explanations and the table's list upkeep.
  */
 export class CompareConn implements Tracked {
-  // --- Per packet ---
-  // Time fields get a number initializer: declared without one, the field is first defined as
-  // undefined and V8 then stores any number as a pointer (see engine.ts activityTime).
-  /** Whole milliseconds (see engine.ts activityTime). */
-  lastActive = 0;
-  /** @internal closed, the table's list id, the per-packet flags and the window scales (see above) */
-  bits = 0;
-  /** Primary queue (TCP: sequence order; datagrams: arrival order). */
-  pHead: Held | null = null;
-  pTail: Held | null = null;
-  pCount = 0;
-  /** Secondary queue. */
-  sHead: Held | null = null;
-  sTail: Held | null = null;
-  sCount = 0;
-  /** TCP: everything before compareSeq has been compared (or released by a flush). */
-  compareSeq = 0;
-  /** TCP: highest ack (sequence space) seen from each side on segments with ACK set. */
-  primaryAck = 0;
-  secondaryAck = 0;
-  /** TCP: right edge (ack + scaled window) of the secondary's receive window, as last advertised. */
-  secondaryRight = 0;
-  /** The engine's checkpoint count when this connection's secondary state was last brought up to date. */
-  generation = 0;
-  /** Compared payload bytes and packets, low parts (below COUNT_LIMIT; see bytesCompared). */
-  bytesLo = 0;
-  packetsLo = 0;
-
-  // --- Rarely touched (handshake, teardown, flushes, limits, explanations, table upkeep) ---
+  rowArr: Int32Array;
+  rowBase = 0;
+  ix = -1;
   /** Stream offsets in explanations are relative to this (primary ISN + 1, or first data seen). */
   base = 0;
   /** The primary's SYN sequence number, to recognise a new incarnation of the same 4-tuple. */
@@ -107,8 +201,11 @@ export class CompareConn implements Tracked {
   readonly serial: number;
   readonly flow: FlowTuple;
   readonly createdAt: number = 0;
+  /** The records the queue ids name. */
+  readonly held: HeldStore;
 
   constructor(
+    held: HeldStore,
     key: string,
     serial: number,
     flow: FlowTuple,
@@ -116,8 +213,8 @@ export class CompareConn implements Tracked {
     protocol: ProtocolName,
     text: string,
   ) {
-    this.lastActive = now;
-    if (protocol === "tcp") this.bits = STREAM;
+    this.held = held;
+    this.rowArr = newRow(protocol === "tcp" ? F_STREAM : 0, now);
     this.protocol = protocol;
     this.flowText = text;
     this.listedAt = now;
@@ -127,30 +224,117 @@ export class CompareConn implements Tracked {
     this.createdAt = now;
   }
 
+  #get(w: number): number {
+    return this.rowArr[this.rowBase + w]!;
+  }
+  #set(w: number, v: number): void {
+    this.rowArr[this.rowBase + w] = v;
+  }
+  #bit(mask: number): boolean {
+    return (this.rowArr[this.rowBase + ROW_FLAGS]! & mask) !== 0;
+  }
+  #setBit(mask: number, on: boolean): void {
+    const i = this.rowBase + ROW_FLAGS;
+    const f = this.rowArr[i]!;
+    this.rowArr[i] = on ? f | mask : f & ~mask;
+  }
+
+  /** Whole milliseconds (see engine.ts activityTime). */
+  get lastActive(): number {
+    return this.#get(ROW_LAST_ACTIVE);
+  }
+  set lastActive(v: number) {
+    this.#set(ROW_LAST_ACTIVE, v);
+  }
+  /** @internal ROW_FLAGS: the table's and the compare state's flags */
+  get bits(): number {
+    return this.#get(ROW_FLAGS);
+  }
+  get pHead(): Held | null {
+    return this.held.get(this.#get(W_P_HEAD));
+  }
+  get pTail(): Held | null {
+    return this.held.get(this.#get(W_P_TAIL));
+  }
+  get pCount(): number {
+    return this.#get(W_P_COUNT);
+  }
+  get sHead(): Held | null {
+    return this.held.get(this.#get(W_S_HEAD));
+  }
+  get sTail(): Held | null {
+    return this.held.get(this.#get(W_S_TAIL));
+  }
+  get sCount(): number {
+    return this.#get(W_S_COUNT);
+  }
+  get compareSeq(): number {
+    return this.#get(W_COMPARE_SEQ);
+  }
+  set compareSeq(v: number) {
+    this.#set(W_COMPARE_SEQ, v);
+  }
+  get primaryAck(): number {
+    return this.#get(W_PRIMARY_ACK);
+  }
+  set primaryAck(v: number) {
+    this.#set(W_PRIMARY_ACK, v);
+  }
+  get secondaryAck(): number {
+    return this.#get(W_SECONDARY_ACK);
+  }
+  set secondaryAck(v: number) {
+    this.#set(W_SECONDARY_ACK, v);
+  }
+  get secondaryRight(): number {
+    return this.#get(W_SECONDARY_RIGHT);
+  }
+  set secondaryRight(v: number) {
+    this.#set(W_SECONDARY_RIGHT, v);
+  }
+  get generation(): number {
+    return this.#get(W_GENERATION);
+  }
+  set generation(v: number) {
+    this.#set(W_GENERATION, v);
+  }
+  get bytesLo(): number {
+    return this.#get(W_BYTES_LO);
+  }
+  get packetsLo(): number {
+    return this.#get(W_PACKETS_LO);
+  }
+  get flushMark(): number {
+    return this.#get(W_FLUSH_MARK);
+  }
+  set flushMark(v: number) {
+    this.#set(W_FLUSH_MARK, v);
+  }
+
   /** Set when the flow has ended (FIN exchange, RST); the table prefers it for eviction. */
   get closed(): boolean {
-    return (this.bits & CLOSED) !== 0;
+    return this.#bit(FLAG_CLOSED);
   }
   set closed(v: boolean) {
-    this.bits = flag(this.bits, CLOSED, v);
+    this.#setBit(FLAG_CLOSED, v);
   }
   /** @internal the table's list id */
   get list(): number {
-    return (this.bits & LIST_MASK) >>> LIST_SHIFT;
+    return (this.#get(ROW_FLAGS) & FLAG_LIST_MASK) >>> FLAG_LIST_SHIFT;
   }
   set list(v: number) {
-    this.bits = (this.bits & ~LIST_MASK) | (v << LIST_SHIFT);
+    this.#set(ROW_FLAGS, (this.#get(ROW_FLAGS) & ~FLAG_LIST_MASK) | (v << FLAG_LIST_SHIFT));
   }
   /** Matches a passthrough rule: nothing is held or compared. */
   get passthrough(): boolean {
-    return (this.bits & PASSTHROUGH) !== 0;
+    return this.#bit(F_PASSTHROUGH);
   }
   set passthrough(v: boolean) {
-    this.bits = flag(this.bits, PASSTHROUGH, v);
+    this.#setBit(F_PASSTHROUGH, v);
   }
   /** TCP connections compare in sequence space; everything else datagram by datagram. */
   get stream(): boolean {
-    return (this.bits & STREAM) !== 0;
+    return this.#bit(F_STREAM);
   }
   /**
    * TCP: a new connection began on this 4-tuple while the old one's packets were held (see
@@ -158,78 +342,72 @@ export class CompareConn implements Tracked {
    * the flush then forgets the stream state. Set together with `miscompared`.
    */
   get reused(): boolean {
-    return (this.bits & REUSED) !== 0;
+    return this.#bit(F_REUSED);
   }
   set reused(v: boolean) {
-    this.bits = flag(this.bits, REUSED, v);
+    this.#setBit(F_REUSED, v);
   }
   /** A miscompare was found (or `reused`); comparison is suspended until the next flush. */
   get miscompared(): boolean {
-    return (this.bits & MISCOMPARED) !== 0;
+    return this.#bit(F_MISCOMPARED);
   }
   set miscompared(v: boolean) {
-    this.bits = flag(this.bits, MISCOMPARED, v);
+    this.#setBit(F_MISCOMPARED, v);
   }
   get compareSeqSet(): boolean {
-    return (this.bits & COMPARE_SEQ_SET) !== 0;
+    return this.#bit(F_COMPARE_SEQ_SET);
   }
   set compareSeqSet(v: boolean) {
-    this.bits = flag(this.bits, COMPARE_SEQ_SET, v);
+    this.#setBit(F_COMPARE_SEQ_SET, v);
   }
   get primaryAckSet(): boolean {
-    return (this.bits & PRIMARY_ACK_SET) !== 0;
+    return this.#bit(F_PRIMARY_ACK_SET);
   }
   set primaryAckSet(v: boolean) {
-    this.bits = flag(this.bits, PRIMARY_ACK_SET, v);
+    this.#setBit(F_PRIMARY_ACK_SET, v);
   }
   get secondaryAckSet(): boolean {
-    return (this.bits & SECONDARY_ACK_SET) !== 0;
+    return this.#bit(F_SECONDARY_ACK_SET);
   }
   set secondaryAckSet(v: boolean) {
-    this.bits = flag(this.bits, SECONDARY_ACK_SET, v);
+    this.#setBit(F_SECONDARY_ACK_SET, v);
   }
   get secondaryRightSet(): boolean {
-    return (this.bits & SECONDARY_RIGHT_SET) !== 0;
+    return this.#bit(F_SECONDARY_RIGHT_SET);
   }
   set secondaryRightSet(v: boolean) {
-    this.bits = flag(this.bits, SECONDARY_RIGHT_SET, v);
+    this.#setBit(F_SECONDARY_RIGHT_SET, v);
   }
   get baseSet(): boolean {
-    return (this.bits & BASE_SET) !== 0;
+    return this.#bit(F_BASE_SET);
   }
   set baseSet(v: boolean) {
-    this.bits = flag(this.bits, BASE_SET, v);
+    this.#setBit(F_BASE_SET, v);
   }
   /** Window-scale shift from each side's SYN / SYN-ACK (0..14); -1 until that handshake segment is seen. */
   get primaryWscale(): number {
-    return ((this.bits >>> P_WSCALE_SHIFT) & WSCALE_MASK) - 1;
+    return ((this.#get(ROW_FLAGS) >>> F_P_WSCALE_SHIFT) & F_WSCALE_MASK) - 1;
   }
   set primaryWscale(v: number) {
-    this.bits = (this.bits & ~(WSCALE_MASK << P_WSCALE_SHIFT)) | ((v + 1) << P_WSCALE_SHIFT);
+    const f = this.#get(ROW_FLAGS);
+    this.#set(ROW_FLAGS, (f & ~(F_WSCALE_MASK << F_P_WSCALE_SHIFT)) | ((v + 1) << F_P_WSCALE_SHIFT));
   }
   get secondaryWscale(): number {
-    return ((this.bits >>> S_WSCALE_SHIFT) & WSCALE_MASK) - 1;
+    return ((this.#get(ROW_FLAGS) >>> F_S_WSCALE_SHIFT) & F_WSCALE_MASK) - 1;
   }
   set secondaryWscale(v: number) {
-    this.bits = (this.bits & ~(WSCALE_MASK << S_WSCALE_SHIFT)) | ((v + 1) << S_WSCALE_SHIFT);
+    const f = this.#get(ROW_FLAGS);
+    this.#set(ROW_FLAGS, (f & ~(F_WSCALE_MASK << F_S_WSCALE_SHIFT)) | ((v + 1) << F_S_WSCALE_SHIFT));
   }
 
   /** Counts compared payload bytes. */
   addBytes(n: number): void {
-    const lo = this.bytesLo + n;
-    if (lo < COUNT_LIMIT) this.bytesLo = lo;
-    else {
-      this.bytesHi += Math.floor(lo / COUNT_LIMIT);
-      this.bytesLo = lo % COUNT_LIMIT;
-    }
+    this.bytesHi += addBytes(this.rowArr, this.rowBase, n);
   }
 
   /** Counts one compared packet. */
   addPacket(): void {
-    if (++this.packetsLo === COUNT_LIMIT) {
-      this.packetsHi++;
-      this.packetsLo = 0;
-    }
+    this.packetsHi += addPacket(this.rowArr, this.rowBase);
   }
 
   get bytesCompared(): number {
@@ -246,65 +424,17 @@ export class CompareConn implements Tracked {
 
   /** Appends a record to its side's queue (h.side). */
   push(h: Held): void {
-    if (h.side === PRIMARY) {
-      h.prev = this.pTail;
-      h.next = null;
-      if (this.pTail !== null) this.pTail.next = h;
-      else this.pHead = h;
-      this.pTail = h;
-      this.pCount++;
-    } else {
-      h.prev = this.sTail;
-      h.next = null;
-      if (this.sTail !== null) this.sTail.next = h;
-      else this.sHead = h;
-      this.sTail = h;
-      this.sCount++;
-    }
+    queuePush(this.rowArr, this.rowBase, this.held, h);
   }
 
-  /**
-   * Inserts into its side's queue keeping ascending TCP sequence order (signed 32-bit difference,
-   * so it survives wraparound); equal sequence numbers keep arrival order. Scans from the tail:
-   * in-order arrivals, the common case, cost O(1). On a `reused` connection the new segments are
-   * in another sequence space: they go to the tail, in arrival order.
-   */
+  /** Inserts a TCP segment in sequence order (see queueInsertBySeq). */
   insertBySeq(h: Held): void {
-    if (this.reused) {
-      this.push(h);
-      return;
-    }
-    const primary = h.side === PRIMARY;
-    const tail = primary ? this.pTail : this.sTail;
-    let at = tail;
-    while (at !== null && ((at.seq - h.seq) | 0) > 0) at = at.prev;
-    if (at === tail) {
-      this.push(h);
-      return;
-    }
-    h.prev = at;
-    h.next = at === null ? (primary ? this.pHead : this.sHead) : at.next;
-    if (h.next !== null) h.next.prev = h;
-    if (at !== null) at.next = h;
-    else if (primary) this.pHead = h;
-    else this.sHead = h;
-    if (primary) this.pCount++;
-    else this.sCount++;
+    queueInsertBySeq(this.rowArr, this.rowBase, this.held, h);
   }
 
   /** Unlinks a record from its side's queue. */
   remove(h: Held): void {
-    const primary = h.side === PRIMARY;
-    if (h.prev !== null) h.prev.next = h.next;
-    else if (primary) this.pHead = h.next;
-    else this.sHead = h.next;
-    if (h.next !== null) h.next.prev = h.prev;
-    else if (primary) this.pTail = h.prev;
-    else this.sTail = h.prev;
-    h.prev = null;
-    h.next = null;
-    if (primary) this.pCount--;
-    else this.sCount--;
+    queueRemove(this.rowArr, this.rowBase, h);
   }
 
   /** Forget the TCP stream state (a new connection reusing the 4-tuple). */

@@ -9,14 +9,43 @@
  */
 
 import { extractFlow, formatFlow, type ProtocolName, protocolName } from "../conntrack/flow.ts";
-import { ConnTable } from "../conntrack/table.ts";
+import { ConnTable, PAGE_MASK, PAGE_SHIFT, ROW_FLAGS, ROW_WORDS } from "../conntrack/table.ts";
 import { ColoError } from "../errors.ts";
 import { type FrameMeta, newFrameMeta, ParseStatus } from "../packet/meta.ts";
 import { flowKeyText, parseFrame } from "../packet/parse.ts";
 import { checkParam, resolveConfig } from "./config.ts";
-import { CompareConn } from "./conn.ts";
+import {
+  addBytes,
+  addPacket,
+  CompareConn,
+  F_BASE_SET,
+  F_COMPARE_SEQ_SET,
+  F_MISCOMPARED,
+  F_P_WSCALE_SHIFT,
+  F_PASSTHROUGH,
+  F_PRIMARY_ACK_SET,
+  F_REUSED,
+  F_S_WSCALE_SHIFT,
+  F_SECONDARY_ACK_SET,
+  F_SECONDARY_RIGHT_SET,
+  F_STREAM,
+  F_WSCALE_MASK,
+  queueInsertBySeq,
+  queuePush,
+  queueRemove,
+  W_COMPARE_SEQ,
+  W_FLUSH_MARK,
+  W_GENERATION,
+  W_P_COUNT,
+  W_P_HEAD,
+  W_PRIMARY_ACK,
+  W_S_COUNT,
+  W_S_HEAD,
+  W_SECONDARY_ACK,
+  W_SECONDARY_RIGHT,
+} from "./conn.ts";
 import { dumpAround, firstDifference } from "./explain.ts";
-import { type Held, type HeldSide, HeldStore } from "./held.ts";
+import { type Held, type HeldSide, HeldStore, NO_HELD } from "./held.ts";
 import { type PassthroughRule, PassthroughRules } from "./passthrough.ts";
 import { type BadInputCode, type CompareStats, newStats, snapshotStats } from "./stats.ts";
 import { setTcpWindow, synWindowScale, tcpWindow } from "./tcp-window.ts";
@@ -50,6 +79,8 @@ const FIN = 0x01;
 const SYN = 0x02;
 const RST = 0x04;
 const ACK = 0x10;
+/** `found` argument of #primary / #secondary: the frame's connection has not been looked up yet. */
+const NOT_LOOKED_UP = -2;
 
 /**
  * a is after b in 32-bit sequence space. Every sequence/ack number the engine stores is an int32
@@ -98,8 +129,20 @@ export interface CompareEngineOptions {
 export class CompareEngine {
   readonly #cfg: CompareConfig;
   readonly #sink: CompareSink;
-  readonly #table = new ConnTable<CompareConn>();
+  /**
+   * Connections. The per-packet path works on a connection's hot row by its row index `x` (the
+   * row is words [b, b + ROW_WORDS) of H, see #page / #base), not on the CompareConn object: with
+   * many connections the object's cache lines are misses the row avoids (docs/benchmarks.md,
+   * compare engine, "Session 8"). Deleted rows are recycled only between top-level calls
+   * (deferFree; see #enter): a call re-entered from a sink callback may delete the connection an
+   * outer call is working on, and that call's later writes must land in a dead row, never in a
+   * new connection's.
+   */
+  readonly #table = new ConnTable<CompareConn>({ deferFree: true });
+  readonly #pages: readonly Int32Array[] = this.#table.pages;
   readonly #held = new HeldStore();
+  /** Nesting depth of public calls (a sink callback may call in again). */
+  #depth = 0;
   readonly #rules = new PassthroughRules();
   readonly #meta: FrameMeta = CompareEngine.#newMeta();
   readonly #stats: CompareStats = newStats();
@@ -114,16 +157,12 @@ export class CompareEngine {
   #flushEpoch = 0;
   /** Checkpoints done; a connection's secondary state older than this is brought up to date lazily. */
   #generation = 0;
-  readonly #flushMark = new WeakMap<CompareConn, number>();
 
   // Batch scratch (pushPrimaryBatch / pushSecondaryBatch), allocated once: one parse per frame.
   readonly #batchMetas: FrameMeta[] = Array.from({ length: BATCH }, () => CompareEngine.#newMeta());
   readonly #batchStatus = new Uint8Array(BATCH);
   readonly #batchHashes = new Int32Array(BATCH);
   readonly #batchLens = new Uint8Array(BATCH);
-  readonly #batchHints: (CompareConn | undefined)[] = new Array<CompareConn | undefined>(BATCH).fill(
-    undefined,
-  );
   #inBatch = false;
   readonly #batchMin: number;
   /** What the warming loads read (kept so that they are not optimised away). */
@@ -151,16 +190,34 @@ export class CompareEngine {
 
   /** A frame the primary guest sent. */
   pushPrimary(frame: Buffer, vnetLen: number, now: number): void {
-    const m = this.#meta;
-    const status = !this.#failover && frame.length > vnetLen ? parseFrame(frame, vnetLen, m) : OK;
-    this.#primary(frame, vnetLen, now, m, status, null);
+    this.#enter();
+    try {
+      const m = this.#meta;
+      const status = !this.#failover && frame.length > vnetLen ? parseFrame(frame, vnetLen, m) : OK;
+      this.#primary(frame, vnetLen, now, m, status, NOT_LOOKED_UP);
+    } finally {
+      this.#depth--;
+    }
   }
 
   /** A frame the secondary guest sent. */
   pushSecondary(frame: Buffer, vnetLen: number, now: number): void {
-    const m = this.#meta;
-    const status = !this.#failover && frame.length > vnetLen ? parseFrame(frame, vnetLen, m) : OK;
-    this.#secondary(frame, vnetLen, now, m, status, null);
+    this.#enter();
+    try {
+      const m = this.#meta;
+      const status = !this.#failover && frame.length > vnetLen ? parseFrame(frame, vnetLen, m) : OK;
+      this.#secondary(frame, vnetLen, now, m, status, NOT_LOOKED_UP);
+    } finally {
+      this.#depth--;
+    }
+  }
+
+  /**
+   * Every public call that changes state starts here (and ends with `#depth--`): at the outermost
+   * level no row index is held anywhere, so deleted connections' rows can be reused.
+   */
+  #enter(): void {
+    if (this.#depth++ === 0) this.#table.recycle();
   }
 
   /**
@@ -178,6 +235,7 @@ export class CompareEngine {
       for (let k = 0; k < count; k++) this.pushPrimary(frames[k]!, vnetLens[k]!, now);
       return;
     }
+    this.#enter();
     this.#inBatch = true;
     try {
       const metas = this.#batchMetas;
@@ -196,12 +254,13 @@ export class CompareEngine {
           const m = metas[k]!;
           // Looked up here, just before the frame is processed (earlier frames of the batch may
           // have added or removed connections), with the hash of the first pass.
-          const found = status[k] === OK ? t.findHashed(m.keyUnits, m.keyLen, hashes[k]!) : undefined;
+          const found = status[k] === OK ? t.findIx(m.keyUnits, m.keyLen, hashes[k]!) : NOT_LOOKED_UP;
           this.#primary(frames[at + k]!, vnetLens[at + k]!, now, m, status[k] as ParseStatus, found);
         }
       }
     } finally {
       this.#inBatch = false;
+      this.#depth--;
     }
   }
 
@@ -220,6 +279,7 @@ export class CompareEngine {
       for (let k = 0; k < count; k++) this.pushSecondary(frames[k]!, vnetLens[k]!, now);
       return;
     }
+    this.#enter();
     this.#inBatch = true;
     try {
       const metas = this.#batchMetas;
@@ -238,12 +298,13 @@ export class CompareEngine {
           const m = metas[k]!;
           // Looked up here, just before the frame is processed (earlier frames of the batch may
           // have added or removed connections), with the hash of the first pass.
-          const found = status[k] === OK ? t.findHashed(m.keyUnits, m.keyLen, hashes[k]!) : undefined;
+          const found = status[k] === OK ? t.findIx(m.keyUnits, m.keyLen, hashes[k]!) : NOT_LOOKED_UP;
           this.#secondary(frames[at + k]!, vnetLens[at + k]!, now, m, status[k] as ParseStatus, found);
         }
       }
     } finally {
       this.#inBatch = false;
+      this.#depth--;
     }
   }
 
@@ -258,10 +319,9 @@ export class CompareEngine {
 
   /**
    * First pass over frames[at..at+n): parse each into its own meta, hash its key, then load its
-   * slot's row and connection entry (ConnTable.warm) and the connection's per-packet cache lines
-   * (CompareConn's first 144 bytes: the fields at offsets 24, 80 and 136 of the object are on
-   * every line of that range). Nothing here changes state: the parse is a pure function of the
-   * frame's bytes, and the second pass looks every connection up again (a hint may be stale).
+   * slot's slab row and its connection's hot row (ConnTable.warm). Nothing here changes state:
+   * the parse is a pure function of the frame's bytes, and the second pass looks every
+   * connection up.
    */
   #warmBatch(frames: readonly Buffer[], vnetLens: ArrayLike<number>, at: number, n: number): void {
     const metas = this.#batchMetas;
@@ -284,15 +344,7 @@ export class CompareEngine {
         lens[k] = 1;
       }
     }
-    const hints = this.#batchHints;
-    let acc = t.warm(hashes, lens, n, hints);
-    for (let k = 0; k < n; k++) {
-      const c = hints[k];
-      if (c === undefined) continue;
-      acc ^= c.lastActive ^ c.sCount ^ c.packetsLo;
-      hints[k] = undefined;
-    }
-    this.#warmed ^= acc;
+    this.#warmed ^= t.warm(hashes, lens, n);
   }
 
   /**
@@ -305,7 +357,7 @@ export class CompareEngine {
     now: number,
     m: FrameMeta,
     status: ParseStatus,
-    found: CompareConn | undefined | null,
+    found: number,
   ): void {
     const st = this.#stats;
     st.primaryFrames++;
@@ -330,16 +382,15 @@ export class CompareEngine {
       this.#releaseNow(frame, vnetLen, "compat");
       return;
     }
-    const c = this.#lookup(m, found, frame, now, "primary");
-    if (this.#observe !== undefined) this.#observe("primary", c.key, frame, vnetLen);
-    if (c.passthrough) {
-      this.#releaseNow(frame, vnetLen, "passthrough");
-      this.#table.touch(c, activityTime(now));
-      return;
-    }
-    if (c.stream) this.#tcpPrimary(c, m, frame, vnetLen, now);
-    else this.#datagramPrimary(c, m, frame, vnetLen, now);
-    this.#settle(c, now);
+    const x = this.#lookup(m, found, frame, now, "primary");
+    if (this.#observe !== undefined) this.#observe("primary", this.#conn(x).key, frame, vnetLen);
+    const H = this.#page(x);
+    const b = this.#base(x);
+    const f = H[b + ROW_FLAGS]!;
+    if (f & F_PASSTHROUGH) this.#releaseNow(frame, vnetLen, "passthrough");
+    else if (f & F_STREAM) this.#tcpPrimary(x, H, b, m, frame, vnetLen, now);
+    else this.#datagramPrimary(x, H, b, m, frame, vnetLen, now);
+    this.#table.touchIx(x, activityTime(now));
   }
 
   /** pushSecondary after parsing (see #primary). */
@@ -349,7 +400,7 @@ export class CompareEngine {
     now: number,
     m: FrameMeta,
     status: ParseStatus,
-    found: CompareConn | undefined | null,
+    found: number,
   ): void {
     const st = this.#stats;
     st.secondaryFrames++;
@@ -372,16 +423,15 @@ export class CompareEngine {
       this.#discardNow(frame, vnetLen, "compat");
       return;
     }
-    const c = this.#lookup(m, found, frame, now, "secondary");
-    if (this.#observe !== undefined) this.#observe("secondary", c.key, frame, vnetLen);
-    if (c.passthrough) {
-      this.#discardNow(frame, vnetLen, "passthrough");
-      this.#table.touch(c, activityTime(now));
-      return;
-    }
-    if (c.stream) this.#tcpSecondary(c, m, frame, vnetLen, now);
-    else this.#datagramSecondary(c, m, frame, vnetLen, now);
-    this.#settle(c, now);
+    const x = this.#lookup(m, found, frame, now, "secondary");
+    if (this.#observe !== undefined) this.#observe("secondary", this.#conn(x).key, frame, vnetLen);
+    const H = this.#page(x);
+    const b = this.#base(x);
+    const f = H[b + ROW_FLAGS]!;
+    if (f & F_PASSTHROUGH) this.#discardNow(frame, vnetLen, "passthrough");
+    else if (f & F_STREAM) this.#tcpSecondary(x, H, b, m, frame, vnetLen, now);
+    else this.#datagramSecondary(x, H, b, m, frame, vnetLen, now);
+    this.#table.touchIx(x, activityTime(now));
   }
 
   /**
@@ -390,10 +440,19 @@ export class CompareEngine {
    * connections holding nothing expire.
    */
   tick(now: number): void {
+    this.#enter();
+    try {
+      this.#tick(now);
+    } finally {
+      this.#depth--;
+    }
+  }
+
+  #tick(now: number): void {
     if (this.#failover) return;
     const oldest = this.#held.head;
     if (oldest !== null && now - oldest.arrival > this.#cfg.compareTimeout) {
-      const c = oldest.conn as CompareConn;
+      const c = this.#conn(oldest.cx);
       const side: Side = oldest.side === PRIMARY ? "primary" : "secondary";
       const age = now - oldest.arrival;
       this.#trigger(now, "timeout", c, () => ({
@@ -423,6 +482,15 @@ export class CompareEngine {
    * discard every held secondary frame, keep the connection state, lift backpressure.
    */
   checkpointDone(now: number): void {
+    this.#enter();
+    try {
+      this.#checkpointDone(now);
+    } finally {
+      this.#depth--;
+    }
+  }
+
+  #checkpointDone(now: number): void {
     this.#stats.checkpoints++;
     this.#generation++;
     this.#flushAll(now, "flush", "flush");
@@ -437,6 +505,15 @@ export class CompareEngine {
 
   /** Failover: release everything held, then pass primary frames straight through for good. */
   failover(now: number): void {
+    this.#enter();
+    try {
+      this.#doFailover(now);
+    } finally {
+      this.#depth--;
+    }
+  }
+
+  #doFailover(now: number): void {
     if (this.#failover) return;
     this.#flushAll(now, "failover", "failover");
     this.#failover = true;
@@ -575,7 +652,7 @@ export class CompareEngine {
         let n = 0;
         for (let h = head; h !== null; h = h.next) {
           n++;
-          if (h.conn !== c || h.side !== side) problems.push(`record in wrong queue on ${c.flowText}`);
+          if (h.cx !== c.ix || h.side !== side) problems.push(`record in wrong queue on ${c.flowText}`);
           // (A reused 4-tuple's queue continues in arrival order: another sequence space.)
           if (c.stream && !c.reused && h.next !== null && seqAfter(h.seq, h.next.seq)) {
             problems.push(`TCP queue out of order on ${c.flowText}`);
@@ -608,19 +685,17 @@ export class CompareEngine {
   // ------------------------------------------------------------------------------------------
   // Connection table
 
-  /** The frame's connection (`found`: its lookup if done already, else null), created if new. */
-  #lookup(
-    m: FrameMeta,
-    found: CompareConn | undefined | null,
-    frame: Buffer,
-    now: number,
-    side: Side,
-  ): CompareConn {
-    // Fragments have their own (protocol-only) key, so they are compared as datagrams.
-    const c0 = found === null ? this.#table.find(m.keyUnits, m.keyLen) : found;
-    if (c0 !== undefined) return c0;
-    const key = flowKeyText(m);
+  /**
+   * The row index of the frame's connection (`found`: its lookup if done already, else
+   * NOT_LOOKED_UP), created if new.
+   */
+  #lookup(m: FrameMeta, found: number, frame: Buffer, now: number, side: Side): number {
     const t = this.#table;
+    // Fragments have their own (protocol-only) key, so they are compared as datagrams.
+    const x0 =
+      found === NOT_LOOKED_UP ? t.findIx(m.keyUnits, m.keyLen, t.hashOf(m.keyUnits, m.keyLen)) : found;
+    if (x0 >= 0) return x0;
+    const key = flowKeyText(m);
     let overLimit = false;
     if (t.size >= this.#cfg.maxConnections) {
       if (t.evictOne() !== undefined) this.#stats.connectionsEvicted++;
@@ -628,7 +703,7 @@ export class CompareEngine {
     }
     const flow = extractFlow(m, frame);
     const at = activityTime(now);
-    const c = new CompareConn(key, t.nextSerial(), flow, at, protocolName(m), formatFlow(flow));
+    const c = new CompareConn(this.#held, key, t.nextSerial(), flow, at, protocolName(m), formatFlow(flow));
     c.passthrough = this.#rules.size > 0 && this.#rules.matches(flow);
     if (overLimit) {
       // Nothing evictable: every connection holds packets. Admit it anyway (never lose a packet),
@@ -648,15 +723,34 @@ export class CompareEngine {
     t.add(c, at);
     this.#stats.connectionsCreated++;
     this.#stats.connections = t.size;
-    return c;
+    return c.ix;
   }
 
-  /** Records activity; the table's lazy lists handle the rest (see conntrack/table.ts). */
-  #settle(c: CompareConn, now: number): void {
-    this.#table.touch(c, activityTime(now));
+  /** The connection object of row index `x` (cold paths only: the per-packet path uses the row). */
+  #conn(x: number): CompareConn {
+    return this.#table.at(x)!;
+  }
+
+  /** The page holding row `x` (pages never move: valid for as long as `x` is held). */
+  #page(x: number): Int32Array {
+    return this.#pages[x >>> PAGE_SHIFT]!;
+  }
+
+  /** Row `x`'s first word in its page. */
+  #base(x: number): number {
+    return (x & PAGE_MASK) * ROW_WORDS;
   }
 
   #reapplyRules(now: number): void {
+    this.#enter();
+    try {
+      this.#reapply(now);
+    } finally {
+      this.#depth--;
+    }
+  }
+
+  #reapply(now: number): void {
     for (const c of this.#table.values()) {
       const pt = this.#rules.size > 0 && this.#rules.matches(c.flow);
       if (pt === c.passthrough) continue;
@@ -674,13 +768,13 @@ export class CompareEngine {
   // ------------------------------------------------------------------------------------------
   // Holding, releasing, discarding
 
-  #hold(c: CompareConn, side: HeldSide, frame: Buffer, vnetLen: number, now: number): Held {
+  #hold(x: number, side: HeldSide, frame: Buffer, vnetLen: number, now: number): Held {
     const h = this.#held.alloc();
     h.frame = frame;
     h.vnetLen = vnetLen;
     h.arrival = now;
     h.side = side;
-    h.conn = c;
+    h.cx = x;
     h.off = 0;
     this.#held.link(h);
     if (side === PRIMARY) {
@@ -690,8 +784,9 @@ export class CompareEngine {
     return h;
   }
 
-  #release(c: CompareConn, h: Held, reason: ReleaseReason, now: number): void {
-    c.remove(h);
+  /** Releases held primary `h` of the connection whose row is at [b..) of H. */
+  #release(H: Int32Array, b: number, h: Held, reason: ReleaseReason, now: number): void {
+    queueRemove(H, b, h);
     const frame = h.frame;
     const vnetLen = h.vnetLen;
     const age = now - h.arrival;
@@ -707,8 +802,9 @@ export class CompareEngine {
     this.#sink.holdTime?.(age, reason);
   }
 
-  #discard(c: CompareConn, h: Held, reason: DiscardReason): void {
-    c.remove(h);
+  /** Discards held secondary `h` of the connection whose row is at [b..) of H. */
+  #discard(H: Int32Array, b: number, h: Held, reason: DiscardReason): void {
+    queueRemove(H, b, h);
     const frame = h.frame;
     const vnetLen = h.vnetLen;
     this.#stats.heldSecondary--;
@@ -740,9 +836,9 @@ export class CompareEngine {
         c.flushedEnd = h.end;
         c.flushedEndSet = true;
       }
-      this.#release(c, h, rr, now);
+      this.#release(c.rowArr, c.rowBase, h, rr, now);
     }
-    for (let h = c.sHead; h !== null; h = c.sHead) this.#discard(c, h, dr);
+    for (let h = c.sHead; h !== null; h = c.sHead) this.#discard(c.rowArr, c.rowBase, h, dr);
     // Bytes released uncompared count as compared: after a checkpoint the SVM is a copy of the
     // PVM, so anything the secondary still sends below this point is stale or a retransmission.
     if (c.flushedEndSet && (!c.compareSeqSet || seqAfter(c.flushedEnd, c.compareSeq))) {
@@ -754,18 +850,20 @@ export class CompareEngine {
     c.queueFullRaised = false;
     // A reused 4-tuple: what was released mixed two sequence spaces; start over mid-stream.
     if (c.reused) c.resetStream();
-    this.#settle(c, now);
+    this.#table.touch(c, activityTime(now));
   }
 
   /** Flushes every connection that holds packets, in first-seen order; O(held + k log k). */
   #flushAll(now: number, rr: ReleaseReason, dr: DiscardReason): void {
-    const epoch = ++this.#flushEpoch;
+    this.#flushEpoch = (this.#flushEpoch + 1) | 0;
+    const epoch = this.#flushEpoch;
     const conns: CompareConn[] = [];
     for (let h = this.#held.head; h !== null; h = h.gNext) {
-      const c = h.conn as CompareConn;
-      if (this.#flushMark.get(c) !== epoch) {
-        this.#flushMark.set(c, epoch);
-        conns.push(c);
+      const H = this.#page(h.cx);
+      const b = this.#base(h.cx) + W_FLUSH_MARK;
+      if (H[b] !== epoch) {
+        H[b] = epoch;
+        conns.push(this.#conn(h.cx));
       }
     }
     conns.sort((a, b) => a.serial - b.serial);
@@ -819,10 +917,11 @@ export class CompareEngine {
   }
 
   /** After a pass: a queue at max_queue_size asks for a checkpoint and pauses that input. */
-  #checkQueue(c: CompareConn, side: HeldSide, now: number): void {
-    const count = side === PRIMARY ? c.pCount : c.sCount;
+  #checkQueue(x: number, H: Int32Array, b: number, side: HeldSide, now: number): void {
+    const count = H[side === PRIMARY ? b + W_P_COUNT : b + W_S_COUNT]!;
     const max = this.#cfg.maxQueueSize;
     if (count < max) return;
+    const c = this.#conn(x);
     const name: Side = side === PRIMARY ? "primary" : "secondary";
     if (side === PRIMARY && count > max) this.#stats.overQueueLimit++;
     // Paused before the request: a sink that completes the checkpoint inside it (checkpointDone
@@ -853,8 +952,9 @@ export class CompareEngine {
   }
 
   /** A packet arrived on a connection whose comparison is suspended by a miscompare. */
-  #renotifyMiscompare(c: CompareConn, now: number): void {
+  #renotifyMiscompare(x: number, now: number): void {
     if (!this.#cfg.renotify) return;
+    const c = this.#conn(x);
     this.#trigger(now, c.miscompareReason, c, () => ({
       message: `${c.flowText} is still miscompared (${c.miscompareReason})`,
     }));
@@ -933,44 +1033,81 @@ export class CompareEngine {
    * has every byte the PVM acked (its ack is at least the PVM's); its window is the PVM's, and
    * unknown here until it next advertises one.
    */
-  #resync(c: CompareConn): void {
-    c.generation = this.#generation;
-    if (c.primaryAckSet && (!c.secondaryAckSet || seqAfter(c.primaryAck, c.secondaryAck))) {
-      c.secondaryAck = c.primaryAck;
-      c.secondaryAckSet = true;
+  #resync(H: Int32Array, b: number): void {
+    H[b + W_GENERATION] = this.#generation;
+    let f = H[b + ROW_FLAGS]!;
+    if (
+      f & F_PRIMARY_ACK_SET &&
+      (!(f & F_SECONDARY_ACK_SET) || seqAfter(H[b + W_PRIMARY_ACK]!, H[b + W_SECONDARY_ACK]!))
+    ) {
+      H[b + W_SECONDARY_ACK] = H[b + W_PRIMARY_ACK]!;
+      f |= F_SECONDARY_ACK_SET;
     }
-    c.secondaryRightSet = false;
+    H[b + ROW_FLAGS] = f & ~F_SECONDARY_RIGHT_SET;
   }
 
-  #tcpPrimary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
-    if (c.generation !== this.#generation) this.#resync(c);
+  /** The TCP flags that end a connection (cold: once or twice per connection). */
+  #tcpEnd(x: number, side: HeldSide, flags: number): void {
+    const c = this.#conn(x);
+    if (side === PRIMARY) {
+      if (flags & RST) {
+        c.primaryRst = true;
+        c.closed = true;
+      }
+      if (flags & FIN) {
+        c.primaryFin = true;
+        if (c.secondaryFin || c.secondaryRst) c.closed = true;
+      }
+    } else {
+      if (flags & RST) {
+        c.secondaryRst = true;
+        if (c.primaryFin || c.primaryRst) c.closed = true;
+      }
+      if (flags & FIN) {
+        c.secondaryFin = true;
+        if (c.primaryFin) c.closed = true;
+      }
+    }
+  }
+
+  /** The first payload byte seen sets the explanations' stream base if no SYN did (cold). */
+  #setBase(x: number, seq: number): void {
+    const c = this.#conn(x);
+    c.base = seq;
+    c.baseSet = true;
+  }
+
+  #tcpPrimary(
+    x: number,
+    H: Int32Array,
+    b: number,
+    m: FrameMeta,
+    frame: Buffer,
+    vnetLen: number,
+    now: number,
+  ): void {
+    if (H[b + W_GENERATION] !== this.#generation) this.#resync(H, b);
     const flags = m.tcpFlags;
     const tcpSeq = m.tcpSeq | 0;
     const tcpAck = m.tcpAck | 0;
     let reusedNow = false;
     if (flags & SYN) {
+      const c = this.#conn(x);
       reusedNow = this.#onSyn(c, PRIMARY, tcpSeq);
       c.primaryWscale = synWindowScale(frame, m.l4Offset, m.tcpHeaderLen);
     }
-    if (flags & ACK && (!c.primaryAckSet || seqAfter(tcpAck, c.primaryAck))) {
-      c.primaryAck = tcpAck;
-      c.primaryAckSet = true;
+    if (flags & ACK) {
+      const f = H[b + ROW_FLAGS]!;
+      if (!(f & F_PRIMARY_ACK_SET) || seqAfter(tcpAck, H[b + W_PRIMARY_ACK]!)) {
+        H[b + W_PRIMARY_ACK] = tcpAck;
+        H[b + ROW_FLAGS] = f | F_PRIMARY_ACK_SET;
+      }
     }
-    if (flags & RST) {
-      c.primaryRst = true;
-      c.closed = true;
-    }
-    if (flags & FIN) {
-      c.primaryFin = true;
-      if (c.secondaryFin || c.secondaryRst) c.closed = true;
-    }
+    if (flags & (RST | FIN)) this.#tcpEnd(x, PRIMARY, flags);
     const seq = flags & SYN ? (tcpSeq + 1) | 0 : tcpSeq;
     const len = m.payloadLen;
-    if (len > 0 && !c.baseSet) {
-      c.base = seq;
-      c.baseSet = true;
-    }
-    const h = this.#hold(c, PRIMARY, frame, vnetLen, now);
+    if (len > 0 && !(H[b + ROW_FLAGS]! & F_BASE_SET)) this.#setBase(x, seq);
+    const h = this.#hold(x, PRIMARY, frame, vnetLen, now);
     h.seq = seq;
     h.end = (seq + len) | 0;
     h.len = len;
@@ -978,143 +1115,165 @@ export class CompareEngine {
     h.l4 = m.l4Offset;
     h.ack = tcpAck;
     h.flags = flags;
-    c.insertBySeq(h);
-    if (reusedNow) this.#requestReuse(c, PRIMARY, tcpSeq, now);
-    else if (c.miscompared) this.#renotifyMiscompare(c, now);
-    else this.#runTcp(c, now);
-    this.#checkQueue(c, PRIMARY, now);
+    queueInsertBySeq(H, b, this.#held, h);
+    if (reusedNow) this.#requestReuse(this.#conn(x), PRIMARY, tcpSeq, now);
+    else if (H[b + ROW_FLAGS]! & F_MISCOMPARED) this.#renotifyMiscompare(x, now);
+    else this.#runTcp(x, H, b, now);
+    this.#checkQueue(x, H, b, PRIMARY, now);
   }
 
-  #tcpSecondary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
-    if (c.generation !== this.#generation) this.#resync(c);
+  #tcpSecondary(
+    x: number,
+    H: Int32Array,
+    b: number,
+    m: FrameMeta,
+    frame: Buffer,
+    vnetLen: number,
+    now: number,
+  ): void {
+    if (H[b + W_GENERATION] !== this.#generation) this.#resync(H, b);
     const flags = m.tcpFlags;
     const tcpSeq = m.tcpSeq | 0;
     const tcpAck = m.tcpAck | 0;
     let reusedNow = false;
     if (flags & SYN) {
+      const c = this.#conn(x);
       reusedNow = this.#onSyn(c, SECONDARY, tcpSeq);
       c.secondaryWscale = synWindowScale(frame, m.l4Offset, m.tcpHeaderLen);
     }
     if (flags & ACK) {
-      if (!c.secondaryAckSet || seqAfter(tcpAck, c.secondaryAck)) {
-        c.secondaryAck = tcpAck;
-        c.secondaryAckSet = true;
+      let f = H[b + ROW_FLAGS]!;
+      if (!(f & F_SECONDARY_ACK_SET) || seqAfter(tcpAck, H[b + W_SECONDARY_ACK]!)) {
+        H[b + W_SECONDARY_ACK] = tcpAck;
+        f |= F_SECONDARY_ACK_SET;
       }
-      if (c.secondaryWscale >= 0) {
+      const wscale = ((f >>> F_S_WSCALE_SHIFT) & F_WSCALE_MASK) - 1;
+      if (wscale >= 0) {
         // The latest advertisement counts (a receiver that shrinks its window drops beyond it);
         // SVM output reaches us in order. A SYN's window is never scaled (RFC 7323).
         const win = tcpWindow(frame, m.l4Offset);
-        c.secondaryRight = (tcpAck + (flags & SYN ? win : win * 2 ** c.secondaryWscale)) | 0;
-        c.secondaryRightSet = true;
+        H[b + W_SECONDARY_RIGHT] = (tcpAck + (flags & SYN ? win : win * 2 ** wscale)) | 0;
+        f |= F_SECONDARY_RIGHT_SET;
       }
+      H[b + ROW_FLAGS] = f;
     }
-    if (flags & RST) {
-      c.secondaryRst = true;
-      if (c.primaryFin || c.primaryRst) c.closed = true;
-    }
-    if (flags & FIN) {
-      c.secondaryFin = true;
-      if (c.primaryFin) c.closed = true;
-    }
+    if (flags & (RST | FIN)) this.#tcpEnd(x, SECONDARY, flags);
     const seq = flags & SYN ? (tcpSeq + 1) | 0 : tcpSeq;
     const len = m.payloadLen;
     const end = (seq + len) | 0;
     // Segments without payload are never compared: their ack/flags were recorded above (that is
     // all ack gating needs), so drop them now instead of letting a lone one age into a timeout.
+    const f = H[b + ROW_FLAGS]!;
     let reason: DiscardReason | null = null;
     if (len === 0) reason = "no-payload";
-    else if (c.compareSeqSet && !c.reused && !seqAfter(end, c.compareSeq)) reason = "already-compared";
-    else if (c.sCount >= this.#cfg.maxQueueSize) reason = "queue-full";
+    else if (
+      (f & (F_COMPARE_SEQ_SET | F_REUSED)) === F_COMPARE_SEQ_SET &&
+      !seqAfter(end, H[b + W_COMPARE_SEQ]!)
+    ) {
+      reason = "already-compared";
+    } else if (H[b + W_S_COUNT]! >= this.#cfg.maxQueueSize) reason = "queue-full";
     if (reason !== null) {
       this.#discardNow(frame, vnetLen, reason);
-      if (reusedNow) this.#requestReuse(c, SECONDARY, tcpSeq, now);
-      if (reason === "queue-full") this.#checkQueue(c, SECONDARY, now);
-      else if (!c.miscompared && c.pCount > 0) this.#runTcp(c, now);
+      if (reusedNow) this.#requestReuse(this.#conn(x), SECONDARY, tcpSeq, now);
+      if (reason === "queue-full") this.#checkQueue(x, H, b, SECONDARY, now);
+      else if (!(H[b + ROW_FLAGS]! & F_MISCOMPARED) && H[b + W_P_COUNT]! > 0) this.#runTcp(x, H, b, now);
       return;
     }
-    const h = this.#hold(c, SECONDARY, frame, vnetLen, now);
+    const h = this.#hold(x, SECONDARY, frame, vnetLen, now);
     h.seq = seq;
     h.end = end;
     h.len = len;
     h.dataOff = m.payloadOffset;
     h.ack = tcpAck;
     h.flags = flags;
-    c.insertBySeq(h);
-    if (reusedNow) this.#requestReuse(c, SECONDARY, tcpSeq, now);
-    else if (c.miscompared) this.#renotifyMiscompare(c, now);
-    else this.#runTcp(c, now);
-    this.#checkQueue(c, SECONDARY, now);
+    queueInsertBySeq(H, b, this.#held, h);
+    if (reusedNow) this.#requestReuse(this.#conn(x), SECONDARY, tcpSeq, now);
+    else if (H[b + ROW_FLAGS]! & F_MISCOMPARED) this.#renotifyMiscompare(x, now);
+    else this.#runTcp(x, H, b, now);
+    this.#checkQueue(x, H, b, SECONDARY, now);
   }
 
   /** Primary segment without payload: has the secondary caught up with it? */
-  #covered(c: CompareConn, p: Held): boolean {
-    if (p.flags & ACK) return c.secondaryAckSet && !seqAfter(p.ack, c.secondaryAck);
-    if (p.flags & SYN) return c.secondarySyn;
-    if (p.flags & RST) return c.secondaryRst;
+  #covered(x: number, H: Int32Array, b: number, p: Held): boolean {
+    if (p.flags & ACK) {
+      return (H[b + ROW_FLAGS]! & F_SECONDARY_ACK_SET) !== 0 && !seqAfter(p.ack, H[b + W_SECONDARY_ACK]!);
+    }
+    if (p.flags & SYN) return this.#conn(x).secondarySyn;
+    if (p.flags & RST) return this.#conn(x).secondaryRst;
     return false;
   }
 
   /** Ack gating (QEMU rule B): a compared segment is released only if its ack <= min(pack, sack). */
-  #ackOk(c: CompareConn, p: Held): boolean {
+  #ackOk(H: Int32Array, b: number, p: Held): boolean {
     if (!(p.flags & ACK)) return true;
-    if (!c.secondaryAckSet) return false;
-    const min = c.primaryAckSet && seqAfter(c.secondaryAck, c.primaryAck) ? c.primaryAck : c.secondaryAck;
+    const f = H[b + ROW_FLAGS]!;
+    if (!(f & F_SECONDARY_ACK_SET)) return false;
+    const sack = H[b + W_SECONDARY_ACK]!;
+    const pack = H[b + W_PRIMARY_ACK]!;
+    const min = f & F_PRIMARY_ACK_SET && seqAfter(sack, pack) ? pack : sack;
     return !seqAfter(p.ack, min);
   }
 
   /** Compares the connection's queues in sequence space as far as both sides allow. */
-  #runTcp(c: CompareConn, now: number): void {
+  #runTcp(x: number, H: Int32Array, b: number, now: number): void {
+    const byId = this.#held.byId;
     for (;;) {
       // Secondary segments whose bytes are all compared (retransmissions the SVM sent before the
       // PVM's copy arrived) are done with, even when no primary segment is left to compare.
-      let s = c.sHead;
-      while (s !== null && c.compareSeqSet && !seqAfter(s.end, c.compareSeq)) {
-        this.#discard(c, s, "already-compared");
-        s = c.sHead;
+      let sId = H[b + W_S_HEAD]!;
+      let s = sId === NO_HELD ? null : byId[sId]!;
+      while (s !== null && H[b + ROW_FLAGS]! & F_COMPARE_SEQ_SET && !seqAfter(s.end, H[b + W_COMPARE_SEQ]!)) {
+        this.#discard(H, b, s, "already-compared");
+        sId = H[b + W_S_HEAD]!;
+        s = sId === NO_HELD ? null : byId[sId]!;
       }
-      const p = c.pHead;
-      if (p === null) return;
+      const pId = H[b + W_P_HEAD]!;
+      if (pId === NO_HELD) return;
+      const p = byId[pId]!;
       if (p.len === 0) {
         // Released once the secondary has caught up with it (acked as far, or SYN'd / RST'd),
         // so a lone pure ACK never waits; QEMU releases them whenever a secondary packet is
         // queued, which we keep only for segments that acknowledge nothing (strict ack gating).
-        if (this.#covered(c, p) || (c.sCount > 0 && !(p.flags & ACK))) {
-          this.#releaseTcp(c, p, "no-payload", now);
+        if (this.#covered(x, H, b, p) || (H[b + W_S_COUNT]! > 0 && !(p.flags & ACK))) {
+          this.#releaseTcp(H, b, p, "no-payload", now);
           continue;
         }
         return;
       }
       if (p.off === p.len) {
         // Fully compared earlier, held by ack gating.
-        if (this.#ackOk(c, p)) {
-          this.#releaseTcp(c, p, "matched", now);
+        if (this.#ackOk(H, b, p)) {
+          this.#releaseTcp(H, b, p, "matched", now);
           continue;
         }
         return;
       }
+      const seqSet = (H[b + ROW_FLAGS]! & F_COMPARE_SEQ_SET) !== 0;
+      const compareSeq = H[b + W_COMPARE_SEQ]!;
       let pStart = (p.seq + p.off) | 0;
-      if (c.compareSeqSet && seqAfter(c.compareSeq, pStart)) {
-        if (!seqAfter(p.end, c.compareSeq) && this.#ackOk(c, p)) {
-          this.#releaseTcp(c, p, "retransmit", now);
+      if (seqSet && seqAfter(compareSeq, pStart)) {
+        if (!seqAfter(p.end, compareSeq) && this.#ackOk(H, b, p)) {
+          this.#releaseTcp(H, b, p, "retransmit", now);
           continue;
         }
-        if (!seqAfter(p.end, c.compareSeq)) return;
-        p.off = (c.compareSeq - p.seq) | 0;
-        pStart = c.compareSeq;
+        if (!seqAfter(p.end, compareSeq)) return;
+        p.off = (compareSeq - p.seq) | 0;
+        pStart = compareSeq;
       }
       if (s === null) return;
       let sStart = (s.seq + s.off) | 0;
-      if (c.compareSeqSet && seqAfter(c.compareSeq, sStart)) {
-        s.off = (c.compareSeq - s.seq) | 0;
-        sStart = c.compareSeq;
+      if (seqSet && seqAfter(compareSeq, sStart)) {
+        s.off = (compareSeq - s.seq) | 0;
+        sStart = compareSeq;
       }
       if (pStart !== sStart) {
-        if (!c.compareSeqSet) {
+        if (!seqSet) {
+          const c = this.#conn(x);
           if (!c.primaryIsnSet && seqAfter(pStart, sStart)) {
             // Picked up mid-stream (no SYN seen): the secondary's earlier bytes went out before
             // we were tracking; start comparing at the primary's first byte.
-            c.compareSeq = pStart;
-            c.compareSeqSet = true;
+            H[b + W_COMPARE_SEQ] = pStart;
+            H[b + ROW_FLAGS] = H[b + ROW_FLAGS]! | F_COMPARE_SEQ_SET;
             continue;
           }
           if (c.primaryIsnSet && pStart === c.base) {
@@ -1133,29 +1292,30 @@ export class CompareEngine {
       const pOff = p.dataOff + p.off;
       const sOff = s.dataOff + s.off;
       if (p.frame.compare(s.frame, sOff, sOff + n, pOff, pOff + n) !== 0) {
-        this.#payloadDiffers(c, now, p.frame, pOff, pRem, s.frame, sOff, sRem, n, pStart);
+        this.#payloadDiffers(this.#conn(x), now, p.frame, pOff, pRem, s.frame, sOff, sRem, n, pStart);
         return;
       }
       p.off += n;
       s.off += n;
-      c.compareSeq = (pStart + n) | 0;
-      c.compareSeqSet = true;
-      c.addBytes(n);
-      if (s.off === s.len) this.#discard(c, s, "matched");
+      H[b + W_COMPARE_SEQ] = (pStart + n) | 0;
+      H[b + ROW_FLAGS] = H[b + ROW_FLAGS]! | F_COMPARE_SEQ_SET;
+      const carry = addBytes(H, b, n);
+      if (carry !== 0) this.#conn(x).bytesHi += carry;
+      if (s.off === s.len) this.#discard(H, b, s, "matched");
       if (p.off === p.len) {
-        c.addPacket();
+        if (addPacket(H, b) !== 0) this.#conn(x).packetsHi++;
         // Gated on acks even when identical (QEMU's rule A releases those ungated): the client
         // must never see an ack the SVM has not reached, or it would never resend what the SVM lost.
-        if (this.#ackOk(c, p)) this.#releaseTcp(c, p, "matched", now);
+        if (this.#ackOk(H, b, p)) this.#releaseTcp(H, b, p, "matched", now);
         else return;
       }
     }
   }
 
   /** Releases a TCP segment the comparison let through, after the window clamp. */
-  #releaseTcp(c: CompareConn, p: Held, reason: ReleaseReason, now: number): void {
-    this.#clampWindow(c, p);
-    this.#release(c, p, reason, now);
+  #releaseTcp(H: Int32Array, b: number, p: Held, reason: ReleaseReason, now: number): void {
+    this.#clampWindow(H, b, p);
+    this.#release(H, b, p, reason, now);
   }
 
   /**
@@ -1164,14 +1324,16 @@ export class CompareEngine {
    * own advertised right edge; the SVM would drop the excess and, as the PVM acks it, the client
    * would never resend it. Needs both handshakes (the window scales); SYNs and RSTs are left alone.
    */
-  #clampWindow(c: CompareConn, p: Held): void {
-    if (!c.secondaryRightSet || c.primaryWscale < 0 || (p.flags & (SYN | RST | ACK)) !== ACK) return;
-    const f = p.frame;
-    const win = tcpWindow(f, p.l4);
-    const room = (c.secondaryRight - p.ack) | 0;
-    const max = room <= 0 ? 0 : Math.min(0xffff, Math.floor(room / 2 ** c.primaryWscale));
+  #clampWindow(H: Int32Array, b: number, p: Held): void {
+    const f = H[b + ROW_FLAGS]!;
+    const pWscale = ((f >>> F_P_WSCALE_SHIFT) & F_WSCALE_MASK) - 1;
+    if (!(f & F_SECONDARY_RIGHT_SET) || pWscale < 0 || (p.flags & (SYN | RST | ACK)) !== ACK) return;
+    const frame = p.frame;
+    const win = tcpWindow(frame, p.l4);
+    const room = (H[b + W_SECONDARY_RIGHT]! - p.ack) | 0;
+    const max = room <= 0 ? 0 : Math.min(0xffff, Math.floor(room / 2 ** pWscale));
     if (win <= max) return;
-    setTcpWindow(f, p.vnetLen, p.l4, max);
+    setTcpWindow(frame, p.vnetLen, p.l4, max);
     this.#stats.windowClamped++;
   }
 
@@ -1234,33 +1396,52 @@ export class CompareEngine {
     }
   }
 
-  #datagramPrimary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
-    const h = this.#hold(c, PRIMARY, frame, vnetLen, now);
+  #datagramPrimary(
+    x: number,
+    H: Int32Array,
+    b: number,
+    m: FrameMeta,
+    frame: Buffer,
+    vnetLen: number,
+    now: number,
+  ): void {
+    const h = this.#hold(x, PRIMARY, frame, vnetLen, now);
     this.#region(h, m);
-    c.push(h);
-    if (c.miscompared) this.#renotifyMiscompare(c, now);
-    else this.#runDatagram(c, now);
-    this.#checkQueue(c, PRIMARY, now);
+    queuePush(H, b, this.#held, h);
+    if (H[b + ROW_FLAGS]! & F_MISCOMPARED) this.#renotifyMiscompare(x, now);
+    else this.#runDatagram(x, H, b, now);
+    this.#checkQueue(x, H, b, PRIMARY, now);
   }
 
-  #datagramSecondary(c: CompareConn, m: FrameMeta, frame: Buffer, vnetLen: number, now: number): void {
-    if (c.sCount >= this.#cfg.maxQueueSize) {
+  #datagramSecondary(
+    x: number,
+    H: Int32Array,
+    b: number,
+    m: FrameMeta,
+    frame: Buffer,
+    vnetLen: number,
+    now: number,
+  ): void {
+    if (H[b + W_S_COUNT]! >= this.#cfg.maxQueueSize) {
       this.#discardNow(frame, vnetLen, "queue-full");
-      this.#checkQueue(c, SECONDARY, now);
+      this.#checkQueue(x, H, b, SECONDARY, now);
       return;
     }
-    const h = this.#hold(c, SECONDARY, frame, vnetLen, now);
+    const h = this.#hold(x, SECONDARY, frame, vnetLen, now);
     this.#region(h, m);
-    c.push(h);
-    if (c.miscompared) this.#renotifyMiscompare(c, now);
-    else this.#runDatagram(c, now);
-    this.#checkQueue(c, SECONDARY, now);
+    queuePush(H, b, this.#held, h);
+    if (H[b + ROW_FLAGS]! & F_MISCOMPARED) this.#renotifyMiscompare(x, now);
+    else this.#runDatagram(x, H, b, now);
+    this.#checkQueue(x, H, b, SECONDARY, now);
   }
 
   /** FIFO: the oldest primary is matched against the oldest equal secondary. */
-  #runDatagram(c: CompareConn, now: number): void {
-    for (let p = c.pHead; p !== null && c.sHead !== null; p = c.pHead) {
-      let s: Held | null = c.sHead;
+  #runDatagram(x: number, H: Int32Array, b: number, now: number): void {
+    const byId = this.#held.byId;
+    while (H[b + W_P_HEAD] !== NO_HELD && H[b + W_S_HEAD] !== NO_HELD) {
+      const p = byId[H[b + W_P_HEAD]!]!;
+      const first = byId[H[b + W_S_HEAD]!]!;
+      let s: Held | null = first;
       while (s !== null) {
         if (
           s.len === p.len &&
@@ -1271,13 +1452,14 @@ export class CompareEngine {
         s = s.next;
       }
       if (s === null) {
-        this.#datagramMiscompare(c, p, c.sHead!, now);
+        this.#datagramMiscompare(this.#conn(x), p, first, now);
         return;
       }
-      c.addBytes(p.len);
-      c.addPacket();
-      this.#release(c, p, "matched", now);
-      this.#discard(c, s, "matched");
+      const carry = addBytes(H, b, p.len);
+      if (carry !== 0) this.#conn(x).bytesHi += carry;
+      if (addPacket(H, b) !== 0) this.#conn(x).packetsHi++;
+      this.#release(H, b, p, "matched", now);
+      this.#discard(H, b, s, "matched");
     }
   }
 

@@ -9,6 +9,18 @@
  * is allocated. The key string (TrackedConn.key) is made once, when a connection is created.
  * Connections also sit on an insertion-order list (first-seen order for `values()`).
  *
+ * Hot rows: each connection in the table has a stable index (`ix`) and a row of ROW_WORDS int32
+ * words in one of the table's pages (4096 rows of 64 bytes each, never moved or reallocated): word
+ * ROW_LAST_ACTIVE and the table's bits of ROW_FLAGS are the table's, the rest the owner's. The
+ * slot stores the index next to the key, so a lookup can return the index (`findIx`) and the
+ * caller read and write the connection's per-packet state in one cache line of a typed array
+ * without touching the connection object at all: with 100k connections nothing is in cache, and
+ * an object costs more lines (and a map check) than the row (docs/benchmarks.md, compare engine,
+ * "Session 8"). A connection outside a table (before `add`, after `delete`) keeps a private copy
+ * of its row (`rowArr` / `rowBase` always say where the row is). With `deferFree`, a deleted
+ * connection's index is reused only after `recycle()`: code still holding the index (a caller
+ * re-entered from a callback that deleted it) then writes a dead row, never another connection's.
+ *
  * Eviction and expiry: connections sit on one of two intrusive lists, `closed` or `idle`,
  * ordered by the time they were (re)listed. The lists are maintained lazily so that the
  * per-packet path only writes `lastActive`: a connection touched since it was listed is moved to
@@ -27,6 +39,35 @@ const enum ListId {
   Closed = 2,
 }
 
+/** int32 words per hot row: one 64-byte cache line. */
+export const ROW_WORDS = 16;
+/** Row word: last activity (Tracked.lastActive). */
+export const ROW_LAST_ACTIVE = 0;
+/** Row word: the table's flags (bits 0–2 and 30) and the owner's (bits 3–29). */
+export const ROW_FLAGS = 1;
+/** First row word the owner may use (words ROW_OWNER .. ROW_WORDS - 1). */
+export const ROW_OWNER = 2;
+/** ROW_FLAGS bits the table uses: closed, the list id (two bits), and "deleted" (a dead row). */
+export const FLAG_CLOSED = 1 << 0;
+export const FLAG_LIST_SHIFT = 1;
+export const FLAG_LIST_MASK = 3 << FLAG_LIST_SHIFT;
+export const FLAG_DEAD = 1 << 30;
+/** Rows per page (256 KiB pages): row `ix` is at pages[ix >>> PAGE_SHIFT], word (ix & PAGE_MASK) * ROW_WORDS. */
+export const PAGE_SHIFT = 12;
+export const PAGE_MASK = (1 << PAGE_SHIFT) - 1;
+
+/** Sets or clears a flag bit in a connection's row (owners use it for their own bits too). */
+export function setRowFlag(c: Tracked, mask: number, on: boolean): void {
+  const i = c.rowBase + ROW_FLAGS;
+  const f = c.rowArr[i]!;
+  c.rowArr[i] = on ? f | mask : f & ~mask;
+}
+
+function setRowList(c: Tracked, id: number): void {
+  const i = c.rowBase + ROW_FLAGS;
+  c.rowArr[i] = (c.rowArr[i]! & ~FLAG_LIST_MASK) | (id << FLAG_LIST_SHIFT);
+}
+
 /**
  * What the table needs of a connection. TrackedConn is the plain implementation; an owner whose
  * per-packet cost depends on layout (the compare engine's CompareConn) implements these fields
@@ -35,12 +76,18 @@ const enum ListId {
  * lays fields out in declaration order, base-class fields first.
  */
 export interface Tracked {
-  /** Last activity (the owner's clock); written by touch() on every packet. */
+  /** Last activity (the owner's clock, an int32); written by touch() on every packet. Row word. */
   lastActive: number;
-  /** Set by the owner when the flow has ended (FIN exchange, RST); prefers it for eviction. */
+  /** Set by the owner when the flow has ended (FIN exchange, RST); prefers it for eviction. Row bit. */
   closed: boolean;
-  /** @internal the list it is on (0 none, 1 idle, 2 closed) */
+  /** @internal the list it is on (0 none, 1 idle, 2 closed); row bits */
   list: number;
+  /** @internal where the hot row is: a table page while in a table, else a private copy */
+  rowArr: Int32Array;
+  /** @internal word offset of the row in rowArr */
+  rowBase: number;
+  /** @internal stable row index while in a table, -1 outside */
+  ix: number;
   /** @internal `lastActive` when it was put on its list (a difference means touched since). */
   listedAt: number;
   /** @internal list links */
@@ -61,14 +108,11 @@ export interface Tracked {
   holding(): boolean;
 }
 
-/** Fields the table manages, in the order that suits it (see Tracked). */
+/** The plain implementation of Tracked (its hot fields live in the row, see the module doc). */
 export class TrackedConn implements Tracked {
-  // Declaration order is layout order: what touch() reads and writes on every packet comes first
-  // (fewer cache lines per packet when the table is large and cold).
-  lastActive: number;
-  /** Set by the owner when the flow has ended (FIN exchange, RST); prefers it for eviction. */
-  closed = false;
-  list: number = ListId.None;
+  rowArr: Int32Array = new Int32Array(ROW_WORDS);
+  rowBase = 0;
+  ix = -1;
   /** @internal `lastActive` when it was put on its list (a difference means touched since). */
   listedAt: number;
   /** @internal list links */
@@ -93,6 +137,26 @@ export class TrackedConn implements Tracked {
     this.createdAt = now;
     this.lastActive = now;
     this.listedAt = now;
+  }
+
+  get lastActive(): number {
+    return this.rowArr[this.rowBase + ROW_LAST_ACTIVE]!;
+  }
+  set lastActive(v: number) {
+    this.rowArr[this.rowBase + ROW_LAST_ACTIVE] = v;
+  }
+  /** Set by the owner when the flow has ended (FIN exchange, RST); prefers it for eviction. */
+  get closed(): boolean {
+    return (this.rowArr[this.rowBase + ROW_FLAGS]! & FLAG_CLOSED) !== 0;
+  }
+  set closed(v: boolean) {
+    setRowFlag(this, FLAG_CLOSED, v);
+  }
+  get list(): number {
+    return (this.rowArr[this.rowBase + ROW_FLAGS]! & FLAG_LIST_MASK) >>> FLAG_LIST_SHIFT;
+  }
+  set list(v: number) {
+    setRowList(this, v);
   }
 
   /** Whether the connection holds packets (never evicted or expired then). Owners override. */
@@ -134,13 +198,21 @@ export type KeyHash = (units: Uint16Array, len: number) => number;
 export interface ConnTableOptions {
   /** Initial number of slots (rounded up to a power of two, at least 8). Default 64. */
   initialCapacity?: number;
+  /**
+   * Keep a deleted connection's row index out of use until recycle() (default false: reused at
+   * once). For an owner that may be re-entered while it holds an index (see the module doc).
+   */
+  deferFree?: boolean;
   /** Key hash (default hashKeyUnits); tests inject weak ones to force collisions. */
   hash?: KeyHash;
 }
 
-/** Units per slot: [0] key length + 1 (0 = empty slot), [1] hash >>> 16, [2] hash & 0xffff, key. */
+/**
+ * Units per slot: [0] key length + 1 (0 = empty slot), [1] hash >>> 16, [2] hash & 0xffff,
+ * [3] [4] the connection's row index (high, low), then the key.
+ */
 const STRIDE = 32;
-const HDR = 3;
+const HDR = 5;
 /** Longest key the table stores (flow keys have at most 22 units, see MAX_KEY_UNITS). */
 export const MAX_TABLE_KEY_UNITS = STRIDE - HDR;
 
@@ -176,9 +248,16 @@ export class ConnTable<C extends Tracked> {
   readonly #hash: KeyHash;
   readonly #initialCapacity: number;
   #slab: Uint16Array;
-  #conns: (C | undefined)[];
   #mask: number;
   #size = 0;
+  /** Hot rows (see the module doc); the array only grows, its pages never move. */
+  readonly #pages: Int32Array[] = [];
+  /** Connection by row index. */
+  readonly #byIx: (C | undefined)[] = [];
+  /** Row indices free for reuse, and (deferFree) deleted ones waiting for recycle(). */
+  readonly #free: number[] = [];
+  readonly #limbo: number[] = [];
+  readonly #deferFree: boolean;
   /** Insertion order (first-seen order) */
   #first: C | null = null;
   #lastAdded: C | null = null;
@@ -190,11 +269,11 @@ export class ConnTable<C extends Tracked> {
 
   constructor(options: ConnTableOptions = {}) {
     this.#hash = options.hash ?? hashKeyUnits;
+    this.#deferFree = options.deferFree ?? false;
     let cap = 8;
     while (cap < (options.initialCapacity ?? 64)) cap *= 2;
     this.#initialCapacity = cap;
     this.#slab = new Uint16Array(cap * STRIDE);
-    this.#conns = new Array<C | undefined>(cap).fill(undefined);
     this.#mask = cap - 1;
   }
 
@@ -213,15 +292,41 @@ export class ConnTable<C extends Tracked> {
   }
 
   /**
+   * The hot-row pages: row `ix` is words [(ix & PAGE_MASK) * ROW_WORDS, + ROW_WORDS) of
+   * pages[ix >>> PAGE_SHIFT]. The same array for the table's lifetime (it only grows).
+   */
+  get pages(): readonly Int32Array[] {
+    return this.#pages;
+  }
+
+  /**
+   * The connection with row index `ix`: undefined when that row is free; a deleted connection
+   * while its index waits for recycle() (deferFree).
+   */
+  at(ix: number): C | undefined {
+    return this.#byIx[ix];
+  }
+
+  /**
    * The connection whose key is the first `len` code units of `units` (e.g. FrameMeta.keyUnits /
-   * keyLen). The per-packet lookup: no allocation.
+   * keyLen). No allocation.
    */
   find(units: Uint16Array, len: number): C | undefined {
-    return this.findHashed(units, len, this.#hash(units, len) | 0);
+    const ix = this.findIx(units, len, this.#hash(units, len) | 0);
+    return ix < 0 ? undefined : this.#byIx[ix];
   }
 
   /** find() with the key's hash already computed by hashOf (e.g. in a batch's first pass). */
   findHashed(units: Uint16Array, len: number, h: number): C | undefined {
+    const ix = this.findIx(units, len, h);
+    return ix < 0 ? undefined : this.#byIx[ix];
+  }
+
+  /**
+   * The per-packet lookup: the row index of the connection with this key (hash `h` from hashOf),
+   * or -1. Reads the slab only: the connection object is not touched.
+   */
+  findIx(units: Uint16Array, len: number, h: number): number {
     const slab = this.#slab;
     const mask = this.#mask;
     const tag = len + 1;
@@ -230,18 +335,18 @@ export class ConnTable<C extends Tracked> {
     for (let i = h & mask; ; i = (i + 1) & mask) {
       const b = i * STRIDE;
       const t = slab[b]!;
-      if (t === 0) return undefined;
+      if (t === 0) return -1;
       if (t === tag && slab[b + 1] === hi && slab[b + 2] === lo) {
         let k = 0;
         const at = b + HDR;
         while (k < len && slab[at + k] === units[k]) k++;
-        if (k === len) return this.#conns[i];
+        if (k === len) return (slab[b + 3]! << 16) | slab[b + 4]!;
       }
     }
   }
 
   /**
-   * This table's hash of a key (for findHashed and warm), as an int32: a uint32 >= 2^31 passed between
+   * This table's hash of a key (for findIx and warm), as an int32: a uint32 >= 2^31 passed between
    * functions can be a heap number, i.e. an allocation.
    */
   hashOf(units: Uint16Array, len: number): number {
@@ -249,25 +354,27 @@ export class ConnTable<C extends Tracked> {
   }
 
   /**
-   * Memory-level parallelism for a batch of lookups: loads the home slot's slab row and the
-   * connection array entry of each of `count` hashes (hashes[k], of a key of lens[k] units), and
-   * stores the home slot's connection (or undefined) in out[k], a hint only (a collision may put
-   * the key in a later slot; findHashed is the lookup). The loads of different keys do not
-   * depend on each other, so in this tight loop the CPU overlaps their cache misses instead of
-   * taking them one after another as interleaved lookups would. Returns a value computed from the
-   * loaded units so the loads cannot be optimised away.
+   * Memory-level parallelism for a batch of lookups: loads the home slot's slab row of each of
+   * `count` hashes (hashes[k], of a key of lens[k] units) and, if the slot is in use, the first
+   * word of its connection's hot row (the home slot's connection is usually the key's; a hint
+   * only). The loads of different keys do not depend on each other, so in this tight loop the CPU
+   * overlaps their cache misses instead of taking them one after another as interleaved lookups
+   * would. Changes nothing; returns a value computed from the loaded words so the loads cannot be
+   * optimised away.
    */
-  warm(hashes: Int32Array, lens: Uint8Array, count: number, out: (C | undefined)[]): number {
+  warm(hashes: Int32Array, lens: Uint8Array, count: number): number {
     const slab = this.#slab;
-    const conns = this.#conns;
+    const pages = this.#pages;
     const mask = this.#mask;
     let acc = 0;
     for (let k = 0; k < count; k++) {
-      const i = hashes[k]! & mask;
-      const b = i * STRIDE;
+      const b = (hashes[k]! & mask) * STRIDE;
       // First and last unit the lookup reads: a row may straddle two cache lines.
       acc ^= slab[b]! ^ slab[b + HDR - 1 + lens[k]!]!;
-      out[k] = conns[i];
+      if (slab[b] !== 0) {
+        const ix = (slab[b + 3]! << 16) | slab[b + 4]!;
+        acc ^= pages[ix >>> PAGE_SHIFT]![(ix & PAGE_MASK) * ROW_WORDS]!;
+      }
     }
     return acc;
   }
@@ -284,6 +391,7 @@ export class ConnTable<C extends Tracked> {
   /**
    * Adds a new connection (listed as idle or closed) under conn.key (at most MAX_TABLE_KEY_UNITS
    * code units, else RangeError). A connection already stored under that key is deleted first.
+   * The connection's row moves into a table page (its private copy's words are kept).
    */
   add(conn: C, now: number): void {
     const key = conn.key;
@@ -294,13 +402,23 @@ export class ConnTable<C extends Tracked> {
     if (2 * (this.#size + 1) > this.#mask + 1) this.#grow();
     const h = this.#hash(units, len);
     const i = this.#freeSlot(h);
+    const ix = this.#allocRow();
     const b = i * STRIDE;
     const slab = this.#slab;
     slab[b] = len + 1;
     slab[b + 1] = h >>> 16;
     slab[b + 2] = h & 0xffff;
+    slab[b + 3] = ix >>> 16;
+    slab[b + 4] = ix & 0xffff;
     for (let k = 0; k < len; k++) slab[b + HDR + k] = units[k]!;
-    this.#conns[i] = conn;
+    const page = this.#pages[ix >>> PAGE_SHIFT]!;
+    const base = (ix & PAGE_MASK) * ROW_WORDS;
+    page.set(conn.rowArr.subarray(conn.rowBase, conn.rowBase + ROW_WORDS), base);
+    page[base + ROW_FLAGS] = page[base + ROW_FLAGS]! & ~FLAG_DEAD;
+    conn.rowArr = page;
+    conn.rowBase = base;
+    conn.ix = ix;
+    this.#byIx[ix] = conn;
     conn.slot = i;
     conn.oPrev = this.#lastAdded;
     conn.oNext = null;
@@ -322,7 +440,23 @@ export class ConnTable<C extends Tracked> {
     const want = conn.closed ? ListId.Closed : ListId.Idle;
     // Not relisted once deleted: a checkpoint completed from inside a push can evict the very
     // connection that push is working on, and a listed stranger would be "evicted" forever.
-    if (conn.list === want || conn.slot < 0) return;
+    if (conn.list === want || conn.ix < 0) return;
+    this.#unlink(conn);
+    this.#listTail(conn, want);
+  }
+
+  /**
+   * touch() by row index (the per-packet path: only the row is read unless the connection must
+   * change lists). A deleted row (still in limbo) is left alone.
+   */
+  touchIx(ix: number, now: number): void {
+    const page = this.#pages[ix >>> PAGE_SHIFT]!;
+    const b = (ix & PAGE_MASK) * ROW_WORDS;
+    page[b + ROW_LAST_ACTIVE] = now;
+    const f = page[b + ROW_FLAGS]!;
+    const want = f & FLAG_CLOSED ? ListId.Closed : ListId.Idle;
+    if ((f & FLAG_LIST_MASK) >>> FLAG_LIST_SHIFT === want || (f & FLAG_DEAD) !== 0) return;
+    const conn = this.#byIx[ix]!;
     this.#unlink(conn);
     this.#listTail(conn, want);
   }
@@ -335,7 +469,8 @@ export class ConnTable<C extends Tracked> {
   /** Removes the connection (no-op when it is not in this table). */
   delete(conn: C): void {
     const i = conn.slot;
-    if (i < 0 || i > this.#mask || this.#conns[i] !== conn) return;
+    const ix = conn.ix;
+    if (i < 0 || i > this.#mask || ix < 0 || this.#byIx[ix] !== conn) return;
     this.#unlink(conn);
     this.#removeSlot(i);
     conn.slot = -1;
@@ -345,7 +480,18 @@ export class ConnTable<C extends Tracked> {
     else this.#lastAdded = conn.oPrev as C | null;
     conn.oPrev = null;
     conn.oNext = null;
+    this.#detach(conn);
     this.#size--;
+  }
+
+  /** Makes deleted rows' indices reusable (deferFree): call when no caller holds an index. */
+  recycle(): void {
+    const limbo = this.#limbo;
+    while (limbo.length > 0) {
+      const ix = limbo.pop()!;
+      this.#byIx[ix] = undefined;
+      this.#free.push(ix);
+    }
   }
 
   /** Removes the best eviction candidate (closed first, then least recently active); undefined if none. */
@@ -415,9 +561,40 @@ export class ConnTable<C extends Tracked> {
   }
 
   #unlink(c: C): void {
-    if (c.list === ListId.Idle) this.#idle.remove(c);
-    else if (c.list === ListId.Closed) this.#closed.remove(c);
-    c.list = ListId.None;
+    const list = c.list;
+    if (list === ListId.Idle) this.#idle.remove(c);
+    else if (list === ListId.Closed) this.#closed.remove(c);
+    if (list !== ListId.None) c.list = ListId.None;
+  }
+
+  /** A row index for a new connection: a free one, else the next, adding a page when needed. */
+  #allocRow(): number {
+    const free = this.#free;
+    if (free.length > 0) return free.pop()!;
+    const ix = this.#byIx.length;
+    if ((ix & PAGE_MASK) === 0) this.#pages.push(new Int32Array((PAGE_MASK + 1) * ROW_WORDS));
+    this.#byIx.push(undefined);
+    return ix;
+  }
+
+  /**
+   * Gives a deleted connection a private copy of its row, marks the table's row dead, and frees
+   * the index (or parks it until recycle(), deferFree).
+   */
+  #detach(conn: C): void {
+    const ix = conn.ix;
+    const page = conn.rowArr;
+    const b = conn.rowBase;
+    conn.rowArr = page.slice(b, b + ROW_WORDS);
+    conn.rowBase = 0;
+    conn.ix = -1;
+    page[b + ROW_FLAGS] = page[b + ROW_FLAGS]! | FLAG_DEAD;
+    // In limbo, at(ix) still answers the (deleted) connection for code that holds the index.
+    if (this.#deferFree) this.#limbo.push(ix);
+    else {
+      this.#byIx[ix] = undefined;
+      this.#free.push(ix);
+    }
   }
 
   /** Copies a key string's code units into the scratch array. */
@@ -438,22 +615,24 @@ export class ConnTable<C extends Tracked> {
     return i;
   }
 
+  /** The connection stored in slab row `b` (a word offset). */
+  #connAt(b: number): C {
+    return this.#byIx[(this.#slab[b + 3]! << 16) | this.#slab[b + 4]!]!;
+  }
+
   #grow(): void {
     const oldSlab = this.#slab;
-    const oldConns = this.#conns;
-    const cap = 2 * (this.#mask + 1);
+    const oldCap = this.#mask + 1;
+    const cap = 2 * oldCap;
     this.#slab = new Uint16Array(cap * STRIDE);
-    this.#conns = new Array<C | undefined>(cap).fill(undefined);
     this.#mask = cap - 1;
-    for (let j = 0; j < oldConns.length; j++) {
-      const c = oldConns[j];
-      if (c === undefined) continue;
+    for (let j = 0; j < oldCap; j++) {
       const b = j * STRIDE;
+      if (oldSlab[b] === 0) continue;
       const h = ((oldSlab[b + 1]! << 16) | oldSlab[b + 2]!) >>> 0;
       const i = this.#freeSlot(h);
       this.#slab.set(oldSlab.subarray(b, b + STRIDE), i * STRIDE);
-      this.#conns[i] = c;
-      c.slot = i;
+      this.#connAt(i * STRIDE).slot = i;
     }
   }
 
@@ -463,7 +642,6 @@ export class ConnTable<C extends Tracked> {
    */
   #removeSlot(i: number): void {
     const slab = this.#slab;
-    const conns = this.#conns;
     const mask = this.#mask;
     let hole = i;
     for (let j = (i + 1) & mask; slab[j * STRIDE] !== 0; j = (j + 1) & mask) {
@@ -472,21 +650,25 @@ export class ConnTable<C extends Tracked> {
       // The entry at j may fill the hole if the hole lies on its probe path [home, j].
       if (((j - home) & mask) >= ((j - hole) & mask)) {
         slab.copyWithin(hole * STRIDE, b, b + STRIDE);
-        const c = conns[j]!;
-        conns[hole] = c;
-        c.slot = hole;
+        this.#connAt(hole * STRIDE).slot = hole;
         hole = j;
       }
     }
     slab[hole * STRIDE] = 0;
-    conns[hole] = undefined;
   }
 
   /** Removes every connection and returns to the initial capacity. */
   clear(): void {
+    for (let c = this.#first; c !== null; ) {
+      const next = c.oNext as C | null;
+      c.lPrev = c.lNext = c.oPrev = c.oNext = null;
+      c.slot = -1;
+      c.list = ListId.None;
+      this.#detach(c);
+      c = next;
+    }
     const cap = this.#initialCapacity;
     this.#slab = new Uint16Array(cap * STRIDE);
-    this.#conns = new Array<C | undefined>(cap).fill(undefined);
     this.#mask = cap - 1;
     this.#size = 0;
     this.#first = null;

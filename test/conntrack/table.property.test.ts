@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { ConnTable, hashKeyUnits, type KeyHash, MAX_TABLE_KEY_UNITS } from "../../src/conntrack/table.ts";
+import {
+  ConnTable,
+  hashKeyUnits,
+  type KeyHash,
+  MAX_TABLE_KEY_UNITS,
+  ROW_WORDS,
+} from "../../src/conntrack/table.ts";
 import * as b from "../../src/packet/build.ts";
 import { newFrameMeta, ParseStatus } from "../../src/packet/meta.ts";
 import { parseFrame } from "../../src/packet/parse.ts";
@@ -51,11 +57,19 @@ function checkAgainst(t: ConnTable<Conn>, model: Map<string, Conn>): void {
     [...model.keys()],
     "first-seen order",
   );
+  const rows = new Set<number>();
   for (const [k, c] of model) {
     assert.equal(t.get(k), c);
     assert.equal(t.find(units(k), k.length), c);
+    assert.ok(!rows.has(c.ix), "each connection its own row");
+    rows.add(c.ix);
+    assert.equal(t.at(c.ix), c);
+    assert.equal(c.rowArr[c.rowBase + OWNER_WORD], c.serial + 1, "the owner's row word survives moves");
   }
 }
+
+/** A row word the tests write as the owner would (the table must carry it along). */
+const OWNER_WORD = ROW_WORDS - 1;
 
 for (const [name, hash] of HASHES) {
   test(`random add/get/delete/evict/clear sequences agree with a Map (hash: ${name})`, () => {
@@ -69,6 +83,7 @@ for (const [name, hash] of HASHES) {
           switch (o.op) {
             case "add": {
               const c = new Conn(o.key, t.nextSerial(), tuple, now);
+              c.rowArr[c.rowBase + OWNER_WORD] = c.serial + 1; // before add: carried into the table
               t.add(c, now);
               model.delete(o.key); // replacing moves the key to the end, like Map delete + set
               model.set(o.key, c);
@@ -92,6 +107,12 @@ for (const [name, hash] of HASHES) {
                 t.delete(c);
                 model.delete(o.key);
                 assert.equal(c.slot, -1);
+                assert.equal(c.ix, -1);
+                assert.equal(
+                  c.rowArr[c.rowBase + OWNER_WORD],
+                  c.serial + 1,
+                  "a deleted connection keeps its row",
+                );
                 t.delete(c); // a second delete is a no-op
               }
               break;
@@ -128,7 +149,7 @@ for (const [name, hash] of HASHES) {
 }
 
 for (const [name, hash] of HASHES) {
-  test(`warm: each key's home-slot connection, a hint that findHashed confirms (hash: ${name})`, () => {
+  test(`warm changes nothing; findIx finds each stored key's row, whose connection is at() (hash: ${name})`, () => {
     fc.assert(
       fc.property(
         fc.uniqueArray(key, { maxLength: 60 }),
@@ -148,18 +169,18 @@ for (const [name, hash] of HASHES) {
             hashes[i] = t.hashOf(units(k), k.length);
             lens[i] = k.length;
           });
-          const out: (Conn | undefined)[] = new Array(keys.length).fill(null);
-          t.warm(hashes, lens, keys.length, out);
+          const before = t.pages.map((p) => p.slice());
+          t.warm(hashes, lens, keys.length);
+          assert.deepEqual(t.pages, before, "warm writes no row");
           keys.forEach((k, i) => {
-            const hint = out[i];
-            const home = hashes[i]! & (t.capacity - 1);
             const c = model.get(k);
-            assert.ok(
-              hint === undefined || model.get(hint.key) === hint,
-              "a hint is undefined or in the table",
-            );
-            if (hint !== undefined) assert.equal(hint.slot, home, "the hint is the home slot's connection");
-            if (c !== undefined && c.slot === home) assert.equal(hint, c);
+            const ix = t.findIx(units(k), k.length, hashes[i]!);
+            if (c === undefined) assert.equal(ix, -1, `${JSON.stringify(k)} is not stored`);
+            else {
+              assert.equal(ix, c.ix, "the connection's row index");
+              assert.equal(t.at(ix), c);
+              assert.equal(c.rowArr, t.pages[ix >>> 12], "its row is in the table's page");
+            }
             assert.equal(t.findHashed(units(k), k.length, hashes[i]!), c);
           });
         },

@@ -100,3 +100,45 @@ test("a deleted connection touched afterwards is not relisted (evictOne never re
   assert.equal(t.evictOne(), undefined);
   assert.equal(t.size, 0);
 });
+
+test("deferFree: a deleted connection's row stays out of use until recycle(); at() still answers it", () => {
+  const t = new ConnTable<Conn>({ deferFree: true });
+  const a = new Conn("a", t.nextSerial(), tuple, 0);
+  t.add(a, 0);
+  const ix = a.ix;
+  const page = t.pages[ix >>> 12]!;
+  t.delete(a);
+  assert.equal(a.ix, -1);
+  assert.equal(t.at(ix), a, "in limbo: code holding the index still finds its (deleted) connection");
+  const b = new Conn("b", t.nextSerial(), tuple, 0);
+  t.add(b, 0);
+  assert.notEqual(b.ix, ix, "not reused before recycle()");
+  // Writes through the old index (an outer call finishing its packet) land in the dead row only.
+  page[(ix & 4095) * 16] = 12345;
+  t.touchIx(ix, 7);
+  assert.equal(t.listed, 1, "a dead row is never relisted");
+  t.recycle();
+  assert.equal(t.at(ix), undefined);
+  const c = new Conn("c", t.nextSerial(), tuple, 3);
+  t.add(c, 3);
+  assert.equal(c.ix, ix, "reused after recycle()");
+  assert.equal(c.lastActive, 3, "with the new connection's own row, not the dead one's");
+  assert.equal(c.closed, false);
+  assert.equal(t.get("c"), c);
+});
+
+test("without deferFree a deleted row is reused at once; touchIx keeps the lists like touch", () => {
+  const t = new ConnTable<Conn>();
+  const a = new Conn("a", t.nextSerial(), tuple, 0);
+  t.add(a, 0);
+  const ix = a.ix;
+  t.delete(a);
+  assert.equal(t.at(ix), undefined);
+  const b = new Conn("b", t.nextSerial(), tuple, 0);
+  t.add(b, 0);
+  assert.equal(b.ix, ix);
+  b.closed = true;
+  t.touchIx(b.ix, 5);
+  assert.equal(b.lastActive, 5);
+  assert.equal(t.evictOne(), b, "moved to the closed list by touchIx");
+});
