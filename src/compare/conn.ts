@@ -1,6 +1,6 @@
 /**
  * @module Per-connection compare state: the two queues, the TCP stream position and the
- * secondary's progress used by ack gating. Lives in the conntrack table (implements Tracked).
+ * secondary's progress used by ack gating. Lives in the conntrack table (a TrackedConn).
  *
  * Everything a packet reads or writes is in the connection's hot row (conntrack/table.ts: 16
  * int32 words, one cache line, found by the lookup without touching this object): the word
@@ -9,16 +9,7 @@
  * flushes, explanations, introspection, tests). The queues' ends are held-record ids.
  */
 import type { FlowTuple, ProtocolName } from "../conntrack/flow.ts";
-import {
-  FLAG_CLOSED,
-  FLAG_LIST_MASK,
-  FLAG_LIST_SHIFT,
-  ROW_FLAGS,
-  ROW_LAST_ACTIVE,
-  ROW_OWNER,
-  ROW_WORDS,
-  type Tracked,
-} from "../conntrack/table.ts";
+import { ROW_FLAGS, ROW_OWNER, TrackedConn } from "../conntrack/table.ts";
 import { type Held, type HeldSide, type HeldStore, NO_HELD } from "./held.ts";
 import type { SuspendReason } from "./types.ts";
 
@@ -150,23 +141,12 @@ export function addPacket(H: Int32Array, b: number): number {
   return 1;
 }
 
-/** A fresh row: empty queues, the flags given. */
-function newRow(flags: number, now: number): Int32Array {
-  const r = new Int32Array(ROW_WORDS);
-  r[ROW_LAST_ACTIVE] = now;
-  r[ROW_FLAGS] = flags;
-  r[W_P_HEAD] = r[W_P_TAIL] = r[W_S_HEAD] = r[W_S_TAIL] = NO_HELD;
-  return r;
-}
-
 /**
- * The connection object: its hot state is in the row (accessors below); the rest is cold —
- * touched by handshakes, teardown, flushes, limits, explanations and the table's list upkeep.
+ * The connection object: its hot state is in the row (accessors below; the table's own —
+ * lastActive, closed, list — are TrackedConn's); the rest is cold: touched by handshakes,
+ * teardown, flushes, limits, explanations and the table's list upkeep.
  */
-export class CompareConn implements Tracked {
-  rowArr: Int32Array;
-  rowBase = 0;
-  ix = -1;
+export class CompareConn extends TrackedConn {
   /** Stream offsets in explanations are relative to this (primary ISN + 1, or first data seen). */
   base = 0;
   /** The primary's SYN sequence number, to recognise a new incarnation of the same 4-tuple. */
@@ -190,17 +170,6 @@ export class CompareConn implements Tracked {
   readonly protocol: ProtocolName;
   /** Human-readable flow (computed once). */
   readonly flowText: string;
-  // The table's cold fields (see Tracked).
-  listedAt = 0;
-  lPrev: Tracked | null = null;
-  lNext: Tracked | null = null;
-  slot = -1;
-  oPrev: Tracked | null = null;
-  oNext: Tracked | null = null;
-  readonly key: string;
-  readonly serial: number;
-  readonly flow: FlowTuple;
-  readonly createdAt: number = 0;
   /** The records the queue ids name. */
   readonly held: HeldStore;
 
@@ -213,15 +182,13 @@ export class CompareConn implements Tracked {
     protocol: ProtocolName,
     text: string,
   ) {
+    super(key, serial, flow, now);
     this.held = held;
-    this.rowArr = newRow(protocol === "tcp" ? F_STREAM : 0, now);
     this.protocol = protocol;
     this.flowText = text;
-    this.listedAt = now;
-    this.key = key;
-    this.serial = serial;
-    this.flow = flow;
-    this.createdAt = now;
+    const r = this.rowArr;
+    r[W_P_HEAD] = r[W_P_TAIL] = r[W_S_HEAD] = r[W_S_TAIL] = NO_HELD;
+    if (protocol === "tcp") r[ROW_FLAGS] = F_STREAM;
   }
 
   #get(w: number): number {
@@ -239,13 +206,6 @@ export class CompareConn implements Tracked {
     this.rowArr[i] = on ? f | mask : f & ~mask;
   }
 
-  /** Whole milliseconds (see engine.ts activityTime). */
-  get lastActive(): number {
-    return this.#get(ROW_LAST_ACTIVE);
-  }
-  set lastActive(v: number) {
-    this.#set(ROW_LAST_ACTIVE, v);
-  }
   /** @internal ROW_FLAGS: the table's and the compare state's flags */
   get bits(): number {
     return this.#get(ROW_FLAGS);
@@ -311,20 +271,6 @@ export class CompareConn implements Tracked {
     this.#set(W_FLUSH_MARK, v);
   }
 
-  /** Set when the flow has ended (FIN exchange, RST); the table prefers it for eviction. */
-  get closed(): boolean {
-    return this.#bit(FLAG_CLOSED);
-  }
-  set closed(v: boolean) {
-    this.#setBit(FLAG_CLOSED, v);
-  }
-  /** @internal the table's list id */
-  get list(): number {
-    return (this.#get(ROW_FLAGS) & FLAG_LIST_MASK) >>> FLAG_LIST_SHIFT;
-  }
-  set list(v: number) {
-    this.#set(ROW_FLAGS, (this.#get(ROW_FLAGS) & ~FLAG_LIST_MASK) | (v << FLAG_LIST_SHIFT));
-  }
   /** Matches a passthrough rule: nothing is held or compared. */
   get passthrough(): boolean {
     return this.#bit(F_PASSTHROUGH);
@@ -418,7 +364,7 @@ export class CompareConn implements Tracked {
     return this.packetsHi * COUNT_LIMIT + this.packetsLo;
   }
 
-  holding(): boolean {
+  override holding(): boolean {
     return this.pCount + this.sCount > 0;
   }
 

@@ -96,13 +96,14 @@ const ETHERTYPE_IPV4 = 0x0800;
 /**
  * Frames a batch call warms at a time: enough cache misses in flight to cover the memory latency
  * (the core tracks ~10–12 outstanding line fills), few enough that the warmed lines of the whole
- * batch (≈5 per frame) are still in L1/L2 when the second pass reaches them.
+ * batch (2–3 per frame: slab row, hot row) are still in L1/L2 when the second pass reaches them.
  */
 export const BATCH = 32;
 
 /**
- * Below this many connections a batch is pushed frame by frame: the table and the connections
- * (≈0.5 KB each with their slot) fit in the core's L2 cache, so there are no misses to overlap.
+ * Below this many connections a batch is pushed frame by frame: the table's slots and hot rows
+ * (≈ 192 bytes per connection: two 64-byte slots at load <= 1/2, a 64-byte row) fit in the L2
+ * cache, so there are no misses to overlap.
  */
 export const WARM_MIN_CONNECTIONS = 4096;
 
@@ -192,24 +193,32 @@ export class CompareEngine {
   pushPrimary(frame: Buffer, vnetLen: number, now: number): void {
     this.#enter();
     try {
-      const m = this.#meta;
-      const status = !this.#failover && frame.length > vnetLen ? parseFrame(frame, vnetLen, m) : OK;
-      this.#primary(frame, vnetLen, now, m, status, NOT_LOOKED_UP);
+      this.#primaryOne(frame, vnetLen, now);
     } finally {
       this.#depth--;
     }
+  }
+
+  #primaryOne(frame: Buffer, vnetLen: number, now: number): void {
+    const m = this.#meta;
+    const status = !this.#failover && frame.length > vnetLen ? parseFrame(frame, vnetLen, m) : OK;
+    this.#primary(frame, vnetLen, now, m, status, NOT_LOOKED_UP);
   }
 
   /** A frame the secondary guest sent. */
   pushSecondary(frame: Buffer, vnetLen: number, now: number): void {
     this.#enter();
     try {
-      const m = this.#meta;
-      const status = !this.#failover && frame.length > vnetLen ? parseFrame(frame, vnetLen, m) : OK;
-      this.#secondary(frame, vnetLen, now, m, status, NOT_LOOKED_UP);
+      this.#secondaryOne(frame, vnetLen, now);
     } finally {
       this.#depth--;
     }
+  }
+
+  #secondaryOne(frame: Buffer, vnetLen: number, now: number): void {
+    const m = this.#meta;
+    const status = !this.#failover && frame.length > vnetLen ? parseFrame(frame, vnetLen, m) : OK;
+    this.#secondary(frame, vnetLen, now, m, status, NOT_LOOKED_UP);
   }
 
   /**
@@ -231,11 +240,15 @@ export class CompareEngine {
    * of pushPrimary); `frames` and `vnetLens` are only read during the call and can be reused.
    */
   pushPrimaryBatch(frames: readonly Buffer[], vnetLens: ArrayLike<number>, count: number, now: number): void {
+    this.#enter();
     if (!this.#batchPays()) {
-      for (let k = 0; k < count; k++) this.pushPrimary(frames[k]!, vnetLens[k]!, now);
+      try {
+        for (let k = 0; k < count; k++) this.#primaryOne(frames[k]!, vnetLens[k]!, now);
+      } finally {
+        this.#depth--;
+      }
       return;
     }
-    this.#enter();
     this.#inBatch = true;
     try {
       const metas = this.#batchMetas;
@@ -246,7 +259,7 @@ export class CompareEngine {
         const n = Math.min(BATCH, count - at);
         if (n === 1) {
           // Nothing to overlap a lone frame's misses with: two passes only cost more (+15 %).
-          this.pushPrimary(frames[at]!, vnetLens[at]!, now);
+          this.#primaryOne(frames[at]!, vnetLens[at]!, now);
           continue;
         }
         this.#warmBatch(frames, vnetLens, at, n);
@@ -275,11 +288,15 @@ export class CompareEngine {
     count: number,
     now: number,
   ): void {
+    this.#enter();
     if (!this.#batchPays()) {
-      for (let k = 0; k < count; k++) this.pushSecondary(frames[k]!, vnetLens[k]!, now);
+      try {
+        for (let k = 0; k < count; k++) this.#secondaryOne(frames[k]!, vnetLens[k]!, now);
+      } finally {
+        this.#depth--;
+      }
       return;
     }
-    this.#enter();
     this.#inBatch = true;
     try {
       const metas = this.#batchMetas;
@@ -290,7 +307,7 @@ export class CompareEngine {
         const n = Math.min(BATCH, count - at);
         if (n === 1) {
           // Nothing to overlap a lone frame's misses with: two passes only cost more (+15 %).
-          this.pushSecondary(frames[at]!, vnetLens[at]!, now);
+          this.#secondaryOne(frames[at]!, vnetLens[at]!, now);
           continue;
         }
         this.#warmBatch(frames, vnetLens, at, n);

@@ -3,10 +3,10 @@
  *
  * Lookup: an open-addressing hash table (linear probing, backward-shift deletion, load <= 1/2)
  * keyed by the flow key's 16-bit code units (FrameMeta.keyUnits). Each slot is one 64-byte row of a
- * preallocated Uint16Array slab holding the key length, its 32-bit hash and the key itself, so a
- * lookup hashes the units, reads one slab row (usually), compares the key unit by unit and
- * returns the slot's connection: no string is built, hashed or compared per packet, and nothing
- * is allocated. The key string (TrackedConn.key) is made once, when a connection is created.
+ * preallocated Uint16Array slab holding the key length, its 32-bit hash, the connection's row
+ * index and the key itself, so a lookup hashes the units, reads one slab row (usually), compares
+ * the key unit by unit and returns the slot's row index (or connection): no string is built,
+ * hashed or compared per packet, and nothing is allocated. The key string (TrackedConn.key) is made once, when a connection is created.
  * Connections also sit on an insertion-order list (first-seen order for `values()`).
  *
  * Hot rows: each connection in the table has a stable index (`ix`) and a row of ROW_WORDS int32
@@ -69,11 +69,9 @@ function setRowList(c: Tracked, id: number): void {
 }
 
 /**
- * What the table needs of a connection. TrackedConn is the plain implementation; an owner whose
- * per-packet cost depends on layout (the compare engine's CompareConn) implements these fields
- * itself, so that it can put its own per-packet fields right after the table's hot ones
- * (`lastActive`, `closed`, `list`) and the table's cold ones (links, key, flow) at the end: V8
- * lays fields out in declaration order, base-class fields first.
+ * What the table needs of a connection. TrackedConn implements it (owners extend it: the compare
+ * engine's CompareConn); the per-packet fields are in the hot row, so the object's layout does
+ * not matter to the per-packet cost.
  */
 export interface Tracked {
   /** Last activity (the owner's clock, an int32); written by touch() on every packet. Row word. */
