@@ -9,43 +9,16 @@
  */
 
 import { extractFlow, formatFlow, type ProtocolName, protocolName } from "../conntrack/flow.ts";
-import { ConnTable, PAGE_MASK, PAGE_SHIFT, ROW_FLAGS, ROW_WORDS } from "../conntrack/table.ts";
+import * as table from "../conntrack/table.ts";
+import { ConnTable } from "../conntrack/table.ts";
 import { ColoError } from "../errors.ts";
 import { type FrameMeta, newFrameMeta, ParseStatus } from "../packet/meta.ts";
 import { flowKeyText, parseFrame } from "../packet/parse.ts";
 import { checkParam, resolveConfig } from "./config.ts";
-import {
-  addBytes,
-  addPacket,
-  CompareConn,
-  F_BASE_SET,
-  F_COMPARE_SEQ_SET,
-  F_MISCOMPARED,
-  F_P_WSCALE_SHIFT,
-  F_PASSTHROUGH,
-  F_PRIMARY_ACK_SET,
-  F_REUSED,
-  F_S_WSCALE_SHIFT,
-  F_SECONDARY_ACK_SET,
-  F_SECONDARY_RIGHT_SET,
-  F_STREAM,
-  F_WSCALE_MASK,
-  queueInsertBySeq,
-  queuePush,
-  queueRemove,
-  W_COMPARE_SEQ,
-  W_FLUSH_MARK,
-  W_GENERATION,
-  W_P_COUNT,
-  W_P_HEAD,
-  W_PRIMARY_ACK,
-  W_S_COUNT,
-  W_S_HEAD,
-  W_SECONDARY_ACK,
-  W_SECONDARY_RIGHT,
-} from "./conn.ts";
+import * as row from "./conn.ts";
+import { addBytes, addPacket, CompareConn, queueInsertBySeq, queuePush, queueRemove } from "./conn.ts";
 import { dumpAround, firstDifference } from "./explain.ts";
-import { type Held, type HeldSide, HeldStore, NO_HELD } from "./held.ts";
+import { type Held, type HeldSide, HeldStore, NO_HELD as NO_HELD_ID } from "./held.ts";
 import { type PassthroughRule, PassthroughRules } from "./passthrough.ts";
 import { type BadInputCode, type CompareStats, newStats, snapshotStats } from "./stats.ts";
 import { setTcpWindow, synWindowScale, tcpWindow } from "./tcp-window.ts";
@@ -60,6 +33,37 @@ import type {
   ReleaseReason,
   Side,
 } from "./types.ts";
+
+// The hot row's layout (conntrack/table.ts, conn.ts) as module-level constants of this file: an
+// imported binding is read from its module cell at every use (and its bytecode counts against
+// the optimizing compiler's inlining budget), a constant of this module is folded.
+const PAGE_MASK = table.PAGE_MASK;
+const PAGE_SHIFT = table.PAGE_SHIFT;
+const ROW_FLAGS = table.ROW_FLAGS;
+const ROW_WORDS = table.ROW_WORDS;
+const F_BASE_SET = row.F_BASE_SET;
+const F_COMPARE_SEQ_SET = row.F_COMPARE_SEQ_SET;
+const F_MISCOMPARED = row.F_MISCOMPARED;
+const F_P_WSCALE_SHIFT = row.F_P_WSCALE_SHIFT;
+const F_PASSTHROUGH = row.F_PASSTHROUGH;
+const F_PRIMARY_ACK_SET = row.F_PRIMARY_ACK_SET;
+const F_REUSED = row.F_REUSED;
+const F_S_WSCALE_SHIFT = row.F_S_WSCALE_SHIFT;
+const F_SECONDARY_ACK_SET = row.F_SECONDARY_ACK_SET;
+const F_SECONDARY_RIGHT_SET = row.F_SECONDARY_RIGHT_SET;
+const F_STREAM = row.F_STREAM;
+const F_WSCALE_MASK = row.F_WSCALE_MASK;
+const W_COMPARE_SEQ = row.W_COMPARE_SEQ;
+const W_FLUSH_MARK = row.W_FLUSH_MARK;
+const W_GENERATION = row.W_GENERATION;
+const W_P_COUNT = row.W_P_COUNT;
+const W_P_HEAD = row.W_P_HEAD;
+const W_PRIMARY_ACK = row.W_PRIMARY_ACK;
+const W_S_COUNT = row.W_S_COUNT;
+const W_S_HEAD = row.W_S_HEAD;
+const W_SECONDARY_ACK = row.W_SECONDARY_ACK;
+const W_SECONDARY_RIGHT = row.W_SECONDARY_RIGHT;
+const NO_HELD = NO_HELD_ID;
 
 const STATUS_CODES: Record<number, BadInputCode> = {
   [ParseStatus.Truncated]: "COLO_ERR_PKT_TRUNCATED",
