@@ -206,24 +206,14 @@ export class CompareConn extends TrackedConn {
     this.rowArr[i] = on ? f | mask : f & ~mask;
   }
 
-  /** @internal ROW_FLAGS: the table's and the compare state's flags */
-  get bits(): number {
-    return this.#get(ROW_FLAGS);
-  }
   get pHead(): Held | null {
     return this.held.get(this.#get(W_P_HEAD));
-  }
-  get pTail(): Held | null {
-    return this.held.get(this.#get(W_P_TAIL));
   }
   get pCount(): number {
     return this.#get(W_P_COUNT);
   }
   get sHead(): Held | null {
     return this.held.get(this.#get(W_S_HEAD));
-  }
-  get sTail(): Held | null {
-    return this.held.get(this.#get(W_S_TAIL));
   }
   get sCount(): number {
     return this.#get(W_S_COUNT);
@@ -263,12 +253,6 @@ export class CompareConn extends TrackedConn {
   }
   get packetsLo(): number {
     return this.#get(W_PACKETS_LO);
-  }
-  get flushMark(): number {
-    return this.#get(W_FLUSH_MARK);
-  }
-  set flushMark(v: number) {
-    this.#set(W_FLUSH_MARK, v);
   }
 
   /** Matches a passthrough rule: nothing is held or compared. */
@@ -346,16 +330,6 @@ export class CompareConn extends TrackedConn {
     this.#set(ROW_FLAGS, (f & ~(F_WSCALE_MASK << F_S_WSCALE_SHIFT)) | ((v + 1) << F_S_WSCALE_SHIFT));
   }
 
-  /** Counts compared payload bytes. */
-  addBytes(n: number): void {
-    this.bytesHi += addBytes(this.rowArr, this.rowBase, n);
-  }
-
-  /** Counts one compared packet. */
-  addPacket(): void {
-    this.packetsHi += addPacket(this.rowArr, this.rowBase);
-  }
-
   get bytesCompared(): number {
     return this.bytesHi * COUNT_LIMIT + this.bytesLo;
   }
@@ -366,21 +340,6 @@ export class CompareConn extends TrackedConn {
 
   override holding(): boolean {
     return this.pCount + this.sCount > 0;
-  }
-
-  /** Appends a record to its side's queue (h.side). */
-  push(h: Held): void {
-    queuePush(this.rowArr, this.rowBase, this.held, h);
-  }
-
-  /** Inserts a TCP segment in sequence order (see queueInsertBySeq). */
-  insertBySeq(h: Held): void {
-    queueInsertBySeq(this.rowArr, this.rowBase, this.held, h);
-  }
-
-  /** Unlinks a record from its side's queue. */
-  remove(h: Held): void {
-    queueRemove(this.rowArr, this.rowBase, h);
   }
 
   /** Forget the TCP stream state (a new connection reusing the 4-tuple). */
