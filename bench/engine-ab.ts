@@ -26,12 +26,15 @@ import { execFileSync, execSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { tuneDaemonJit } from "../src/cli/daemon-command.ts";
 import { type EngineClass, engineTask, PAIRS_PER_CALL, type Scenario } from "./engine.bench.ts";
 
 const importEngine = async (srcDir: string) =>
   (await import(join(srcDir, "compare/engine.ts"))).CompareEngine as EngineClass;
 const newSrc = fileURLToPath(new URL("../src", import.meta.url));
 
+// Engines compiled as in the daemons (COLO_PROXY_INLINE_BUDGET; 0 = V8's own budget; children inherit it).
+tuneDaemonJit();
 const argv = process.argv.slice(2);
 if (argv[0] === "--child") {
   // One task in a process of its own (--isolated): warm up, then print ns/frame of `slices` slices.

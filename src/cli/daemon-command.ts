@@ -1,14 +1,16 @@
 /**
  * @module What every daemon command (`compare`, `primary`, `secondary`, `rewrite`) does around its
  * daemon: parse arguments (a ConfigError is a usage error, exit 2; `--help` prints and exits 0),
- * tune the V8 heap for a long-running packet mover, and run until SIGINT/SIGTERM.
+ * tune V8 (heap, inlining) for a long-running packet mover, and run until SIGINT/SIGTERM.
  */
 import v8 from "node:v8";
 import { ConfigError } from "../errors.ts";
 
 /** What every daemon's --help says about the environment it reads at start-up. */
 export const HEAP_HELP = `Environment: COLO_PROXY_HEAP_GROWTH=PERCENT  V8 old-generation growing factor (0-1000, default
-300: the heap may grow to 4x what the last full GC kept before the next one; 0 = V8's own).`;
+300: the heap may grow to 4x what the last full GC kept before the next one; 0 = V8's own).
+COLO_PROXY_INLINE_BUDGET=BYTES  bytecode V8's optimizing compiler may inline into one function
+(0-100000, default 3000; 0 = V8's own, 920).`;
 
 /** Default of COLO_PROXY_HEAP_GROWTH: the old generation may grow to 4× what the last full GC kept. */
 export const DEFAULT_HEAP_GROWTH_PERCENT = 300;
@@ -38,8 +40,41 @@ export function tuneDaemonHeap(env: NodeJS.ProcessEnv = process.env): number {
   return percent;
 }
 
+/** Default of COLO_PROXY_INLINE_BUDGET: bytes of bytecode inlined into one optimized function. */
+export const DEFAULT_INLINE_BUDGET = 3000;
+
 /**
- * `parse(argv)` (and the daemon heap tuned: tuneDaemonHeap), or the exit code when there is nothing
+ * Sets the optimizing compiler's cumulative inlining budget for a daemon (COLO_PROXY_INLINE_BUDGET
+ * bytes of bytecode, default 3000; 0 keeps V8's own 920) and returns the budget applied. Why: the
+ * per-frame path (socket read, decoder, compare engine, frame writer) is a deep chain of small
+ * functions, and with V8's budget TurboFan stops inlining partway down it; the calls left cost
+ * the compare engine 15–25 % per frame (docs/benchmarks.md, compare engine, "Session 9"). Read by
+ * TurboFan at each optimization, so setting it at start-up, before the hot code is optimized,
+ * takes effect. The cost is larger optimized code and longer compile jobs (on V8's background
+ * thread).
+ */
+export function tuneDaemonJit(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.COLO_PROXY_INLINE_BUDGET;
+  const bytes = raw === undefined || raw.trim() === "" ? DEFAULT_INLINE_BUDGET : Number(raw);
+  if (!Number.isInteger(bytes) || bytes < 0 || bytes > 100_000) {
+    throw new ConfigError(
+      `COLO_PROXY_INLINE_BUDGET must be a whole number of bytes from 0 to 100000, got "${raw}"`,
+      { value: raw },
+      "COLO_ERR_CONFIG_VALUE",
+    );
+  }
+  if (bytes > 0) v8.setFlagsFromString(`--max-inlined-bytecode-size-cumulative=${bytes}`);
+  return bytes;
+}
+
+/** tuneDaemonHeap and tuneDaemonJit: what every daemon command does before it starts. */
+export function tuneDaemonV8(env: NodeJS.ProcessEnv = process.env): void {
+  tuneDaemonHeap(env);
+  tuneDaemonJit(env);
+}
+
+/**
+ * `parse(argv)` (and V8 tuned for a daemon: tuneDaemonV8), or the exit code when there is nothing
  * to run: 2 after printing a configuration error (its stable code included), 0 after printing
  * `help` for `--help`.
  */
@@ -52,7 +87,7 @@ export function parseDaemonArgs<T extends { help: boolean }>(
   let parsed: T;
   try {
     parsed = parse(argv);
-    if (!parsed.help) tuneDaemonHeap();
+    if (!parsed.help) tuneDaemonV8();
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`colo-proxy ${command}: ${e.message} (code ${e.code})\n`);

@@ -8,7 +8,7 @@ import { ColoError, ConfigError } from "../../errors.ts";
 import { createLogger, isLogLevel, LOG_LEVELS } from "../../log.ts";
 import { RewriteDaemon } from "../../node/rewrite-daemon.ts";
 import { parseRewriteObject } from "../../node/rewrite-daemon-config.ts";
-import { HEAP_HELP, tuneDaemonHeap, waitForSignal } from "../daemon-command.ts";
+import { HEAP_HELP, tuneDaemonV8, waitForSignal } from "../daemon-command.ts";
 
 export const summary = "TCP seq/ack rewriter for the secondary (drop-in for QEMU's filter-rewriter)";
 
@@ -64,7 +64,7 @@ export async function run(argv: string[]): Promise<number> {
     );
   const level = values["log-level"] ?? "info";
   if (!isLogLevel(level)) throw new ConfigError(`--log-level must be one of ${LOG_LEVELS.join(", ")}`);
-  tuneDaemonHeap();
+  tuneDaemonV8();
   const log = createLogger({ level, name: "rewrite" });
   const daemon = new RewriteDaemon({
     chardevs: values.chardev ?? [],
