@@ -71,14 +71,35 @@ function setup(n: number): Setup {
   for (let i = 0; i < n; i++) {
     patch(p, s, i, 0);
     parseFrame(p, 0, meta);
-    const c = new TrackedConn(flowKeyText(meta), i, extractFlow(meta, p), 0);
-    table.add(c, 0);
-    objs[c.ix] = new ObjConn();
     all.set(meta.keyUnits.subarray(0, meta.keyLen), i * KEY_STRIDE);
     keys.push(all.subarray(i * KEY_STRIDE, i * KEY_STRIDE + meta.keyLen));
     lens[i] = meta.keyLen;
   }
+  // SCATTER=1: connections created in a random order, so their rows (and objects) are not in
+  // the order the frames visit them (no hardware prefetcher can follow), as with real traffic.
+  const order = creationOrder(n);
+  for (const i of order) {
+    patch(p, s, i, 0);
+    parseFrame(p, 0, meta);
+    const c = new TrackedConn(flowKeyText(meta), i, extractFlow(meta, p), 0);
+    table.add(c, 0);
+    objs[c.ix] = new ObjConn();
+  }
   return { table, objs, keys, lens };
+}
+
+/** 0..n-1, shuffled (seeded) when SCATTER=1. */
+function creationOrder(n: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  if (process.env.SCATTER === "1") {
+    let seed = 12345;
+    for (let i = n - 1; i > 0; i--) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      const j = seed % (i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+  }
+  return order;
 }
 
 function touch(c: ObjConn | undefined, lines: number): number {
@@ -283,9 +304,120 @@ function runRows(n: number, batched: boolean, total: number, st: Setup, rows: Ro
   return ns;
 }
 
+/**
+ * The `index` layout: a compact open-addressing index of [hash, row index + 1] int32 pairs (8 bytes
+ * per slot, 2 MiB at 100k connections: it stays in L2) over 128-byte rows in connection order,
+ * the per-packet state in the first 64 bytes and the key in the second; rows in pages of
+ * 2^PAGE_BITS rows (env, default: one page for all).
+ */
+const IX_SHIFT = Number(process.env.PAGE_BITS ?? 20);
+const IX_MASK = (1 << IX_SHIFT) - 1;
+class IndexTable {
+  readonly idx: Int32Array;
+  readonly pages: Int32Array[] = [];
+  readonly kpages: Uint16Array[] = [];
+  readonly mask: number;
+  n = 0;
+  constructor(n: number) {
+    let cap = 1024;
+    while (cap < 2 * n) cap *= 2;
+    this.idx = new Int32Array(cap * 2);
+    for (let i = 0; i < Math.max(1, n); i += IX_MASK + 1) {
+      const p = new Int32Array(Math.min(IX_MASK + 1, Math.max(1, n)) * 32);
+      this.pages.push(p);
+      this.kpages.push(new Uint16Array(p.buffer));
+    }
+    this.mask = cap - 1;
+  }
+  add(key: Uint16Array, len: number, h: number): void {
+    const x = this.n++;
+    let i = h & this.mask;
+    while (this.idx[2 * i + 1] !== 0) i = (i + 1) & this.mask;
+    this.idx[2 * i] = h;
+    this.idx[2 * i + 1] = x + 1;
+    const K = this.kpages[x >>> IX_SHIFT]!;
+    const b = (x & IX_MASK) * 64 + 32;
+    K[b] = len;
+    K.set(key.subarray(0, len), b + 1);
+  }
+  find(key: Uint16Array, len: number, h: number): number {
+    const idx = this.idx;
+    for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
+      const v = idx[2 * i + 1]!;
+      if (v === 0) return -1;
+      if (idx[2 * i] === h) {
+        const x = v - 1;
+        const u = this.kpages[x >>> IX_SHIFT]!;
+        const b = (x & IX_MASK) * 64 + 32;
+        if (u[b] === len) {
+          let k = 0;
+          while (k < len && u[b + 1 + k] === key[k]) k++;
+          if (k === len) return x;
+        }
+      }
+    }
+  }
+}
+
+/** run() for the index layout (its own loop, for the reason given at runRows). */
+function runIndex(n: number, batched: boolean, total: number, st: Setup, t: IndexTable): number {
+  const { keys, lens } = st;
+  const hashes = new Int32Array(CHUNK);
+  const P = t.pages;
+  const idx = t.idx;
+  let next = 0;
+  let done = 0;
+  let acc = 0;
+  const touch = (x: number): void => {
+    const s = P[x >>> IX_SHIFT]!;
+    const b = (x & IX_MASK) * 32;
+    s[b] = (s[b]! + 1) | 0;
+    s[b + 7] = (s[b + 7]! + 1) & 7;
+    s[b + 14] = (s[b + 14]! + 1) | 0;
+  };
+  const t0 = process.hrtime.bigint();
+  while (done < total) {
+    for (let side = 0; side < 2; side++) {
+      if (batched) {
+        for (let j = 0; j < CHUNK; j++) {
+          const id = (next + j) % n;
+          hashes[j] = st.table.hashOf(keys[id]!, lens[id]!);
+        }
+        for (let j = 0; j < CHUNK; j++) {
+          const v = idx[2 * (hashes[j]! & t.mask) + 1]!;
+          if (v !== 0) {
+            const s = P[(v - 1) >>> IX_SHIFT]!;
+            const b = ((v - 1) & IX_MASK) * 32;
+            acc ^= s[b]! ^ s[b + 16]!;
+          }
+        }
+        for (let j = 0; j < CHUNK; j++) {
+          const id = (next + j) % n;
+          const x = t.find(keys[id]!, lens[id]!, hashes[j]!);
+          if (x >= 0) touch(x);
+          else acc ^= 1;
+        }
+      } else {
+        for (let j = 0; j < CHUNK; j++) {
+          const id = (next + j) % n;
+          const x = t.find(keys[id]!, lens[id]!, st.table.hashOf(keys[id]!, lens[id]!));
+          if (x >= 0) touch(x);
+          else acc ^= 1;
+        }
+      }
+      done += CHUNK;
+    }
+    next = (next + CHUNK) % n;
+  }
+  const ns = Number(process.hrtime.bigint() - t0) / done;
+  if (acc === 0.5) console.log(acc);
+  return ns;
+}
+
 const rowMode = process.argv[2] === "row";
 const tableMode = process.argv[2] === "table";
-const lines = rowMode || tableMode ? 3 : Number(process.argv[2] ?? 3);
+const indexMode = process.argv[2] === "index";
+const lines = rowMode || tableMode || indexMode ? 3 : Number(process.argv[2] ?? 3);
 const sizes = (process.argv[3] ?? "1,1000,100000").split(",").map(Number);
 console.log(
   rowMode
@@ -302,15 +434,23 @@ for (const n of sizes) {
     rows = new RowTable(n);
     for (let i = 0; i < n; i++) rows.add(st.keys[i]!, st.lens[i]!, st.table.hashOf(st.keys[i]!, st.lens[i]!));
   }
+  let itab: IndexTable | null = null;
+  if (indexMode) {
+    itab = new IndexTable(n);
+    for (const i of creationOrder(n))
+      itab.add(st.keys[i]!, st.lens[i]!, st.table.hashOf(st.keys[i]!, st.lens[i]!));
+  }
   let one = Number.POSITIVE_INFINITY;
   let batch = Number.POSITIVE_INFINITY;
   for (let r = 0; r < 7; r++) {
     const once = (batched: boolean): number =>
-      rows
-        ? runRows(n, batched, 4_000_000, st, rows)
-        : tableMode
-          ? runTable(n, batched, 4_000_000, st)
-          : run(n, batched, lines, 4_000_000, st);
+      itab
+        ? runIndex(n, batched, 4_000_000, st, itab)
+        : rows
+          ? runRows(n, batched, 4_000_000, st, rows)
+          : tableMode
+            ? runTable(n, batched, 4_000_000, st)
+            : run(n, batched, lines, 4_000_000, st);
     one = Math.min(one, once(false));
     batch = Math.min(batch, once(true));
   }
