@@ -17,7 +17,12 @@
  *   3 cache lines of it (the old CompareConn's per-packet lines), 1 line, or none (lookup only);
  *   warming also loads the object's lines;
  * - `row`: one 128-byte row per hash slot in one ArrayBuffer, the key in its first 64 bytes and
- *   three per-packet int32 fields in the second (session 6's estimate of the best layout).
+ *   three per-packet int32 fields in the second (session 6's estimate of the best layout);
+ * - `index`: a compact index of [hash, row index + 1] int32 pairs over 128-byte rows in creation
+ *   order, per-packet state first, then the key (session 9); rows in pages of 2^PAGE_BITS rows
+ *   (env, default 20: one page).
+ * SCATTER=1 creates the connections in a random order, so that the frames do not visit their
+ * rows (or objects) in creation order.
  * Not part of `npm run bench`: a reference measurement only.
  */
 import { extractFlow } from "../src/conntrack/flow.ts";
