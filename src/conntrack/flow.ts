@@ -56,6 +56,15 @@ export function protocolName(meta: FrameMeta): ProtocolName {
 const EMPTY = new Uint8Array(0);
 
 /** Copies the tuple out of a parsed frame (a few small allocations: once per connection). */
+/**
+ * Bytes [start, end) of `frame` in memory of their own. Not `frame.slice()`: on a Node Buffer
+ * that is a view, and a connection keeps its tuple for life, so the view would keep the frame's
+ * whole receive slab (256 KiB, receive-slab.ts) alive with it: up to one slab per connection.
+ */
+function copyOf(frame: Uint8Array, start: number, end: number): Uint8Array {
+  return new Uint8Array(frame.subarray(start, end));
+}
+
 export function extractFlow(meta: FrameMeta, frame: Uint8Array): FlowTuple {
   const t: FlowTuple = {
     vlanOuter: meta.vlanOuter,
@@ -71,18 +80,18 @@ export function extractFlow(meta: FrameMeta, frame: Uint8Array): FlowTuple {
   };
   const l3 = meta.l3Offset;
   if (meta.ipVersion === 4 && l3 + 20 <= frame.length) {
-    t.src = frame.slice(l3 + 12, l3 + 16);
-    t.dst = frame.slice(l3 + 16, l3 + 20);
+    t.src = copyOf(frame, l3 + 12, l3 + 16);
+    t.dst = copyOf(frame, l3 + 16, l3 + 20);
   } else if (meta.ipVersion === 6 && l3 + 40 <= frame.length) {
-    t.src = frame.slice(l3 + 8, l3 + 24);
-    t.dst = frame.slice(l3 + 24, l3 + 40);
+    t.src = copyOf(frame, l3 + 8, l3 + 24);
+    t.dst = copyOf(frame, l3 + 24, l3 + 40);
   } else if (meta.etherType === ETHERTYPE_ARP && l3 + 28 <= frame.length) {
     // Ethernet/IPv4 ARP: hardware type 1, protocol 0x0800, hlen 6, plen 4.
     const ptype = ((frame[l3 + 2] ?? 0) << 8) | (frame[l3 + 3] ?? 0);
     if (ptype === ETHERTYPE_IPV4 && frame[l3 + 4] === 6 && frame[l3 + 5] === 4) {
       t.family = 4;
-      t.src = frame.slice(l3 + 14, l3 + 18);
-      t.dst = frame.slice(l3 + 24, l3 + 28);
+      t.src = copyOf(frame, l3 + 14, l3 + 18);
+      t.dst = copyOf(frame, l3 + 24, l3 + 28);
     }
   }
   if (meta.ipVersion !== 0 && !meta.fragment) {

@@ -62,3 +62,26 @@ test("human-readable flows for every kind of traffic", () => {
   ];
   for (const [frame, text, proto] of cases) assert.deepEqual(describe(frame), [text, proto], text);
 });
+
+test("a flow tuple owns its addresses: it shares no memory with the frame (no receive slab kept alive)", () => {
+  const frames = [
+    buildTcp({ src: "10.0.0.1", dst: "10.0.0.2", sport: 80, dport: 5555 }),
+    buildUdp({ src: "fd00::1", dst: "fd00::2", sport: 53, dport: 4000 }),
+    buildArp({ op: "request", senderMac: "52:54:00:00:00:01", senderIp: "10.0.0.1", targetIp: "10.0.0.2" }),
+  ];
+  for (const f of frames) {
+    // The frame as the daemon sees it: a view into a larger receive buffer.
+    const slab = Buffer.alloc(4096);
+    f.copy(slab, 100);
+    const frame = slab.subarray(100, 100 + f.length);
+    const m = newFrameMeta();
+    assert.equal(parseFrame(frame, 0, m), 0);
+    const t = extractFlow(m, frame);
+    const text = formatFlow(t);
+    assert.ok(t.src.length > 0 && t.dst.length > 0, text);
+    assert.notEqual(t.src.buffer, slab.buffer, `${text}: src is a view of the receive buffer`);
+    assert.notEqual(t.dst.buffer, slab.buffer, `${text}: dst is a view of the receive buffer`);
+    slab.fill(0xee);
+    assert.equal(formatFlow(t), text, "the tuple does not change when the buffer is reused");
+  }
+});
