@@ -19,7 +19,7 @@
  *
  * Environment: BENCH_SYSTEMS (comma-separated name parts, e.g. "colo-proxy,QEMU"), BENCH_ROUNDS,
  * BENCH_FRAMES (throughput frames; ≥ 200 000 at 1000 B overruns colo-proxy's 64 MiB outdev queue,
- * because the daemon then outruns the driver's outdev reader), BENCH_PAYLOADS (default "1000,64"),
+ * because the daemon then outruns the driver's outdev reader), BENCH_PAYLOADS (default "1000,64"), BENCH_FLOWS (flows of the measured traffic, default 4),
  * BENCH_LATENCY=0 (throughput only), BENCH_LATENCY_FRAMES / BENCH_LATENCY_SLICE, BENCH_WARMUP /
  * BENCH_WARMUP_PACED / BENCH_SETTLE (warm-up frames: bursts, paced, paced after the driver's GC),
  * BENCH_TP_WARMUP (frames of the throughput mode's own unmeasured warm-up, default 20 000),
@@ -56,7 +56,14 @@ import {
 v8.setFlagsFromString("--expose-gc");
 const collectGarbage = vm.runInNewContext("gc") as () => void;
 
-const FLOWS = 4;
+/**
+ * TCP flows of the measured traffic (BENCH_FLOWS, default 4): flow f has source port 40000 +
+ * f % 1000 and destination port 80 + ⌊f / 1000⌋. The warm-ups use WARM_FLOWS flows of their own
+ * (the throughput warm-up up to 4000, see there). QEMU's colo-compare wipes its connection table at 16,384 connections (every held
+ * packet lost), so compare with QEMU only below that.
+ */
+const FLOWS = Number(process.env.BENCH_FLOWS ?? 4);
+const WARM_FLOWS = 4;
 /** Payload sizes: bulk transfer, and small segments where per-packet cost dominates. */
 const PAYLOADS = (process.env.BENCH_PAYLOADS ?? "1000,64").split(",").map(Number);
 /** BENCH_LATENCY=0 skips the latency phase (quick throughput iterations). */
@@ -106,24 +113,30 @@ interface System {
   start(dir: string): Promise<Instance>;
 }
 
-/** Frame i of the traffic: flow i % FLOWS, in-order sequence numbers per flow. */
-function buildTraffic(n: number, firstPort = 40000): Buffer[] {
+/** Frame i of the traffic: flow i % flows (ports as FLOWS says), in-order sequence numbers per flow. */
+function buildTraffic(n: number, firstPort = 40000, flows = FLOWS): Buffer[] {
   const payload = Buffer.alloc(PAYLOAD, 0x61);
-  const seq = new Array<number>(FLOWS).fill(1000);
+  const seq = new Array<number>(flows).fill(1000);
   const frames: Buffer[] = [];
   for (let i = 0; i < n; i++) {
-    const f = i % FLOWS;
-    frames.push(tcp({ sport: firstPort + f, seq: seq[f]!, ack: 1, payload }));
+    const f = i % flows;
+    frames.push(
+      tcp({ sport: firstPort + (f % 1000), dport: 80 + Math.floor(f / 1000), seq: seq[f]!, ack: 1, payload }),
+    );
     seq[f]! += PAYLOAD;
   }
   return frames;
 }
 
-/** Identifies an outdev frame: source port and TCP sequence number; `at` = offset of the source port (34 in these frames). */
+/**
+ * Identifies an outdev frame: ports and TCP sequence number; `at` = offset of the source port (34
+ * in these frames).
+ */
 function frameId(f: Uint8Array, at = 34): number {
   const sport = (f[at]! << 8) | f[at + 1]!;
+  const dport = (f[at + 2]! << 8) | f[at + 3]!;
   const seq = ((f[at + 4]! << 24) | (f[at + 5]! << 16) | (f[at + 6]! << 8) | f[at + 7]!) >>> 0;
-  return (sport - 40000) * 2 ** 32 + seq;
+  return ((dport - 80) * 5000 + (sport - 40000)) * 2 ** 32 + seq;
 }
 
 function spawnQuiet(cmd: string, args: string[]): ChildProcess {
@@ -358,8 +371,14 @@ async function feed(
 
 /** Warm up on other flows first (JIT, socket buffers): we measure steady state, not start-up. */
 async function warmUp(peers: Peers): Promise<void> {
-  await feed("warm-up", buildTraffic(WARMUP_FRAMES, 41000), 50, 1, peers);
-  await feed("paced warm-up", buildTraffic(WARMUP_PACED, 42000), LATENCY_BATCH, LATENCY_GAP_MS, peers);
+  await feed("warm-up", buildTraffic(WARMUP_FRAMES, 41000, WARM_FLOWS), 50, 1, peers);
+  await feed(
+    "paced warm-up",
+    buildTraffic(WARMUP_PACED, 42000, WARM_FLOWS),
+    LATENCY_BATCH,
+    LATENCY_GAP_MS,
+    peers,
+  );
 }
 
 /** Socket reads of outdev in the last walkOutdev (BENCH_DEBUG reports them per frame). */
@@ -764,7 +783,7 @@ async function latencySliced(systems: System[], frames: Buffer[]): Promise<Map<s
     // measures, not recorded. Without it the first ~60 ms of every window (the driver's heap just
     // compacted, its measuring code not yet compiled) held 3–6 batches of 0.3–2.5 ms for every
     // system alike, the relay included, and the first slice got the driver's TurboFan jobs.
-    const settle = pacedTraffic(buildTraffic(SETTLE_FRAMES, 43000));
+    const settle = pacedTraffic(buildTraffic(SETTLE_FRAMES, 43000, WARM_FLOWS));
     const scratch = { sent: new Float64Array(SETTLE_FRAMES), arrived: new Float64Array(SETTLE_FRAMES) };
     collectGarbage();
     for (const r of runs) {
@@ -838,7 +857,9 @@ export async function run(): Promise<void> {
   for (const payload of PAYLOADS) {
     PAYLOAD = payload;
     const big = buildTraffic(THROUGHPUT_FRAMES);
-    const warm = buildTraffic(TP_WARMUP_FRAMES, 44000);
+    // With many flows, the throughput warm-up creates connections too (up to 4000: QEMU's table
+    // holds 16,384), so that the connection-creation path is as warm as in a daemon in service.
+    const warm = buildTraffic(TP_WARMUP_FRAMES, 44000, Math.max(WARM_FLOWS, Math.min(FLOWS, 4000)));
     const small = buildTraffic(LATENCY_FRAMES);
     console.log(
       `\n${FLOWS} TCP flows, ${PAYLOAD}-byte payloads (${big[0]!.length}-byte frames), identical on primary and secondary; ` +

@@ -314,6 +314,36 @@ export async function run(): Promise<void> {
         `${ratio(`chunks of ${CHUNK}, batch calls, ns/frame`).toFixed(2)} with batch calls`,
     );
   }
+  // Connections opened at a high rate: what a new flow costs against a pair on an open one.
+  const churn = churnNsPerPair(20_000, 5);
+  const open =
+    2e9 / (rows.find((r) => r.connections === 1000 && r.payload === "64 B")!["engine frames/s"] as number);
+  console.log(
+    `64 B, connection churn: ${Math.round(churn)} ns per frame pair that opens a new flow (20 000 new flows per ` +
+      `round), ${Math.round(open)} ns per pair on an open one at 1k connections: ${(churn / open).toFixed(1)}x`,
+  );
+}
+
+/**
+ * Connection churn: ns per frame pair when every pair is the first of a new flow (connection
+ * created, first compare, release), `flows` new flows into a fresh engine per round; the median
+ * of `rounds` rounds after one unmeasured.
+ */
+export function churnNsPerPair(flows: number, rounds: number): number {
+  const out: number[] = [];
+  for (let r = 0; r <= rounds; r++) {
+    const engine = new CompareEngine({ maxConnections: Math.max(65536, flows) }, sink);
+    const [p, s] = frames(64);
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < flows; i++) {
+      patch(p, s, i, 0);
+      engine.pushPrimary(p, 0, 0);
+      engine.pushSecondary(s, 0, 0);
+    }
+    if (r > 0) out.push(Number(process.hrtime.bigint() - t0) / flows);
+  }
+  out.sort((a, b) => a - b);
+  return out[out.length >> 1]!;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await run();
