@@ -8,8 +8,9 @@
  * index; this class's accessors read and write the same words, for everything else (handshakes,
  * flushes, explanations, introspection, tests). The queues' ends are held-record ids.
  */
-import type { FlowTuple, ProtocolName } from "../conntrack/flow.ts";
+import { type FlowTuple, flowFromKey, formatFlow, type ProtocolName } from "../conntrack/flow.ts";
 import { ROW_FLAGS, ROW_OWNER, TrackedConn } from "../conntrack/table.ts";
+import type { FrameMeta } from "../packet/meta.ts";
 import { type Held, type HeldSide, type HeldStore, NO_HELD } from "./held.ts";
 import type { SuspendReason } from "./types.ts";
 
@@ -168,27 +169,63 @@ export class CompareConn extends TrackedConn {
   packetsHi = 0;
   miscompareReason: SuspendReason = "payload-differs";
   readonly protocol: ProtocolName;
-  /** Human-readable flow (computed once). */
-  readonly flowText: string;
   /** The records the queue ids name. */
   readonly held: HeldStore;
+  // What flowFromKey needs besides the key: the tuple and its text are made only when asked for
+  // (explanations, introspection, passthrough rules), so opening a connection allocates neither
+  // (docs/benchmarks.md, compare daemon, "Many flows").
+  readonly #etherType: number;
+  readonly #ipVersion: number;
+  readonly #proto: number;
+  readonly #fragment: boolean;
+  readonly #srcPort: number;
+  readonly #dstPort: number;
+  readonly #arpIpv4: boolean;
+  #text: string | null = null;
 
+  /** `m` is the parse of the frame that opens it; `arpIpv4` = isArpIpv4(m, frame). */
   constructor(
     held: HeldStore,
     key: string,
     serial: number,
-    flow: FlowTuple,
+    m: FrameMeta,
+    arpIpv4: boolean,
     now: number,
     protocol: ProtocolName,
-    text: string,
   ) {
-    super(key, serial, flow, now);
+    super(key, serial, null, now);
     this.held = held;
     this.protocol = protocol;
-    this.flowText = text;
+    this.#etherType = m.etherType;
+    this.#ipVersion = m.ipVersion;
+    this.#proto = m.proto;
+    this.#fragment = m.fragment;
+    this.#srcPort = m.srcPort;
+    this.#dstPort = m.dstPort;
+    this.#arpIpv4 = arpIpv4;
     const r = this.rowArr;
     r[W_P_HEAD] = r[W_P_TAIL] = r[W_S_HEAD] = r[W_S_TAIL] = NO_HELD;
     if (protocol === "tcp") r[ROW_FLAGS] = F_STREAM;
+  }
+
+  protected override makeFlow(): FlowTuple {
+    return flowFromKey(
+      this.key,
+      this.#etherType,
+      this.#ipVersion,
+      this.#proto,
+      this.#fragment,
+      this.#srcPort,
+      this.#dstPort,
+      this.#arpIpv4,
+    );
+  }
+
+  /** Human-readable flow (made on first use). */
+  get flowText(): string {
+    const text = this.#text ?? formatFlow(this.flow);
+    this.#text = text;
+    return text;
   }
 
   #get(w: number): number {

@@ -8,7 +8,7 @@
  * Semantics, and every deliberate difference from QEMU's colo-compare, are in docs/compare.md.
  */
 
-import { extractFlow, formatFlow, type ProtocolName, protocolName } from "../conntrack/flow.ts";
+import { isArpIpv4, type ProtocolName, protocolName } from "../conntrack/flow.ts";
 import * as table from "../conntrack/table.ts";
 import { ConnTable } from "../conntrack/table.ts";
 import { ColoError } from "../errors.ts";
@@ -722,10 +722,9 @@ export class CompareEngine {
       if (t.evictOne() !== undefined) this.#stats.connectionsEvicted++;
       else overLimit = true;
     }
-    const flow = extractFlow(m, frame);
     const at = activityTime(now);
-    const c = new CompareConn(this.#held, key, t.nextSerial(), flow, at, protocolName(m), formatFlow(flow));
-    c.passthrough = this.#rules.size > 0 && this.#rules.matches(flow);
+    const c = new CompareConn(this.#held, key, t.nextSerial(), m, isArpIpv4(m, frame), at, protocolName(m));
+    c.passthrough = this.#rules.size > 0 && this.#rules.matches(c.flow);
     if (overLimit) {
       // Nothing evictable: every connection holds packets. Admit it anyway (never lose a packet),
       // ask for the checkpoint that empties the queues, and stop that input until then. Paused

@@ -85,14 +85,10 @@ export function extractFlow(meta: FrameMeta, frame: Uint8Array): FlowTuple {
   } else if (meta.ipVersion === 6 && l3 + 40 <= frame.length) {
     t.src = copyOf(frame, l3 + 8, l3 + 24);
     t.dst = copyOf(frame, l3 + 24, l3 + 40);
-  } else if (meta.etherType === ETHERTYPE_ARP && l3 + 28 <= frame.length) {
-    // Ethernet/IPv4 ARP: hardware type 1, protocol 0x0800, hlen 6, plen 4.
-    const ptype = ((frame[l3 + 2] ?? 0) << 8) | (frame[l3 + 3] ?? 0);
-    if (ptype === ETHERTYPE_IPV4 && frame[l3 + 4] === 6 && frame[l3 + 5] === 4) {
-      t.family = 4;
-      t.src = copyOf(frame, l3 + 14, l3 + 18);
-      t.dst = copyOf(frame, l3 + 24, l3 + 28);
-    }
+  } else if (isArpIpv4(meta, frame)) {
+    t.family = 4;
+    t.src = copyOf(frame, l3 + 14, l3 + 18);
+    t.dst = copyOf(frame, l3 + 24, l3 + 28);
   }
   if (meta.ipVersion !== 0 && !meta.fragment) {
     if (hasPorts(meta.proto)) {
@@ -103,6 +99,72 @@ export function extractFlow(meta: FrameMeta, frame: Uint8Array): FlowTuple {
     }
   }
   return t;
+}
+
+/** Ethernet/IPv4 ARP (protocol 0x0800, hlen 6, plen 4): the kind whose tuple has addresses. */
+export function isArpIpv4(meta: FrameMeta, frame: Uint8Array): boolean {
+  const l3 = meta.l3Offset;
+  if (meta.etherType !== ETHERTYPE_ARP || l3 + 28 > frame.length) return false;
+  const ptype = ((frame[l3 + 2] ?? 0) << 8) | (frame[l3 + 3] ?? 0);
+  return ptype === ETHERTYPE_IPV4 && frame[l3 + 4] === 6 && frame[l3 + 5] === 4;
+}
+
+/**
+ * The tuple extractFlow(meta, frame) returns, rebuilt later from the flow key (FrameMeta.key:
+ * VLANs and addresses) and the parse's scalars, so that a connection need not build it (nor keep
+ * anything of its frame) until something asks: a connection costs less to open. `arpIpv4` is
+ * isArpIpv4(meta, frame).
+ */
+export function flowFromKey(
+  key: string,
+  etherType: number,
+  ipVersion: number,
+  proto: number,
+  fragment: boolean,
+  srcPort: number,
+  dstPort: number,
+  arpIpv4: boolean,
+): FlowTuple {
+  const t: FlowTuple = {
+    vlanOuter: key.charCodeAt(0) - 1,
+    vlanInner: key.charCodeAt(1) - 1,
+    etherType,
+    family: ipVersion,
+    proto,
+    src: EMPTY,
+    dst: EMPTY,
+    srcPort: -1,
+    dstPort: -1,
+    fragment,
+  };
+  if (ipVersion === 4 || arpIpv4) {
+    if (arpIpv4) t.family = 4;
+    t.src = unitBytes(key, 4, 2);
+    t.dst = unitBytes(key, 6, 2);
+  } else if (ipVersion === 6) {
+    t.src = unitBytes(key, 4, 8);
+    t.dst = unitBytes(key, 12, 8);
+  }
+  if (ipVersion !== 0 && !fragment) {
+    if (hasPorts(proto)) {
+      t.srcPort = srcPort;
+      t.dstPort = dstPort;
+    } else if (proto === 1 || proto === 58) {
+      t.srcPort = srcPort;
+    }
+  }
+  return t;
+}
+
+/** `n` 16-bit code units of `key` from unit `at`, as 2n big-endian bytes. */
+function unitBytes(key: string, at: number, n: number): Uint8Array {
+  const b = new Uint8Array(2 * n);
+  for (let i = 0; i < n; i++) {
+    const u = key.charCodeAt(at + i);
+    b[2 * i] = u >> 8;
+    b[2 * i + 1] = u & 0xff;
+  }
+  return b;
 }
 
 export function formatAddress(b: Uint8Array): string {

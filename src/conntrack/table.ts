@@ -125,16 +125,27 @@ export class TrackedConn implements Tracked {
   readonly key: string;
   /** Creation order, unique per table. */
   readonly serial: number;
-  readonly flow: FlowTuple;
   readonly createdAt: number;
+  #flow: FlowTuple | null;
 
-  constructor(key: string, serial: number, flow: FlowTuple, now: number) {
+  /** `flow` null: made on first use by makeFlow() (an owner that can rebuild it saves the work). */
+  constructor(key: string, serial: number, flow: FlowTuple | null, now: number) {
     this.key = key;
     this.serial = serial;
-    this.flow = flow;
+    this.#flow = flow;
     this.createdAt = now;
     this.lastActive = now;
     this.listedAt = now;
+  }
+
+  get flow(): FlowTuple {
+    if (this.#flow === null) this.#flow = this.makeFlow();
+    return this.#flow;
+  }
+
+  /** The tuple of a connection constructed without one (owners that do that override it). */
+  protected makeFlow(): FlowTuple {
+    throw new Error(`connection ${this.key.length}-unit key has no flow tuple`);
   }
 
   get lastActive(): number {

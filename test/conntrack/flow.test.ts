@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { extractFlow, formatFlow, protocolName } from "../../src/conntrack/flow.ts";
+import fc from "fast-check";
+import { extractFlow, flowFromKey, formatFlow, isArpIpv4, protocolName } from "../../src/conntrack/flow.ts";
 import {
   buildArp,
   buildEthernet,
@@ -10,8 +11,9 @@ import {
   buildTcp,
   buildUdp,
 } from "../../src/packet/build.ts";
-import { newFrameMeta } from "../../src/packet/meta.ts";
+import { type FrameMeta, newFrameMeta, ParseStatus } from "../../src/packet/meta.ts";
 import { parseFrame } from "../../src/packet/parse.ts";
+import { anyFrame } from "../packet/arb.ts";
 
 function describe(frame: Buffer): [string, string] {
   const m = newFrameMeta();
@@ -83,5 +85,61 @@ test("a flow tuple owns its addresses: it shares no memory with the frame (no re
     assert.notEqual(t.dst.buffer, slab.buffer, `${text}: dst is a view of the receive buffer`);
     slab.fill(0xee);
     assert.equal(formatFlow(t), text, "the tuple does not change when the buffer is reused");
+  }
+});
+
+/** The tuple a connection rebuilds later (flowFromKey) for the frame that opened it. */
+function rebuilt(m: FrameMeta, frame: Uint8Array) {
+  return flowFromKey(
+    m.key,
+    m.etherType,
+    m.ipVersion,
+    m.proto,
+    m.fragment,
+    m.srcPort,
+    m.dstPort,
+    isArpIpv4(m, frame),
+  );
+}
+
+test("flowFromKey rebuilds extractFlow's tuple from the key and the parse's scalars (any frame, mutated)", () => {
+  fc.assert(
+    fc.property(
+      anyFrame,
+      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
+      ({ frame, vnetLen }, flips) => {
+        // Random byte changes reach the odd cases: ARP of other sizes, 802.3 lengths, fragments,
+        // unknown protocols, truncated headers (those do not parse and open no connection).
+        const f = Buffer.from(frame);
+        for (const [at, v] of flips) if (f.length > vnetLen) f[vnetLen + (at % (f.length - vnetLen))] = v;
+        const m = newFrameMeta();
+        if (parseFrame(f, vnetLen, m) !== ParseStatus.Ok) return;
+        assert.deepEqual(rebuilt(m, f), extractFlow(m, f));
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
+test("flowFromKey: fragments, 802.3 frames and ARP of other address sizes", () => {
+  const frames = [
+    buildTcp({ src: "10.0.0.1", dst: "10.0.0.2", sport: 80, dport: 5555, mf: true }),
+    buildTcp({ src: "10.0.0.1", dst: "10.0.0.2", sport: 80, dport: 5555, fragOffset: 64 }),
+    buildEthernet({ etherType: 0x05dc, payload: new Uint8Array(40) }),
+  ];
+  const arp = buildArp({
+    op: "request",
+    senderMac: "52:54:00:00:00:01",
+    senderIp: "10.0.0.1",
+    targetIp: "10.0.0.2",
+  });
+  const odd = Buffer.alloc(arp.length + 8);
+  arp.copy(odd);
+  odd[14 + 4] = 10; // hardware address length 10 instead of 6: still 0x0800/plen 4, not Ethernet
+  frames.push(odd);
+  for (const f of frames) {
+    const m = newFrameMeta();
+    assert.equal(parseFrame(f, 0, m), ParseStatus.Ok);
+    assert.deepEqual(rebuilt(m, f), extractFlow(m, f), formatFlow(extractFlow(m, f)));
   }
 });
