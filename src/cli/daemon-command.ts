@@ -27,17 +27,29 @@ export const DEFAULT_HEAP_GROWTH_PERCENT = 300;
  * Read by V8 at each full GC, so setting it at start-up takes effect.
  */
 export function tuneDaemonHeap(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.COLO_PROXY_HEAP_GROWTH;
-  const percent = raw === undefined || raw.trim() === "" ? DEFAULT_HEAP_GROWTH_PERCENT : Number(raw);
-  if (!Number.isInteger(percent) || percent < 0 || percent > 1000) {
+  const percent = wholeFromEnv(
+    env,
+    "COLO_PROXY_HEAP_GROWTH",
+    DEFAULT_HEAP_GROWTH_PERCENT,
+    1000,
+    "a whole percent",
+  );
+  if (percent > 0) v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+  return percent;
+}
+
+/** Environment variable `name` as a whole number in [0, max] (`dflt` when unset or blank). */
+function wholeFromEnv(env: NodeJS.ProcessEnv, name: string, dflt: number, max: number, what: string): number {
+  const raw = env[name];
+  const v = raw === undefined || raw.trim() === "" ? dflt : Number(raw);
+  if (!Number.isInteger(v) || v < 0 || v > max) {
     throw new ConfigError(
-      `COLO_PROXY_HEAP_GROWTH must be a whole percent from 0 to 1000, got "${raw}"`,
+      `${name} must be ${what} from 0 to ${max}, got "${raw}"`,
       { value: raw },
       "COLO_ERR_CONFIG_VALUE",
     );
   }
-  if (percent > 0) v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
-  return percent;
+  return v;
 }
 
 /** Default of COLO_PROXY_INLINE_BUDGET: bytes of bytecode inlined into one optimized function. */
@@ -55,15 +67,13 @@ export const DEFAULT_INLINE_BUDGET = 3000;
  * thread).
  */
 export function tuneDaemonJit(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.COLO_PROXY_INLINE_BUDGET;
-  const bytes = raw === undefined || raw.trim() === "" ? DEFAULT_INLINE_BUDGET : Number(raw);
-  if (!Number.isInteger(bytes) || bytes < 0 || bytes > 100_000) {
-    throw new ConfigError(
-      `COLO_PROXY_INLINE_BUDGET must be a whole number of bytes from 0 to 100000, got "${raw}"`,
-      { value: raw },
-      "COLO_ERR_CONFIG_VALUE",
-    );
-  }
+  const bytes = wholeFromEnv(
+    env,
+    "COLO_PROXY_INLINE_BUDGET",
+    DEFAULT_INLINE_BUDGET,
+    100_000,
+    "a whole number of bytes",
+  );
   if (bytes > 0) v8.setFlagsFromString(`--max-inlined-bytecode-size-cumulative=${bytes}`);
   return bytes;
 }

@@ -5,6 +5,7 @@
  */
 import { formatIpv4, formatIpv6 } from "../packet/addr.ts";
 import type { FrameMeta } from "../packet/meta.ts";
+import { unitsToBytes } from "../packet/parse.ts";
 
 const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_ARP = 0x0806;
@@ -139,11 +140,11 @@ export function flowFromKey(
   };
   if (ipVersion === 4 || arpIpv4) {
     if (arpIpv4) t.family = 4;
-    t.src = unitBytes(key, 4, 2);
-    t.dst = unitBytes(key, 6, 2);
+    t.src = unitsToBytes(key, 4, 2);
+    t.dst = unitsToBytes(key, 6, 2);
   } else if (ipVersion === 6) {
-    t.src = unitBytes(key, 4, 8);
-    t.dst = unitBytes(key, 12, 8);
+    t.src = unitsToBytes(key, 4, 8);
+    t.dst = unitsToBytes(key, 12, 8);
   }
   if (ipVersion !== 0 && !fragment) {
     if (hasPorts(proto)) {
@@ -154,17 +155,6 @@ export function flowFromKey(
     }
   }
   return t;
-}
-
-/** `n` 16-bit code units of `key` from unit `at`, as 2n big-endian bytes. */
-function unitBytes(key: string, at: number, n: number): Uint8Array {
-  const b = new Uint8Array(2 * n);
-  for (let i = 0; i < n; i++) {
-    const u = key.charCodeAt(at + i);
-    b[2 * i] = u >> 8;
-    b[2 * i + 1] = u & 0xff;
-  }
-  return b;
 }
 
 export function formatAddress(b: Uint8Array): string {

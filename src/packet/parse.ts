@@ -444,7 +444,8 @@ function addrLen(kind: number): number {
   return 0;
 }
 
-function unitsToBytes(key: string, from: number, n: number): Uint8Array {
+/** `n` 16-bit code units of a key from unit `from`, as 2n big-endian bytes (addresses). */
+export function unitsToBytes(key: string, from: number, n: number): Uint8Array {
   const b = new Uint8Array(2 * n);
   for (let i = 0; i < n; i++) {
     const c = key.charCodeAt(from + i);
