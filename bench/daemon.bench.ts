@@ -19,7 +19,8 @@
  *
  * Environment: BENCH_SYSTEMS (comma-separated name parts, e.g. "colo-proxy,QEMU"), BENCH_ROUNDS,
  * BENCH_FRAMES (throughput frames; ≥ 200 000 at 1000 B overruns colo-proxy's 64 MiB outdev queue,
- * because the daemon then outruns the driver's outdev reader), BENCH_PAYLOADS (default "1000,64"), BENCH_FLOWS (flows of the measured traffic, default 4),
+ * because the daemon then outruns the driver's outdev reader), BENCH_PAYLOADS (default "1000,64"),
+ * BENCH_FLOWS (flows of the measured traffic, default 4),
  * BENCH_LATENCY=0 (throughput only), BENCH_LATENCY_FRAMES / BENCH_LATENCY_SLICE, BENCH_WARMUP /
  * BENCH_WARMUP_PACED / BENCH_SETTLE (warm-up frames: bursts, paced, paced after the driver's GC),
  * BENCH_TP_WARMUP (frames of the throughput mode's own unmeasured warm-up, default 20 000),
@@ -59,8 +60,8 @@ const collectGarbage = vm.runInNewContext("gc") as () => void;
 /**
  * TCP flows of the measured traffic (BENCH_FLOWS, default 4): flow f has source port 40000 +
  * f % 1000 and destination port 80 + ⌊f / 1000⌋. The warm-ups use WARM_FLOWS flows of their own
- * (the throughput warm-up up to 4000, see there). QEMU's colo-compare wipes its connection table at 16,384 connections (every held
- * packet lost), so compare with QEMU only below that.
+ * (the throughput warm-up up to 4000, see there). QEMU's colo-compare wipes its connection table
+ * at 16,384 connections (every held packet lost), so compare with QEMU only below that.
  */
 const FLOWS = Number(process.env.BENCH_FLOWS ?? 4);
 const WARM_FLOWS = 4;

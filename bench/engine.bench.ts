@@ -6,7 +6,8 @@
  * its hash table), and parse + one ConnTable.find of the key units (the engine's lookup now).
  * Per-packet cost should stay flat from 1 to 100k connections. Two more engine rows take the frames
  * as socket reads bring them, in chunks of 32 primaries then their 32 twins: pushed frame by frame,
- * and with the batch calls (pushPrimaryBatch / pushSecondaryBatch).
+ * and with the batch calls (pushPrimaryBatch / pushSecondaryBatch). A last line measures connection
+ * churn: a frame pair that opens a new flow against a pair on an open one (churnNsPerPair).
  *
  * Frames are two preallocated buffers (one per side) whose ports/addresses and sequence number are
  * patched before each push, so 100k connections cost no frame memory; the engine has released or

@@ -61,10 +61,9 @@ export const DEFAULT_INLINE_BUDGET = 3000;
  * per-frame path (socket read, decoder, compare engine, frame writer) is a deep chain of small
  * functions, and with V8's budget TurboFan stops inlining partway down it; the calls left cost
  * the compare engine 15–20 % per frame while its connections are in cache (docs/benchmarks.md,
- * compare engine, "Session 9"). Read by
- * TurboFan at each optimization, so setting it at start-up, before the hot code is optimized,
- * takes effect. The cost is larger optimized code and longer compile jobs (on V8's background
- * thread).
+ * compare engine, "Session 9"). Read by TurboFan at each optimization, so setting it at start-up,
+ * before the hot code is optimized, takes effect. The cost is larger optimized code and longer
+ * compile jobs (on V8's background thread).
  */
 export function tuneDaemonJit(env: NodeJS.ProcessEnv = process.env): number {
   const bytes = wholeFromEnv(

@@ -56,7 +56,6 @@ export function protocolName(meta: FrameMeta): ProtocolName {
 
 const EMPTY = new Uint8Array(0);
 
-/** Copies the tuple out of a parsed frame (a few small allocations: once per connection). */
 /**
  * Bytes [start, end) of `frame` in memory of their own. Not `frame.slice()`: on a Node Buffer
  * that is a view, and a connection keeps its tuple for life, so the view would keep the frame's
@@ -66,6 +65,7 @@ function copyOf(frame: Uint8Array, start: number, end: number): Uint8Array {
   return new Uint8Array(frame.subarray(start, end));
 }
 
+/** Copies the tuple out of a parsed frame (a few small allocations). */
 export function extractFlow(meta: FrameMeta, frame: Uint8Array): FlowTuple {
   const t: FlowTuple = {
     vlanOuter: meta.vlanOuter,

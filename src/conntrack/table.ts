@@ -31,6 +31,7 @@
  * active idle one (approximately: second-chance order), and expiry may find a connection late by
  * at most one timeout in rare orders. Both are amortised O(1).
  */
+import { ColoError } from "../errors.ts";
 import type { FlowTuple } from "./flow.ts";
 
 const enum ListId {
@@ -145,7 +146,8 @@ export class TrackedConn implements Tracked {
 
   /** The tuple of a connection constructed without one (owners that do that override it). */
   protected makeFlow(): FlowTuple {
-    throw new Error(`connection ${this.key.length}-unit key has no flow tuple`);
+    // A programming error: a TrackedConn made without a tuple by a class that cannot rebuild it.
+    throw new ColoError("COLO_ERR_INTERNAL", "connection constructed without a flow tuple");
   }
 
   get lastActive(): number {
