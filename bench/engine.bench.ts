@@ -7,7 +7,8 @@
  * Per-packet cost should stay flat from 1 to 100k connections. Two more engine rows take the frames
  * as socket reads bring them, in chunks of 32 primaries then their 32 twins: pushed frame by frame,
  * and with the batch calls (pushPrimaryBatch / pushSecondaryBatch). A last line measures connection
- * churn: a frame pair that opens a new flow against a pair on an open one (churnNsPerPair).
+ * churn: a frame pair that opens a new flow against a pair on an open one, in a full table
+ * (steadyChurnNsPerPair) and into a fresh engine (churnNsPerPair).
  *
  * Frames are two preallocated buffers (one per side) whose ports/addresses and sequence number are
  * patched before each push, so 100k connections cost no frame memory; the engine has released or
@@ -317,11 +318,14 @@ export async function run(): Promise<void> {
   }
   // Connections opened at a high rate: what a new flow costs against a pair on an open one.
   const churn = churnNsPerPair(20_000, 5);
+  const steady = steadyChurnNsPerPair(16_384, 5);
   const open =
     2e9 / (rows.find((r) => r.connections === 1000 && r.payload === "64 B")!["engine frames/s"] as number);
   console.log(
-    `64 B, connection churn: ${Math.round(churn)} ns per frame pair that opens a new flow (20 000 new flows per ` +
-      `round), ${Math.round(open)} ns per pair on an open one at 1k connections: ${(churn / open).toFixed(1)}x`,
+    `64 B, connection churn: ${Math.round(steady)} ns per frame pair that opens a new flow in a full table ` +
+      `(16 384 connections, each new flow evicts one), ${Math.round(churn)} ns into a fresh engine ` +
+      `(20 000 new flows, table growth included); ${Math.round(open)} ns per pair on an open one at 1k ` +
+      `connections: ${(steady / open).toFixed(1)}x / ${(churn / open).toFixed(1)}x`,
   );
 }
 
@@ -342,6 +346,30 @@ export function churnNsPerPair(flows: number, rounds: number): number {
       engine.pushSecondary(s, 0, 0);
     }
     if (r > 0) out.push(Number(process.hrtime.bigint() - t0) / flows);
+  }
+  out.sort((a, b) => a - b);
+  return out[out.length >> 1]!;
+}
+
+/**
+ * Steady connection churn: a table kept full at `conns` connections (max_connections), where
+ * each new flow's first frame pair evicts the least recently active connection (no table
+ * growth, a long-running daemon's state). ns per pair, the median of `rounds` rounds of `conns`
+ * new flows each, after the table is filled unmeasured.
+ */
+export function steadyChurnNsPerPair(conns: number, rounds: number): number {
+  const engine = new CompareEngine({ maxConnections: conns }, sink);
+  const [p, s] = frames(64);
+  let flow = 0;
+  const out: number[] = [];
+  for (let r = -1; r < rounds; r++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < conns; i++, flow++) {
+      patch(p, s, flow, 0);
+      engine.pushPrimary(p, 0, 0);
+      engine.pushSecondary(s, 0, 0);
+    }
+    if (r >= 0) out.push(Number(process.hrtime.bigint() - t0) / conns);
   }
   out.sort((a, b) => a - b);
   return out[out.length >> 1]!;

@@ -9,7 +9,7 @@
  * flushes, explanations, introspection, tests). The queues' ends are held-record ids.
  */
 import { type FlowTuple, flowFromKey, formatFlow, type ProtocolName } from "../conntrack/flow.ts";
-import { ROW_FLAGS, ROW_OWNER, TrackedConn } from "../conntrack/table.ts";
+import { ROW_FLAGS, ROW_OWNER, type StagedRow, TrackedConn } from "../conntrack/table.ts";
 import type { FrameMeta } from "../packet/meta.ts";
 import { type Held, type HeldSide, type HeldStore, NO_HELD } from "./held.ts";
 import type { SuspendReason } from "./types.ts";
@@ -183,7 +183,10 @@ export class CompareConn extends TrackedConn {
   readonly #arpIpv4: boolean;
   #text: string | null = null;
 
-  /** `m` is the parse of the frame that opens it; `arpIpv4` = isArpIpv4(m, frame). */
+  /**
+   * `m` is the parse of the frame that opens it; `arpIpv4` = isArpIpv4(m, frame); `row` as for
+   * TrackedConn (a staged table row, or null).
+   */
   constructor(
     held: HeldStore,
     key: string,
@@ -192,8 +195,9 @@ export class CompareConn extends TrackedConn {
     arpIpv4: boolean,
     now: number,
     protocol: ProtocolName,
+    row: StagedRow | null = null,
   ) {
-    super(key, serial, null, now);
+    super(key, serial, null, now, row);
     this.held = held;
     this.protocol = protocol;
     this.#etherType = m.etherType;
@@ -204,8 +208,9 @@ export class CompareConn extends TrackedConn {
     this.#dstPort = m.dstPort;
     this.#arpIpv4 = arpIpv4;
     const r = this.rowArr;
-    r[W_P_HEAD] = r[W_P_TAIL] = r[W_S_HEAD] = r[W_S_TAIL] = NO_HELD;
-    if (protocol === "tcp") r[ROW_FLAGS] = F_STREAM;
+    const b = this.rowBase;
+    r[b + W_P_HEAD] = r[b + W_P_TAIL] = r[b + W_S_HEAD] = r[b + W_S_TAIL] = NO_HELD;
+    if (protocol === "tcp") r[b + ROW_FLAGS] = F_STREAM;
   }
 
   protected override makeFlow(): FlowTuple {

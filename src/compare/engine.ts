@@ -723,7 +723,19 @@ export class CompareEngine {
       else overLimit = true;
     }
     const at = activityTime(now);
-    const c = new CompareConn(this.#held, key, t.nextSerial(), m, isArpIpv4(m, frame), at, protocolName(m));
+    // The common case constructs it on a staged table row (no private row to allocate); not
+    // when over the limit, where the sink is called (and may call in) before it is added.
+    const row = overLimit ? null : t.stageRow();
+    const c = new CompareConn(
+      this.#held,
+      key,
+      t.nextSerial(),
+      m,
+      isArpIpv4(m, frame),
+      at,
+      protocolName(m),
+      row,
+    );
     c.passthrough = this.#rules.size > 0 && this.#rules.matches(c.flow);
     if (overLimit) {
       // Nothing evictable: every connection holds packets. Admit it anyway (never lose a packet),
@@ -740,7 +752,7 @@ export class CompareEngine {
         message: `connection table full (${size} connections, none evictable) at new flow ${c.flowText}`,
       }));
     }
-    t.add(c, at);
+    t.addKeyed(c, at, m.keyUnits, m.keyLen, t.hashOf(m.keyUnits, m.keyLen));
     this.#stats.connectionsCreated++;
     this.#stats.connections = t.size;
     return c.ix;

@@ -92,8 +92,8 @@ export interface Tracked {
   /** @internal list links */
   lPrev: Tracked | null;
   lNext: Tracked | null;
-  /** @internal hash-table slot (-1 when not in a table) */
-  slot: number;
+  /** @internal the table's hash of the key (hashOf), set by add: delete probes from it for the slot */
+  hash: number;
   /** @internal insertion-order links */
   oPrev: Tracked | null;
   oNext: Tracked | null;
@@ -107,18 +107,24 @@ export interface Tracked {
   holding(): boolean;
 }
 
+/** Where a staged row is (ConnTable.stageRow): pass it to the constructor of the connection to add next. */
+export interface StagedRow {
+  readonly arr: Int32Array;
+  readonly base: number;
+}
+
 /** The plain implementation of Tracked (its hot fields live in the row, see the module doc). */
 export class TrackedConn implements Tracked {
-  rowArr: Int32Array = new Int32Array(ROW_WORDS);
-  rowBase = 0;
+  rowArr: Int32Array;
+  rowBase: number;
   ix = -1;
   /** @internal `lastActive` when it was put on its list (a difference means touched since). */
   listedAt: number;
   /** @internal list links */
   lPrev: Tracked | null = null;
   lNext: Tracked | null = null;
-  /** @internal hash-table slot (-1 when not in a table) */
-  slot = -1;
+  /** @internal the table's hash of the key (hashOf), set by add: delete probes from it for the slot */
+  hash = 0;
   /** @internal insertion-order links */
   oPrev: Tracked | null = null;
   oNext: Tracked | null = null;
@@ -129,8 +135,20 @@ export class TrackedConn implements Tracked {
   readonly createdAt: number;
   #flow: FlowTuple | null;
 
-  /** `flow` null: made on first use by makeFlow() (an owner that can rebuild it saves the work). */
-  constructor(key: string, serial: number, flow: FlowTuple | null, now: number) {
+  /**
+   * `flow` null: made on first use by makeFlow() (an owner that can rebuild it saves the work).
+   * `row`: a row staged by the table the connection is added to next (ConnTable.stageRow), else
+   * null for a private row.
+   */
+  constructor(
+    key: string,
+    serial: number,
+    flow: FlowTuple | null,
+    now: number,
+    row: StagedRow | null = null,
+  ) {
+    this.rowArr = row === null ? new Int32Array(ROW_WORDS) : row.arr;
+    this.rowBase = row === null ? 0 : row.base;
     this.key = key;
     this.serial = serial;
     this.#flow = flow;
@@ -277,6 +295,9 @@ export class ConnTable<C extends Tracked> {
   #serial = 0;
   /** Scratch units for string-keyed calls (get, add). */
   readonly #units = new Uint16Array(MAX_TABLE_KEY_UNITS);
+  /** The staged row's index (stageRow), -1 when none; and the one object stageRow returns. */
+  #staged = -1;
+  readonly #stagedRow: { arr: Int32Array; base: number } = { arr: new Int32Array(0), base: 0 };
 
   constructor(options: ConnTableOptions = {}) {
     this.#hash = options.hash ?? hashKeyUnits;
@@ -400,6 +421,26 @@ export class ConnTable<C extends Tracked> {
   }
 
   /**
+   * Stages a zeroed row for the connection about to be constructed on it (TrackedConn's `row`)
+   * and added right after: its row words are then written in place, and no private row is
+   * allocated (a 16-word typed array is 264 bytes of heap, a third of what opening a connection
+   * allocated). The returned object is the table's own, valid until the next call. Until that
+   * add, staging again returns the same row, zeroed again: so the connection must be added
+   * before another is constructed on a staged row, and must not be used if it is not added.
+   */
+  stageRow(): StagedRow {
+    if (this.#staged < 0) this.#staged = this.#allocRow();
+    const ix = this.#staged;
+    const page = this.#pages[ix >>> PAGE_SHIFT]!;
+    const base = (ix & PAGE_MASK) * ROW_WORDS;
+    for (let k = 0; k < ROW_WORDS; k++) page[base + k] = 0;
+    const r = this.#stagedRow;
+    r.arr = page;
+    r.base = base;
+    return r;
+  }
+
+  /**
    * Adds a new connection (listed as idle or closed) under conn.key (at most MAX_TABLE_KEY_UNITS
    * code units, else RangeError). A connection already stored under that key is deleted first.
    * The connection's row moves into a table page (its private copy's words are kept).
@@ -407,13 +448,20 @@ export class ConnTable<C extends Tracked> {
   add(conn: C, now: number): void {
     const key = conn.key;
     const units = this.#unitsOf(key);
-    const len = key.length;
-    const old = this.find(units, len);
+    this.addKeyed(conn, now, units, key.length, this.#hash(units, key.length) | 0);
+  }
+
+  /**
+   * add() for a caller that has the key's code units and hash (hashOf) at hand, e.g. from the
+   * frame's parse: `units[0..len)` must be conn.key's code units. Saves converting the string
+   * back and hashing it again on the connection-opening path.
+   */
+  addKeyed(conn: C, now: number, units: Uint16Array, len: number, h: number): void {
+    const old = this.findHashed(units, len, h);
     if (old !== undefined) this.delete(old);
     if (2 * (this.#size + 1) > this.#mask + 1) this.#grow();
-    const h = this.#hash(units, len);
     const i = this.#freeSlot(h);
-    const ix = this.#allocRow();
+    const ix = this.#rowFor(conn);
     const b = i * STRIDE;
     const slab = this.#slab;
     slab[b] = len + 1;
@@ -424,13 +472,19 @@ export class ConnTable<C extends Tracked> {
     for (let k = 0; k < len; k++) slab[b + HDR + k] = units[k]!;
     const page = this.#pages[ix >>> PAGE_SHIFT]!;
     const base = (ix & PAGE_MASK) * ROW_WORDS;
-    page.set(conn.rowArr.subarray(conn.rowBase, conn.rowBase + ROW_WORDS), base);
+    if (conn.rowArr !== page || conn.rowBase !== base) {
+      // A private row. Word by word: subarray() of a small (on-heap) typed array moves its
+      // storage off the heap, a malloc and a free per connection.
+      const from = conn.rowArr;
+      const fb = conn.rowBase;
+      for (let k = 0; k < ROW_WORDS; k++) page[base + k] = from[fb + k]!;
+    }
     page[base + ROW_FLAGS] = page[base + ROW_FLAGS]! & ~FLAG_DEAD;
     conn.rowArr = page;
     conn.rowBase = base;
     conn.ix = ix;
     this.#byIx[ix] = conn;
-    conn.slot = i;
+    conn.hash = h;
     conn.oPrev = this.#lastAdded;
     conn.oNext = null;
     if (this.#lastAdded !== null) this.#lastAdded.oNext = conn;
@@ -479,12 +533,10 @@ export class ConnTable<C extends Tracked> {
 
   /** Removes the connection (no-op when it is not in this table). */
   delete(conn: C): void {
-    const i = conn.slot;
     const ix = conn.ix;
-    if (i < 0 || i > this.#mask || ix < 0 || this.#byIx[ix] !== conn) return;
+    if (ix < 0 || this.#byIx[ix] !== conn) return;
     this.#unlink(conn);
-    this.#removeSlot(i);
-    conn.slot = -1;
+    this.#removeSlot(this.#slotOf(conn.hash, ix));
     if (conn.oPrev !== null) conn.oPrev.oNext = conn.oNext;
     else this.#first = conn.oNext as C | null;
     if (conn.oNext !== null) conn.oNext.oPrev = conn.oPrev;
@@ -578,6 +630,20 @@ export class ConnTable<C extends Tracked> {
     if (list !== ListId.None) c.list = ListId.None;
   }
 
+  /** The row index for a connection being added: its staged row if it has it, else a new one. */
+  #rowFor(conn: C): number {
+    const s = this.#staged;
+    if (
+      s >= 0 &&
+      conn.rowArr === this.#pages[s >>> PAGE_SHIFT] &&
+      conn.rowBase === (s & PAGE_MASK) * ROW_WORDS
+    ) {
+      this.#staged = -1;
+      return s;
+    }
+    return this.#allocRow();
+  }
+
   /** A row index for a new connection: a free one, else the next, adding a page when needed. */
   #allocRow(): number {
     const free = this.#free;
@@ -626,24 +692,38 @@ export class ConnTable<C extends Tracked> {
     return i;
   }
 
-  /** The connection stored in slab row `b` (a word offset). */
-  #connAt(b: number): C {
-    return this.#byIx[(this.#slab[b + 3]! << 16) | this.#slab[b + 4]!]!;
+  /**
+   * The slot holding row index `ix` on the probe path of hash `h`. The slot is found, not stored
+   * in the connection: growing and backward-shift deletion then move slab rows without writing
+   * to the connections they name (one cache miss each, most of what growing cost).
+   */
+  #slotOf(h: number, ix: number): number {
+    const slab = this.#slab;
+    const mask = this.#mask;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const b = i * STRIDE;
+      if (((slab[b + 3]! << 16) | slab[b + 4]!) === ix && slab[b] !== 0) return i;
+      // An empty slot first would mean a corrupt table: fail loudly, not delete a stranger.
+      if (slab[b] === 0) throw new ColoError("COLO_ERR_INTERNAL", `row ${ix} not on its probe path`);
+    }
   }
 
   #grow(): void {
     const oldSlab = this.#slab;
     const oldCap = this.#mask + 1;
     const cap = 2 * oldCap;
-    this.#slab = new Uint16Array(cap * STRIDE);
+    const slab = new Uint16Array(cap * STRIDE);
+    this.#slab = slab;
     this.#mask = cap - 1;
     for (let j = 0; j < oldCap; j++) {
       const b = j * STRIDE;
-      if (oldSlab[b] === 0) continue;
+      const tag = oldSlab[b]!;
+      if (tag === 0) continue;
       const h = ((oldSlab[b + 1]! << 16) | oldSlab[b + 2]!) >>> 0;
       const i = this.#freeSlot(h);
-      this.#slab.set(oldSlab.subarray(b, b + STRIDE), i * STRIDE);
-      this.#connAt(i * STRIDE).slot = i;
+      // The header and the key only (tag = key length + 1), with no view allocated per entry.
+      const to = i * STRIDE;
+      for (let k = 0; k < HDR - 1 + tag; k++) slab[to + k] = oldSlab[b + k]!;
     }
   }
 
@@ -661,7 +741,6 @@ export class ConnTable<C extends Tracked> {
       // The entry at j may fill the hole if the hole lies on its probe path [home, j].
       if (((j - home) & mask) >= ((j - hole) & mask)) {
         slab.copyWithin(hole * STRIDE, b, b + STRIDE);
-        this.#connAt(hole * STRIDE).slot = hole;
         hole = j;
       }
     }
@@ -673,7 +752,6 @@ export class ConnTable<C extends Tracked> {
     for (let c = this.#first; c !== null; ) {
       const next = c.oNext as C | null;
       c.lPrev = c.lNext = c.oPrev = c.oNext = null;
-      c.slot = -1;
       c.list = ListId.None;
       this.#detach(c);
       c = next;

@@ -27,7 +27,7 @@ const key = fc
   .map((u) => String.fromCharCode(...u));
 
 type Op =
-  | { op: "add"; key: string }
+  | { op: "add"; key: string; keyed: boolean; staged: boolean }
   | { op: "get"; key: string }
   | { op: "delete"; key: string }
   | { op: "evict" }
@@ -35,7 +35,12 @@ type Op =
   | { op: "clear" };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 5, arbitrary: key.map((k) => ({ op: "add" as const, key: k })) },
+  {
+    weight: 5,
+    arbitrary: fc
+      .tuple(key, fc.boolean(), fc.boolean())
+      .map(([k, keyed, staged]) => ({ op: "add" as const, key: k, keyed, staged })),
+  },
   { weight: 3, arbitrary: key.map((k) => ({ op: "get" as const, key: k })) },
   { weight: 3, arbitrary: key.map((k) => ({ op: "delete" as const, key: k })) },
   { weight: 1, arbitrary: key.map((k) => ({ op: "hold" as const, key: k })) },
@@ -82,9 +87,14 @@ for (const [name, hash] of HASHES) {
           now++;
           switch (o.op) {
             case "add": {
-              const c = new Conn(o.key, t.nextSerial(), tuple, now);
+              // Staged: constructed on the table row it will have (no private row).
+              const c = new Conn(o.key, t.nextSerial(), tuple, now, o.staged ? t.stageRow() : null);
               c.rowArr[c.rowBase + OWNER_WORD] = c.serial + 1; // before add: carried into the table
-              t.add(c, now);
+              if (o.keyed) {
+                // The engine's way: the frame's units (junk after the key) and their hash.
+                const u = units(o.key);
+                t.addKeyed(c, now, u, o.key.length, t.hashOf(u, o.key.length));
+              } else t.add(c, now);
               model.delete(o.key); // replacing moves the key to the end, like Map delete + set
               model.set(o.key, c);
               break;
@@ -106,7 +116,6 @@ for (const [name, hash] of HASHES) {
               if (c !== undefined) {
                 t.delete(c);
                 model.delete(o.key);
-                assert.equal(c.slot, -1);
                 assert.equal(c.ix, -1);
                 assert.equal(
                   c.rowArr[c.rowBase + OWNER_WORD],

@@ -142,3 +142,33 @@ test("without deferFree a deleted row is reused at once; touchIx keeps the lists
   assert.equal(b.lastActive, 5);
   assert.equal(t.evictOne(), b, "moved to the closed list by touchIx");
 });
+
+test("stageRow: a connection constructed on a staged row is added in place; staging again reuses the row", () => {
+  const t = new ConnTable<Conn>({ deferFree: true });
+  const row = t.stageRow();
+  row.arr[row.base + 15] = 99; // a constructor would write the owner's words here
+  const again = t.stageRow();
+  assert.equal(again.base, row.base, "not added yet: the same row");
+  assert.equal(again.arr[again.base + 15], 0, "zeroed again");
+  const a = new Conn("a", t.nextSerial(), tuple, 4, again);
+  a.rowArr[a.rowBase + 15] = 7;
+  assert.equal(a.ix, -1, "not in the table before add");
+  // A connection with a private row added meanwhile takes another row and leaves the staging.
+  const p = new Conn("p", t.nextSerial(), tuple, 4);
+  t.add(p, 4);
+  assert.notEqual(t.pages[p.ix >>> 12]!, undefined);
+  assert.ok(p.rowArr !== a.rowArr || p.rowBase !== a.rowBase);
+  t.add(a, 4);
+  assert.equal(a.rowArr, t.pages[a.ix >>> 12], "the staged row is its table row");
+  assert.equal(a.rowBase, (a.ix & 4095) * 16);
+  assert.equal(a.rowArr[a.rowBase + 15], 7, "its words are kept");
+  assert.equal(a.lastActive, 4);
+  assert.equal(t.get("a"), a);
+  assert.equal(t.at(a.ix), a);
+  // The staging was consumed: the next one is a new row, and deleting `a` gives it a private copy.
+  const next = t.stageRow();
+  assert.ok(next.base !== a.rowBase || next.arr !== a.rowArr);
+  t.delete(a);
+  assert.equal(a.rowArr.length, 16, "a private copy once deleted");
+  assert.equal(a.rowArr[15], 7);
+});

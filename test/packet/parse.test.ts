@@ -3,12 +3,13 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { codes } from "../../src/errors.ts";
 import * as b from "../../src/packet/build.ts";
-import { type FrameMeta, newFrameMeta, ParseStatus, TcpFlag } from "../../src/packet/meta.ts";
+import { type FrameMeta, MAX_KEY_UNITS, newFrameMeta, ParseStatus, TcpFlag } from "../../src/packet/meta.ts";
 import {
   decodeFlowKey,
   FlowKind,
   flowKeyText,
   formatFlowKey,
+  keyFromUnits,
   parseFrame,
   parseStatusCode,
   reverseFlowKey,
@@ -598,6 +599,25 @@ test("802.3 length-field frames (LLC) share one key whatever their length", () =
   assert.equal(a.key, c.key);
   assert.equal(formatFlowKey(a), "ether 802.3");
   assert.equal(decodeFlowKey(a.key).etherType, 0);
+});
+
+test("keyFromUnits makes the string of every length of units, 0 to MAX_KEY_UNITS", () => {
+  const u = new Uint16Array(MAX_KEY_UNITS);
+  for (let len = 0; len <= MAX_KEY_UNITS; len++) {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: len, maxLength: len }),
+        (units) => {
+          u.fill(0x4141);
+          u.set(units);
+          const s = keyFromUnits(u, len);
+          assert.equal(s.length, len);
+          for (let i = 0; i < len; i++) assert.equal(s.charCodeAt(i), units[i]);
+        },
+      ),
+      { numRuns: 20 * FUZZ_SCALE },
+    );
+  }
 });
 
 test("keyUnits hold the key's code units; keyString false fills the same units and no string", () => {
