@@ -58,6 +58,23 @@ export const F_REUSED = 1 << 19;
 /** Compared byte/packet counts carry into their high part at 2^30 (stay small integers). */
 export const COUNT_LIMIT = 0x40000000;
 
+// CompareConn's packed parse scalars (#shape), below bit 30 so that it is a small integer on
+// every V8 build: etherType in bits 0–15, ipVersion (0, 4, 6) in 16–18, proto + 1 (proto is -1
+// for non-IP) in 19–27, then two flags.
+const S_IP_VERSION_SHIFT = 16;
+const S_PROTO_SHIFT = 19;
+const S_FRAGMENT = 1 << 28;
+const S_ARP_IPV4 = 1 << 29;
+// CompareConn's cold booleans (#bits).
+const C_QUEUE_FULL_RAISED = 1 << 0;
+const C_PRIMARY_ISN_SET = 1 << 1;
+const C_SECONDARY_SYN = 1 << 2;
+const C_SECONDARY_RST = 1 << 3;
+const C_PRIMARY_FIN = 1 << 4;
+const C_SECONDARY_FIN = 1 << 5;
+const C_PRIMARY_RST = 1 << 6;
+const C_FLUSHED_END_SET = 1 << 7;
+
 /** Appends a record to its side's queue (h.side) of the row at words [b, b + ROW_WORDS) of H. */
 export function queuePush(H: Int32Array, b: number, held: HeldStore, h: Held): void {
   const headW = h.side === PRIMARY ? b + W_P_HEAD : b + W_S_HEAD;
@@ -155,15 +172,6 @@ export class CompareConn extends TrackedConn {
   secondaryIsn = 0;
   /** Highest end of primary TCP data released uncompared (flush, passthrough), to advance compareSeq. */
   flushedEnd = 0;
-  /** A queue-full request was raised for this connection (until the next flush). */
-  queueFullRaised = false;
-  primaryIsnSet = false;
-  secondarySyn = false;
-  secondaryRst = false;
-  primaryFin = false;
-  secondaryFin = false;
-  primaryRst = false;
-  flushedEndSet = false;
   /** High parts of the compared counts, in units of COUNT_LIMIT. */
   bytesHi = 0;
   packetsHi = 0;
@@ -171,16 +179,14 @@ export class CompareConn extends TrackedConn {
   readonly protocol: ProtocolName;
   /** The records the queue ids name. */
   readonly held: HeldStore;
-  // What flowFromKey needs besides the key: the tuple and its text are made only when asked for
-  // (explanations, introspection, passthrough rules), so opening a connection allocates neither
-  // (docs/benchmarks.md, compare daemon, "Many flows").
-  readonly #etherType: number;
-  readonly #ipVersion: number;
-  readonly #proto: number;
-  readonly #fragment: boolean;
-  readonly #srcPort: number;
-  readonly #dstPort: number;
-  readonly #arpIpv4: boolean;
+  // What flowFromKey needs besides the key, packed (S_* below): the tuple and its text are made
+  // only when asked for (explanations, introspection, passthrough rules), so opening a connection
+  // allocates neither (docs/benchmarks.md, compare daemon, "Many flows").
+  readonly #shape: number;
+  /** srcPort << 16 | dstPort (int32). */
+  readonly #ports: number;
+  /** The cold booleans' bits (C_* below). */
+  #bits = 0;
   #text: string | null = null;
 
   /**
@@ -200,13 +206,15 @@ export class CompareConn extends TrackedConn {
     super(key, serial, null, now, row);
     this.held = held;
     this.protocol = protocol;
-    this.#etherType = m.etherType;
-    this.#ipVersion = m.ipVersion;
-    this.#proto = m.proto;
-    this.#fragment = m.fragment;
-    this.#srcPort = m.srcPort;
-    this.#dstPort = m.dstPort;
-    this.#arpIpv4 = arpIpv4;
+    // One word each instead of seven fields: every field is 8 bytes of every connection, and a
+    // connection's bytes are copied twice by the young-generation collector before it settles.
+    this.#shape =
+      m.etherType |
+      (m.ipVersion << S_IP_VERSION_SHIFT) |
+      ((m.proto + 1) << S_PROTO_SHIFT) |
+      (m.fragment ? S_FRAGMENT : 0) |
+      (arpIpv4 ? S_ARP_IPV4 : 0);
+    this.#ports = (m.srcPort << 16) | m.dstPort;
     const r = this.rowArr;
     const b = this.rowBase;
     r[b + W_P_HEAD] = r[b + W_P_TAIL] = r[b + W_S_HEAD] = r[b + W_S_TAIL] = NO_HELD;
@@ -214,16 +222,74 @@ export class CompareConn extends TrackedConn {
   }
 
   protected override makeFlow(): FlowTuple {
+    const s = this.#shape;
     return flowFromKey(
       this.key,
-      this.#etherType,
-      this.#ipVersion,
-      this.#proto,
-      this.#fragment,
-      this.#srcPort,
-      this.#dstPort,
-      this.#arpIpv4,
+      s & 0xffff,
+      (s >>> S_IP_VERSION_SHIFT) & 7,
+      ((s >>> S_PROTO_SHIFT) & 0x1ff) - 1,
+      (s & S_FRAGMENT) !== 0,
+      this.#ports >>> 16,
+      this.#ports & 0xffff,
+      (s & S_ARP_IPV4) !== 0,
     );
+  }
+
+  #cold(mask: number): boolean {
+    return (this.#bits & mask) !== 0;
+  }
+  #setCold(mask: number, on: boolean): void {
+    this.#bits = on ? this.#bits | mask : this.#bits & ~mask;
+  }
+
+  /** A queue-full request was raised for this connection (until the next flush). */
+  get queueFullRaised(): boolean {
+    return this.#cold(C_QUEUE_FULL_RAISED);
+  }
+  set queueFullRaised(v: boolean) {
+    this.#setCold(C_QUEUE_FULL_RAISED, v);
+  }
+  get primaryIsnSet(): boolean {
+    return this.#cold(C_PRIMARY_ISN_SET);
+  }
+  set primaryIsnSet(v: boolean) {
+    this.#setCold(C_PRIMARY_ISN_SET, v);
+  }
+  get secondarySyn(): boolean {
+    return this.#cold(C_SECONDARY_SYN);
+  }
+  set secondarySyn(v: boolean) {
+    this.#setCold(C_SECONDARY_SYN, v);
+  }
+  get secondaryRst(): boolean {
+    return this.#cold(C_SECONDARY_RST);
+  }
+  set secondaryRst(v: boolean) {
+    this.#setCold(C_SECONDARY_RST, v);
+  }
+  get primaryFin(): boolean {
+    return this.#cold(C_PRIMARY_FIN);
+  }
+  set primaryFin(v: boolean) {
+    this.#setCold(C_PRIMARY_FIN, v);
+  }
+  get secondaryFin(): boolean {
+    return this.#cold(C_SECONDARY_FIN);
+  }
+  set secondaryFin(v: boolean) {
+    this.#setCold(C_SECONDARY_FIN, v);
+  }
+  get primaryRst(): boolean {
+    return this.#cold(C_PRIMARY_RST);
+  }
+  set primaryRst(v: boolean) {
+    this.#setCold(C_PRIMARY_RST, v);
+  }
+  get flushedEndSet(): boolean {
+    return this.#cold(C_FLUSHED_END_SET);
+  }
+  set flushedEndSet(v: boolean) {
+    this.#setCold(C_FLUSHED_END_SET, v);
   }
 
   /** Human-readable flow (made on first use). */
