@@ -740,7 +740,10 @@ export class ConnTable<C extends Tracked> {
       const home = ((slab[b + 1]! << 16) | slab[b + 2]!) & mask;
       // The entry at j may fill the hole if the hole lies on its probe path [home, j].
       if (((j - home) & mask) >= ((j - hole) & mask)) {
-        slab.copyWithin(hole * STRIDE, b, b + STRIDE);
+        // The header and the key only, unit by unit (copyWithin is a C++ builtin call).
+        const to = hole * STRIDE;
+        const n = HDR - 1 + slab[b]!;
+        for (let k = 0; k < n; k++) slab[to + k] = slab[b + k]!;
         hole = j;
       }
     }
