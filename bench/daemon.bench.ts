@@ -204,7 +204,11 @@ const coloProxy: System = {
     ];
     for (const id of IDS)
       args.push("--chardev", `socket,id=${id},path=${path.join(dir, `${id}.sock`)},server=on,wait=off`);
-    args.push("--object", OBJ);
+    // Its table must hold every flow: past its default 65,536 connections, with all of them
+    // holding packets, colo-proxy asks for a checkpoint and stops reading until it is done, and
+    // the benchmark answers no checkpoints (QEMU wipes its table at 16,384 instead).
+    const tableRoom = FLOWS + 10_000 > 65_536 ? `,max_connections=${FLOWS + 10_000}` : "";
+    args.push("--object", OBJ + tableRoom);
     const child = spawnQuiet(process.execPath, args);
     return {
       sock: sockIn(dir),

@@ -147,6 +147,9 @@ export class CompareDaemon implements ControlTarget {
         compareTimeout: config.compareTimeout,
         expiredScanCycle: config.expiredScanCycle,
         maxQueueSize: config.maxQueueSize,
+        maxConnections: config.maxConnections,
+        idleTimeout: config.idleTimeout,
+        closedTimeout: config.closedTimeout,
         compatPassthrough: config.compatPassthrough,
       },
       sink,
@@ -252,6 +255,7 @@ export class CompareDaemon implements ControlTarget {
         compare_timeout: config.compareTimeout,
         expired_scan_cycle: config.expiredScanCycle,
         max_queue_size: config.maxQueueSize,
+        max_connections: config.maxConnections,
         vnet_hdr_support: config.vnetHdr,
         passthrough: config.passthrough,
         capture: config.capture?.dir,
@@ -463,6 +467,9 @@ export class CompareDaemon implements ControlTarget {
       compare_timeout: c.compareTimeout,
       expired_scan_cycle: c.expiredScanCycle,
       max_queue_size: c.maxQueueSize,
+      max_connections: c.maxConnections,
+      idle_timeout: c.idleTimeout,
+      closed_timeout: c.closedTimeout,
     };
   }
 

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { DEFAULT_COMPARE_CONFIG } from "../compare/config.ts";
 import { parsePassthroughRule } from "../compare/passthrough.ts";
 import { ConfigError } from "../errors.ts";
 import { type ChardevSocketSpec, parseChardevSpec } from "../wire/chardev-spec.ts";
@@ -27,6 +28,12 @@ export interface CompareDaemonConfig {
   expiredScanCycle: number;
   /** packets per connection per side (QEMU default 1024). */
   maxQueueSize: number;
+  /** Connection table size (colo-proxy extension; default 65536; QEMU wipes its table at 16,384). */
+  maxConnections: number;
+  /** ms without traffic before an idle connection is forgotten (colo-proxy extension; default 120000). */
+  idleTimeout: number;
+  /** ms before a closed (FIN/RST) connection is forgotten (colo-proxy extension; default 10000). */
+  closedTimeout: number;
   vnetHdr: boolean;
   /** Pass IPv6/VLAN/ARP through uncompared like QEMU (default off: we compare them). */
   compatPassthrough: boolean;
@@ -58,7 +65,25 @@ export const DEFAULT_CAPTURE_MIB = 256;
 /** 1 TiB: a cap, not a disk size check; past this a typo is more likely than intent. */
 const MAX_CAPTURE_MIB = 1024 * 1024;
 
-export const DEFAULTS = { compareTimeout: 3000, expiredScanCycle: 1000, maxQueueSize: 1024 } as const;
+export const DEFAULTS = {
+  compareTimeout: DEFAULT_COMPARE_CONFIG.compareTimeout,
+  expiredScanCycle: DEFAULT_COMPARE_CONFIG.expiredScanCycle,
+  maxQueueSize: DEFAULT_COMPARE_CONFIG.maxQueueSize,
+  maxConnections: DEFAULT_COMPARE_CONFIG.maxConnections,
+  idleTimeout: DEFAULT_COMPARE_CONFIG.idleTimeout,
+  closedTimeout: DEFAULT_COMPARE_CONFIG.closedTimeout,
+} as const;
+
+/** The object's numeric properties: QEMU's three, then colo-proxy's extensions. */
+export const NUMERIC_KEYS = [
+  "compare_timeout",
+  "expired_scan_cycle",
+  "max_queue_size",
+  "max_connections",
+  "idle_timeout",
+  "closed_timeout",
+] as const;
+export type NumericKey = (typeof NUMERIC_KEYS)[number];
 
 const cfgErr = (
   code:
@@ -122,6 +147,10 @@ const OBJECT_KEYS = new Set([
   "expired_scan_cycle",
   "max_queue_size",
   "vnet_hdr_support",
+  // colo-proxy extensions (QEMU has no such properties)
+  "max_connections",
+  "idle_timeout",
+  "closed_timeout",
 ]);
 
 interface CompareObject {
@@ -133,6 +162,9 @@ interface CompareObject {
   compare_timeout?: number;
   expired_scan_cycle?: number;
   max_queue_size?: number;
+  max_connections?: number;
+  idle_timeout?: number;
+  closed_timeout?: number;
   vnet_hdr_support?: boolean;
 }
 
@@ -169,7 +201,7 @@ export function parseObject(text: string): CompareObject | undefined {
   const w = `${what} colo-compare ${o.id}`;
   const n = q.opts.get("notify_dev");
   if (n !== undefined) o.notify_dev = n;
-  for (const k of ["compare_timeout", "expired_scan_cycle", "max_queue_size"] as const) {
+  for (const k of NUMERIC_KEYS) {
     const v = q.opts.get(k);
     if (v !== undefined) o[k] = parsePositiveU32(v, k, w);
   }
@@ -210,6 +242,9 @@ export const configFileSchema = z
     compare_timeout: positive.optional(),
     expired_scan_cycle: positive.optional(),
     max_queue_size: positive.optional(),
+    max_connections: positive.optional(),
+    idle_timeout: positive.optional(),
+    closed_timeout: positive.optional(),
     vnet_hdr_support: z.boolean().optional(),
     compat_passthrough: z.boolean().optional(),
     control: z.string().min(1).optional(),
@@ -268,6 +303,9 @@ export interface RawCompareOptions {
   compare_timeout?: number;
   expired_scan_cycle?: number;
   max_queue_size?: number;
+  max_connections?: number;
+  idle_timeout?: number;
+  closed_timeout?: number;
   vnet_hdr_support?: boolean;
   compat_passthrough?: boolean;
   control?: string;
@@ -292,9 +330,7 @@ export function mergeConfigFile(raw: RawCompareOptions, file: ConfigFile): void 
     if (v !== undefined && raw.endpoints[k] === undefined) raw.endpoints[k] = v;
   }
   raw.id ??= file.id;
-  raw.compare_timeout ??= file.compare_timeout;
-  raw.expired_scan_cycle ??= file.expired_scan_cycle;
-  raw.max_queue_size ??= file.max_queue_size;
+  for (const k of NUMERIC_KEYS) raw[k] ??= file[k];
   raw.vnet_hdr_support ??= file.vnet_hdr_support;
   raw.compat_passthrough ??= file.compat_passthrough;
   raw.control ??= file.control;
@@ -375,7 +411,7 @@ export function resolveCompareConfig(
       }
     }
   }
-  const num = (k: "compare_timeout" | "expired_scan_cycle" | "max_queue_size", dflt: number) => {
+  const num = (k: NumericKey, dflt: number) => {
     const v = raw[k] ?? obj?.[k] ?? dflt;
     if (!Number.isSafeInteger(v) || v <= 0 || v > 0xffffffff)
       throw cfgErr("COLO_ERR_CONFIG_VALUE", `${k} must be an integer between 1 and 4294967295, got ${v}`);
@@ -390,6 +426,9 @@ export function resolveCompareConfig(
     compareTimeout: num("compare_timeout", DEFAULTS.compareTimeout),
     expiredScanCycle: num("expired_scan_cycle", DEFAULTS.expiredScanCycle),
     maxQueueSize: num("max_queue_size", DEFAULTS.maxQueueSize),
+    maxConnections: num("max_connections", DEFAULTS.maxConnections),
+    idleTimeout: num("idle_timeout", DEFAULTS.idleTimeout),
+    closedTimeout: num("closed_timeout", DEFAULTS.closedTimeout),
     vnetHdr: raw.vnet_hdr_support ?? obj?.vnet_hdr_support ?? false,
     compatPassthrough: raw.compat_passthrough ?? false,
     control: raw.control,

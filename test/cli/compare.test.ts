@@ -23,6 +23,10 @@ test("colo-proxy compare --help documents QEMU syntax, friendly flags, config fi
     "compare_timeout",
     "expired_scan_cycle",
     "max_queue_size",
+    "max_connections",
+    "idle_timeout",
+    "closed_timeout",
+    "--max-connections",
     "vnet_hdr_support",
     "notify_dev",
     "iothread",
@@ -51,6 +55,8 @@ test("bad configuration exits 2 and names a stable code", async () => {
       "COLO_ERR_CONFIG_VALUE",
     ],
     [["--max-queue-size", "lots"], "COLO_ERR_CONFIG_VALUE"],
+    [["--max-connections", "0"], "COLO_ERR_CONFIG_VALUE"],
+    [["--idle-timeout", "-5"], "COLO_ERR_CONFIG_VALUE"],
     [["--log-level", "chatty"], "COLO_ERR_CONFIG_VALUE"],
   ];
   for (const [args, code] of inProcess) {
@@ -84,7 +90,7 @@ test("QEMU single-dash lines, friendly flags and a JSON file mean the same thing
       "-object",
       "iothread,id=iot",
       "-object",
-      "colo-compare,id=primary_in,primary_in=pri,secondary_in=sec,outdev=out,compare_timeout=500,iothread=iot",
+      "colo-compare,id=primary_in,primary_in=pri,secondary_in=sec,outdev=out,compare_timeout=500,iothread=iot,max_connections=300000,idle_timeout=30000",
     ]).raw,
   );
   const friendly = resolveCompareConfig(
@@ -96,6 +102,9 @@ test("QEMU single-dash lines, friendly flags and a JSON file mean the same thing
       "connect:127.0.0.1:9005",
       "--compare-timeout",
       "500",
+      "--max-connections",
+      "300000",
+      "--idle-timeout=30000",
     ]).raw,
   );
   const file = path.join(tempDir(t), "compare.json");
@@ -106,13 +115,15 @@ test("QEMU single-dash lines, friendly flags and a JSON file mean the same thing
       secondary_in: "127.0.0.1:9004",
       outdev: { host: "127.0.0.1", port: 9005, server: false },
       compare_timeout: 500,
+      max_connections: 300000,
+      idle_timeout: 30000,
     }),
   );
   const json = resolveCompareConfig(parseCompareArgs(["--config", file]).raw);
   const shape = (c: typeof qemu) =>
     [c.primaryIn, c.secondaryIn!, c.outdev]
       .map((e) => [e.transport, e.host, e.port, e.server])
-      .concat([[c.compareTimeout]]);
+      .concat([[c.compareTimeout, c.maxConnections, c.idleTimeout, c.closedTimeout]]);
   assert.deepEqual(shape(friendly), shape(qemu));
   assert.deepEqual(shape(json), shape(qemu));
   assert.throws(() => parseCompareArgs(["--compare-timeout", "0"]), ConfigError);

@@ -176,10 +176,12 @@ test("notify_dev: INIT answered, DO_CHECKPOINT owed while Xen is away is sent wh
 
 test("set-param changes compare_timeout at run time; query-params reports it", async (t) => {
   const { client } = await daemon(t, ["compare_timeout=100"]);
+  const defaults = { max_connections: 65536, idle_timeout: 120_000, closed_timeout: 10_000 };
   assert.deepEqual(await client.execute("query-params"), {
     compare_timeout: 100,
     expired_scan_cycle: 1000,
     max_queue_size: 1024,
+    ...defaults,
   });
   await client.execute("set-param", { name: "expired_scan_cycle", value: 10 });
   await client.execute("set-param", { name: "compare_timeout", value: 50 });
@@ -187,7 +189,27 @@ test("set-param changes compare_timeout at run time; query-params reports it", a
     compare_timeout: 50,
     expired_scan_cycle: 10,
     max_queue_size: 1024,
+    ...defaults,
   });
+});
+
+test("max_connections bounds the table from the start: a new flow evicts the least recent idle one", async (t) => {
+  const { pri, sec, out, client } = await daemon(t, ["max_connections=2", "idle_timeout=600000"]);
+  assert.equal((await client.execute<Record<string, number>>("query-params")).max_connections, 2);
+  // One flow at a time, each released before the next opens: the table holds only idle
+  // connections when the third flow arrives. (Were they all holding packets, the third would be
+  // admitted over the limit with a table-full checkpoint request: the engine's tests cover that.)
+  for (const sport of [1, 2, 3]) {
+    pri.send(tcp({ sport, payload: "x" }));
+    sec.send(tcp({ sport, payload: "x" }));
+    assert.ok(await out!.waitFrames(sport, 20_000), `flow ${sport} released`);
+  }
+  const conns = await client.execute<Array<{ flow: string }>>("query-connections");
+  assert.equal(conns.length, 2, "never more than max_connections");
+  assert.ok(
+    conns.every((c) => !/:1 /.test(`${c.flow} `)),
+    `the first flow was evicted: ${conns.map((c) => c.flow).join(", ")}`,
+  );
 });
 
 test("while traffic flows the expiry scan runs inside the input reads, not only from its timer", async (t) => {

@@ -71,6 +71,21 @@ test("the canonical COLO-FT.txt compare lines resolve unchanged (iothread accept
     [c.compareTimeout, c.expiredScanCycle, c.maxQueueSize, c.vnetHdr],
     [3000, 1000, 1024, false],
   );
+  assert.deepEqual([c.maxConnections, c.idleTimeout, c.closedTimeout], [65536, 120_000, 10_000]);
+});
+
+test("colo-proxy's table extensions: max_connections, idle_timeout, closed_timeout (object, flags' raw keys, file)", () => {
+  const raw = emptyRawOptions();
+  raw.chardevs.push("socket,id=p,port=1,server", "socket,id=s,port=2,server", "socket,id=o,port=3,server");
+  raw.objects.push(
+    "colo-compare,id=c,primary_in=p,secondary_in=s,outdev=o,max_connections=500000,idle_timeout=60000",
+  );
+  const c = resolveCompareConfig(raw);
+  assert.deepEqual([c.maxConnections, c.idleTimeout, c.closedTimeout], [500_000, 60_000, 10_000]);
+  raw.closed_timeout = 250; // a friendly flag or the file
+  raw.max_connections = 100;
+  const d = resolveCompareConfig(raw);
+  assert.deepEqual([d.maxConnections, d.idleTimeout, d.closedTimeout], [100, 60_000, 250], "flags win");
 });
 
 test("colo-compare properties are parsed with QEMU's rules", () => {
@@ -98,6 +113,9 @@ test("bad configuration gets stable codes", () => {
   const base = "colo-compare,id=c,primary_in=p,secondary_in=s,outdev=o";
   assert.equal(code(withObj(`${base},compare_timeout=0`)), "COLO_ERR_CONFIG_VALUE");
   assert.equal(code(withObj(`${base},max_queue_size=-1`)), "COLO_ERR_CONFIG_VALUE");
+  assert.equal(code(withObj(`${base},max_connections=0`)), "COLO_ERR_CONFIG_VALUE");
+  assert.equal(code(withObj(`${base},idle_timeout=soon`)), "COLO_ERR_CONFIG_VALUE");
+  assert.equal(code(withObj(`${base},closed_timeout=4294967296`)), "COLO_ERR_CONFIG_VALUE");
   assert.equal(code(withObj(`${base},vnet_hdr_support=maybe`)), "COLO_ERR_CONFIG_VALUE");
   assert.equal(code(withObj(`${base},bogus=1`)), "COLO_ERR_CONFIG_UNSUPPORTED");
   assert.equal(code(withObj("colo-compare,id=c,primary_in=p,secondary_in=s")), "COLO_ERR_CONFIG_MISSING");
@@ -151,16 +169,20 @@ test("JSON config file: same meaning, command line wins, schema errors have a co
       secondary_in: { host: "127.0.0.1", port: 9004 },
       outdev: { path: "/tmp/out.sock", server: false },
       compare_timeout: 500,
+      max_connections: 200000,
+      closed_timeout: 5000,
     }),
   );
   const raw = emptyRawOptions();
   raw.compare_timeout = 42;
+  raw.closed_timeout = 7;
   mergeConfigFile(raw, loadConfigFile(file));
   const c = resolveCompareConfig(raw);
   assert.deepEqual(
     [c.primaryIn.port, c.secondaryIn!.port, c.outdev.path, c.outdev.server, c.compareTimeout],
     [9001, 9004, "/tmp/out.sock", false, 42],
   );
+  assert.deepEqual([c.maxConnections, c.closedTimeout], [200_000, 7]);
 
   writeFileSync(file, JSON.stringify({ primary_in: "a:1", compare_timeout: "soon" }));
   assert.equal(

@@ -46,6 +46,12 @@ QEMU syntax:
       is paused and a checkpoint requested (QEMU drops the frame). vnet_hdr_support=on: frames
       carry the vnet-header length word on primary_in, secondary_in and outdev.
       iothread= is accepted and ignored; '--object iothread,...' is accepted and ignored.
+      colo-proxy extensions (not in QEMU): max_connections=N (connection table size, default
+      65536: a new flow in a full table evicts the least recently active connection that holds
+      no packets; if every one holds packets, a checkpoint is requested and input paused — QEMU
+      instead wipes its table at 16384, losing what it held), idle_timeout=MS (default 120000)
+      and closed_timeout=MS (default 10000): how long idle and closed (FIN/RST) connections
+      are kept.
   notify_dev (Xen COLO): COLO_USERSPACE_PROXY_INIT is answered with COLO_COMPARE_GET_XEN_INIT,
       every checkpoint request is sent as DO_CHECKPOINT, COLO_CHECKPOINT completes a checkpoint.
 
@@ -54,6 +60,7 @@ Friendly flags (same meaning; override the QEMU strings):
       ADDR is HOST:PORT or unix:PATH (listen), or connect:HOST:PORT / connect:unix:PATH (dial).
       A chardev id defined with --chardev also works.
   --compare-timeout MS  --expired-scan-cycle MS  --max-queue-size N  --vnet-hdr-support
+  --max-connections N  --idle-timeout MS  --closed-timeout MS
   --compat-passthrough   pass IPv6, VLAN-tagged and ARP frames through uncompared, as QEMU does
   --passthrough RULE     release flows matching RULE uncompared from the start (repeatable), e.g.
                          --passthrough "tcp 10.0.0.0/24:3389"; grammar in docs/compare.md.
@@ -68,7 +75,8 @@ Friendly flags (same meaning; override the QEMU strings):
   --config FILE          JSON file: { "chardev": ["socket,..."], "object": ["colo-compare,..."] }
                          or { "primary_in": "127.0.0.1:9001" | {"host","port","path","server","reconnect"},
                          "secondary_in", "outdev", "notify_dev", "compare_timeout",
-                         "expired_scan_cycle", "max_queue_size", "vnet_hdr_support",
+                         "expired_scan_cycle", "max_queue_size", "max_connections",
+                         "idle_timeout", "closed_timeout", "vnet_hdr_support",
                          "compat_passthrough", "control", "log_level", "passthrough": [RULE...],
                          "capture": DIR, "capture_frames": N, "capture_max_per_minute": N,
                          "capture_max_mib": N }. Command-line flags win
@@ -103,6 +111,9 @@ const VALUE_FLAGS = new Set([
   "compare-timeout",
   "expired-scan-cycle",
   "max-queue-size",
+  "max-connections",
+  "idle-timeout",
+  "closed-timeout",
   "control",
   "control-tcp",
   "metrics",
@@ -199,7 +210,10 @@ export function parseCompareArgs(argv: string[], extra?: ExtraFlags): ParsedComp
         break;
       case "compare-timeout":
       case "expired-scan-cycle":
-      case "max-queue-size": {
+      case "max-queue-size":
+      case "max-connections":
+      case "idle-timeout":
+      case "closed-timeout": {
         const key = name.replaceAll("-", "_") as "compare_timeout";
         raw[key] = parsePositiveU32(value, key, `--${name}`);
         break;

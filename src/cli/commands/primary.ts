@@ -5,7 +5,7 @@
 import { CONTROL_ARG_HELP, type ControlArgValues, controlOptionsFromArgs } from "../../control/index.ts";
 import { ConfigError } from "../../errors.ts";
 import { createLogger } from "../../log.ts";
-import { type RawCompareOptions, resolveCompareConfig } from "../../node/config.ts";
+import { NUMERIC_KEYS, type RawCompareOptions, resolveCompareConfig } from "../../node/config.ts";
 import { parsePositiveU32 } from "../../node/config-qemu.ts";
 import {
   boolOpt,
@@ -53,7 +53,8 @@ Client side:
                          mirror_in consumed them instead of copying
   QEMU syntax: --object colo-primary,id=ID,mirror_in=ID,primary_in=ID,outdev=ID[,guest_in=ID]
                [,notify_dev=ID][,addr=HOST:PORT][,compare_timeout=MS][,expired_scan_cycle=MS]
-               [,max_queue_size=N][,vnet_hdr_support=on][,secondary_in=ID,secondary_out=ID]
+               [,max_queue_size=N][,max_connections=N][,idle_timeout=MS][,closed_timeout=MS]
+               [,vnet_hdr_support=on][,secondary_in=ID,secondary_out=ID]
 
 QEMU's canonical COLO-FT secondary instead of a colo-proxy secondary (no --addr):
   --secondary-out ADDR   client frames for the QEMU secondary's filter-redirector indev (red0, :9003)
@@ -62,7 +63,8 @@ QEMU's canonical COLO-FT secondary instead of a colo-proxy secondary (no --addr)
 ${LINK_HELP}
 
 Comparison (as for 'colo-proxy compare'): --primary-in --outdev --notify-dev --compare-timeout
---expired-scan-cycle --max-queue-size --vnet-hdr-support --compat-passthrough --chardev --config
+--expired-scan-cycle --max-queue-size --max-connections --idle-timeout --closed-timeout
+--vnet-hdr-support --compat-passthrough --chardev --config
 --passthrough RULE --capture DIR --capture-frames N --capture-max-per-minute N --capture-max-mib N
 (see 'colo-proxy compare --help').
 
@@ -83,6 +85,9 @@ const PRIMARY_KEYS = [
   "compare_timeout",
   "expired_scan_cycle",
   "max_queue_size",
+  "max_connections",
+  "idle_timeout",
+  "closed_timeout",
   "vnet_hdr_support",
 ] as const;
 
@@ -200,7 +205,7 @@ function applyPrimaryObject(
     const v = o.get(k);
     if (v !== undefined) raw.endpoints[k] ??= v;
   }
-  for (const k of ["compare_timeout", "expired_scan_cycle", "max_queue_size"] as const) {
+  for (const k of NUMERIC_KEYS) {
     const v = o.get(k);
     if (v !== undefined) raw[k] ??= parsePositiveU32(v, k, what);
   }
