@@ -16,8 +16,11 @@
  * caller read and write the connection's per-packet state in one cache line of a typed array
  * without touching the connection object at all: with 100k connections nothing is in cache, and
  * an object costs more lines (and a map check) than the row (docs/benchmarks.md, compare engine,
- * "Session 8"). A connection outside a table (before `add`, after `delete`) keeps a private copy
- * of its row (`rowArr` / `rowBase` always say where the row is). With `deferFree`, a deleted
+ * "Session 8"). A connection outside a table keeps a private copy of its row (`rowArr` /
+ * `rowBase` always say where the row is): after `delete`, and before `add` unless it was
+ * constructed on a row the table staged for it (`stageRow`: the row it will have, so opening a
+ * connection allocates no private row). The slab stores no pointer to the connection and the
+ * connection no slot: `delete` finds the slot by probing from the stored hash. With `deferFree`, a deleted
  * connection's index is reused only after `recycle()`: code still holding the index (a caller
  * re-entered from a callback that deleted it) then writes a dead row, never another connection's.
  *
