@@ -153,6 +153,8 @@ export class CompareDaemon implements ControlTarget {
         compatPassthrough: config.compatPassthrough,
       },
       sink,
+      // Sized for max_connections up front: growing the table later is a pause (see the option).
+      { tableConnections: config.maxConnections },
     );
     for (const rule of config.passthrough ?? []) this.engine.addPassthrough(rule, this.#now());
     const vnetHdr = config.vnetHdr;

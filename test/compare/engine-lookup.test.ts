@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { CompareEngine } from "../../src/compare/engine.ts";
+import { CompareEngine, MAX_PRESIZED_CONNECTIONS } from "../../src/compare/engine.ts";
 import { newFrameMeta } from "../../src/packet/meta.ts";
 import { parseFrame } from "../../src/packet/parse.ts";
 import { anyFrame } from "../packet/arb.ts";
-import { RecordingSink } from "./harness.ts";
+import { RecordingSink, tcp } from "./harness.ts";
 
 // The engine looks connections up by the key's code units (no key string per frame) and makes
 // the key string only when it creates a connection: both must agree with the parser's key.
@@ -47,5 +47,23 @@ test("one connection per distinct parser flow key, in first-seen order, keyed by
       engine.checkInvariant();
     }),
     { numRuns: 200 },
+  );
+});
+
+test("tableConnections sizes the table up front (two slots per connection); without it the table grows", () => {
+  const frame = (i: number) => tcp("primary", { dport: 1000 + i, seq: 1, payload: "x" });
+  const grown = new CompareEngine({}, new RecordingSink());
+  assert.equal(grown.tableSlots, 64, "small by default");
+  for (let i = 0; i < 100; i++) grown.pushPrimary(frame(i), 0, 0);
+  assert.equal(grown.tableSlots, 256, "doubled to keep the load at most 1/2");
+  const sized = new CompareEngine({}, new RecordingSink(), { tableConnections: 1000 });
+  assert.equal(sized.tableSlots, 2048);
+  for (let i = 0; i < 1000; i++) sized.pushPrimary(frame(i), 0, 0);
+  assert.equal(sized.tableSlots, 2048, "1000 connections: no growth");
+  assert.equal(sized.stats().connections, 1000);
+  assert.equal(
+    new CompareEngine({}, new RecordingSink(), { tableConnections: 1e9 }).tableSlots,
+    2 * MAX_PRESIZED_CONNECTIONS,
+    "capped",
   );
 });

@@ -175,7 +175,8 @@ test("notify_dev: INIT answered, DO_CHECKPOINT owed while Xen is away is sent wh
 });
 
 test("set-param changes compare_timeout at run time; query-params reports it", async (t) => {
-  const { client } = await daemon(t, ["compare_timeout=100"]);
+  const { d, client } = await daemon(t, ["compare_timeout=100"]);
+  assert.equal(d.engine.tableSlots, 131_072, "sized for the default 65,536 connections: never grows");
   const defaults = { max_connections: 65536, idle_timeout: 120_000, closed_timeout: 10_000 };
   assert.deepEqual(await client.execute("query-params"), {
     compare_timeout: 100,
@@ -194,8 +195,9 @@ test("set-param changes compare_timeout at run time; query-params reports it", a
 });
 
 test("max_connections bounds the table from the start: a new flow evicts the least recent idle one", async (t) => {
-  const { pri, sec, out, client } = await daemon(t, ["max_connections=2", "idle_timeout=600000"]);
+  const { d, pri, sec, out, client } = await daemon(t, ["max_connections=2", "idle_timeout=600000"]);
   assert.equal((await client.execute<Record<string, number>>("query-params")).max_connections, 2);
+  assert.equal(d.engine.tableSlots, 8, "sized for max_connections up front (at least 8 slots)");
   // One flow at a time, each released before the next opens: the table holds only idle
   // connections when the third flow arrives. (Were they all holding packets, the third would be
   // admitted over the limit with a table-full checkpoint request: the engine's tests cover that.)
