@@ -391,3 +391,16 @@ test("primary CLI: --passthrough, ctl passthrough add and --capture work as on c
   assert.equal(report.events[0]?.reason, "payload-differs");
   assert.equal(report.events[0]?.flow, "tcp 10.0.0.1:80 > 10.0.0.2:40000");
 });
+
+test("colo-primary takes the table settings too: max_connections etc. on its -object, or as flags", () => {
+  const p = parsePrimaryArgs([
+    "--object",
+    "colo-primary,id=p,mirror_in=127.0.0.1:9000,primary_in=127.0.0.1:9001,outdev=127.0.0.1:9005," +
+      "secondary_out=127.0.0.1:9003,secondary_in=127.0.0.1:9004,max_connections=300000,closed_timeout=500",
+    "--idle-timeout",
+    "9000",
+  ]);
+  assert.ok(!p.help);
+  const c = p.config.compare;
+  assert.deepEqual([c.maxConnections, c.idleTimeout, c.closedTimeout], [300_000, 9000, 500]);
+});

@@ -6,7 +6,7 @@ import { HeldStore } from "../../src/compare/held.ts";
 import { extractFlow, isArpIpv4, protocolName } from "../../src/conntrack/flow.ts";
 import { newFrameMeta, ParseStatus } from "../../src/packet/meta.ts";
 import { parseFrame } from "../../src/packet/parse.ts";
-import { anyFrame } from "../packet/arb.ts";
+import { mutatedFrame } from "../packet/arb.ts";
 
 function connFor(
   frame: Buffer,
@@ -20,17 +20,11 @@ function connFor(
 
 test("a connection's flow, rebuilt from its packed parse scalars, is extractFlow's (any frame, mutated)", () => {
   fc.assert(
-    fc.property(
-      anyFrame,
-      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
-      ({ frame, vnetLen }, flips) => {
-        const f = Buffer.from(frame);
-        for (const [at, v] of flips) if (f.length > vnetLen) f[vnetLen + (at % (f.length - vnetLen))] = v;
-        const r = connFor(f, vnetLen);
-        if (r === null) return;
-        assert.deepEqual(r.c.flow, extractFlow(r.m, f));
-      },
-    ),
+    fc.property(mutatedFrame, ({ frame, vnetLen }) => {
+      const r = connFor(frame, vnetLen);
+      if (r === null) return;
+      assert.deepEqual(r.c.flow, extractFlow(r.m, frame));
+    }),
     { numRuns: 2000 },
   );
 });

@@ -13,7 +13,7 @@ import {
 } from "../../src/packet/build.ts";
 import { type FrameMeta, newFrameMeta, ParseStatus } from "../../src/packet/meta.ts";
 import { parseFrame } from "../../src/packet/parse.ts";
-import { anyFrame } from "../packet/arb.ts";
+import { mutatedFrame } from "../packet/arb.ts";
 
 function describe(frame: Buffer): [string, string] {
   const m = newFrameMeta();
@@ -104,19 +104,11 @@ function rebuilt(m: FrameMeta, frame: Uint8Array) {
 
 test("flowFromKey rebuilds extractFlow's tuple from the key and the parse's scalars (any frame, mutated)", () => {
   fc.assert(
-    fc.property(
-      anyFrame,
-      fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }),
-      ({ frame, vnetLen }, flips) => {
-        // Random byte changes reach the odd cases: ARP of other sizes, 802.3 lengths, fragments,
-        // unknown protocols, truncated headers (those do not parse and open no connection).
-        const f = Buffer.from(frame);
-        for (const [at, v] of flips) if (f.length > vnetLen) f[vnetLen + (at % (f.length - vnetLen))] = v;
-        const m = newFrameMeta();
-        if (parseFrame(f, vnetLen, m) !== ParseStatus.Ok) return;
-        assert.deepEqual(rebuilt(m, f), extractFlow(m, f));
-      },
-    ),
+    fc.property(mutatedFrame, ({ frame, vnetLen }) => {
+      const m = newFrameMeta();
+      if (parseFrame(frame, vnetLen, m) !== ParseStatus.Ok) return;
+      assert.deepEqual(rebuilt(m, frame), extractFlow(m, frame));
+    }),
     { numRuns: 3000 },
   );
 });

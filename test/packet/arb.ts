@@ -142,3 +142,16 @@ export const anyFrame = fc.oneof(
   arpFrame,
   etherFrame,
 );
+
+/**
+ * anyFrame with up to four random byte changes after the vnet header: reaches the odd cases (ARP
+ * of other sizes, 802.3 lengths, fragments, unknown protocols, truncated headers, which do not
+ * parse). A fresh Buffer.
+ */
+export const mutatedFrame = fc
+  .tuple(anyFrame, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }))
+  .map(([{ frame, vnetLen }, flips]) => {
+    const f = Buffer.from(frame);
+    for (const [at, v] of flips) if (f.length > vnetLen) f[vnetLen + (at % (f.length - vnetLen))] = v;
+    return { frame: f, vnetLen };
+  });

@@ -82,12 +82,7 @@ const PRIMARY_KEYS = [
   "outdev",
   "notify_dev",
   "addr",
-  "compare_timeout",
-  "expired_scan_cycle",
-  "max_queue_size",
-  "max_connections",
-  "idle_timeout",
-  "closed_timeout",
+  ...NUMERIC_KEYS,
   "vnet_hdr_support",
 ] as const;
 
