@@ -74,7 +74,7 @@ export const DEFAULTS = {
   closedTimeout: DEFAULT_COMPARE_CONFIG.closedTimeout,
 } as const;
 
-/** The object's numeric properties: QEMU's three, then colo-proxy's extensions. */
+/** The object's numeric properties: QEMU's three, then colo-proxy's extensions (not in QEMU). */
 export const NUMERIC_KEYS = [
   "compare_timeout",
   "expired_scan_cycle",
@@ -136,21 +136,15 @@ export function parseAddress(id: string, addr: string): EndpointConfig {
 // ---------------------------------------------------------------------------------------------
 // the colo-compare object
 
-const OBJECT_KEYS = new Set([
+const OBJECT_KEYS = new Set<string>([
   "id",
   "primary_in",
   "secondary_in",
   "outdev",
   "notify_dev",
   "iothread",
-  "compare_timeout",
-  "expired_scan_cycle",
-  "max_queue_size",
+  ...NUMERIC_KEYS,
   "vnet_hdr_support",
-  // colo-proxy extensions (QEMU has no such properties)
-  "max_connections",
-  "idle_timeout",
-  "closed_timeout",
 ]);
 
 interface CompareObject {
