@@ -158,6 +158,8 @@ export class CompareEngine {
    */
   readonly #table: ConnTable<CompareConn>;
   readonly #pages: readonly Int32Array[];
+  /** Created with tableConnections: the table follows max_connections when it is raised. */
+  readonly #presized: boolean;
   readonly #held = new HeldStore();
   /** Nesting depth of public calls (a sink callback may call in again). */
   #depth = 0;
@@ -204,6 +206,7 @@ export class CompareEngine {
       initialCapacity: 2 * Math.min(options.tableConnections ?? 32, MAX_PRESIZED_CONNECTIONS),
     });
     this.#pages = this.#table.pages;
+    this.#presized = options.tableConnections !== undefined;
     this.#sink = sink;
     this.#batchMin = options.batchMinConnections ?? WARM_MIN_CONNECTIONS;
     this.#observe = sink.observe?.bind(sink);
@@ -572,6 +575,11 @@ export class CompareEngine {
   setParam(name: string, value: unknown): number | boolean {
     const { field, value: v } = checkParam(name, value);
     (this.#cfg as unknown as Record<string, number | boolean>)[field] = v;
+    // A table sized at start is sized again when the limit is raised: the rehash pause happens
+    // now, at the operator's command, not later in the middle of traffic.
+    if (field === "maxConnections" && this.#presized) {
+      this.#table.reserve(Math.min(v as number, MAX_PRESIZED_CONNECTIONS));
+    }
     return v;
   }
 

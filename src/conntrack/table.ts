@@ -711,10 +711,25 @@ export class ConnTable<C extends Tracked> {
     }
   }
 
+  /**
+   * Grows the slab now, if needed, so that `connections` fit without growing later (load at most
+   * 1/2): the rehash pause happens at a moment the caller chooses (an operator raising the limit),
+   * not when traffic reaches it. Never shrinks.
+   */
+  reserve(connections: number): void {
+    let cap = this.#mask + 1;
+    while (cap < 2 * connections) cap *= 2;
+    if (cap > this.#mask + 1) this.#resize(cap);
+  }
+
   #grow(): void {
+    this.#resize(2 * (this.#mask + 1));
+  }
+
+  /** Rehashes every entry into a new slab of `cap` slots (a power of two, larger than now). */
+  #resize(cap: number): void {
     const oldSlab = this.#slab;
     const oldCap = this.#mask + 1;
-    const cap = 2 * oldCap;
     const slab = new Uint16Array(cap * STRIDE);
     this.#slab = slab;
     this.#mask = cap - 1;

@@ -66,4 +66,12 @@ test("tableConnections sizes the table up front (two slots per connection); with
     2 * MAX_PRESIZED_CONNECTIONS,
     "capped",
   );
+  // Raising max_connections at run time sizes a presized table again (the pause happens then);
+  // an engine that grows on demand is left to grow.
+  sized.setParam("max_connections", 5000);
+  assert.equal(sized.tableSlots, 16_384);
+  for (let i = 0; i < 1000; i++) sized.pushPrimary(frame(i), 0, 0);
+  assert.equal(sized.stats().connections, 1000, "the same connections, found again after the rehash");
+  grown.setParam("max_connections", 5000);
+  assert.equal(grown.tableSlots, 256);
 });

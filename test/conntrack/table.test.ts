@@ -172,3 +172,16 @@ test("stageRow: a connection constructed on a staged row is added in place; stag
   assert.equal(a.rowArr.length, 16, "a private copy once deleted");
   assert.equal(a.rowArr[15], 7);
 });
+
+test("reserve grows the table now so that that many connections fit without growing later; never shrinks", () => {
+  const { t, conns } = table(["a", "b", "c"]);
+  assert.equal(t.capacity, 64);
+  t.reserve(1000);
+  assert.equal(t.capacity, 2048, "two slots per connection, a power of two");
+  for (const c of conns) assert.equal(t.get(c.key), c, "every connection still found after the rehash");
+  t.delete(conns[1]!);
+  assert.equal(t.get("b"), undefined);
+  assert.equal(t.get("c"), conns[2], "delete finds slots after a rehash");
+  t.reserve(10);
+  assert.equal(t.capacity, 2048, "never shrinks");
+});
