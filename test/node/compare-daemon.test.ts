@@ -186,6 +186,9 @@ test("set-param changes compare_timeout at run time; query-params reports it", a
   });
   await client.execute("set-param", { name: "expired_scan_cycle", value: 10 });
   await client.execute("set-param", { name: "compare_timeout", value: 50 });
+  await client.execute("set-param", { name: "max_connections", value: 70_000 });
+  assert.equal(d.engine.tableSlots, 262_144, "raised at run time: sized again at once");
+  defaults.max_connections = 70_000;
   assert.deepEqual(await client.execute("query-params"), {
     compare_timeout: 50,
     expired_scan_cycle: 10,
